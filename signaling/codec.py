@@ -1,0 +1,109 @@
+"""Decode and encode wire messages, turning every bad input into a typed ProtocolError.
+
+`decode_inbound` is the single gate for what a peer sends the server; `decode_outbound`
+is what clients (booth, CSO stand-in, tests) use on what the server sends them. The order
+of checks matters: size, JSON, shape, version, type, role, then fields - so each failure
+gets the most specific code.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from signaling.errors import ERROR_HINTS, ErrorCode, ProtocolError
+from signaling.messages import (
+    ALL_MESSAGES,
+    INBOUND,
+    OUTBOUND,
+    Envelope,
+    Error,
+    Role,
+    type_name,
+)
+from signaling.version import PROTOCOL_VERSION
+
+DEFAULT_MAX_MESSAGE_BYTES = 65_536 + 4_096
+
+
+@cache
+def _adapter(models: tuple[type[Envelope], ...]) -> TypeAdapter[Any]:
+    union = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+    return TypeAdapter(union)
+
+
+def _decode(
+    raw: str | bytes, allowed: tuple[type[Envelope], ...], role: Role, max_bytes: int
+) -> Envelope:
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise ProtocolError(
+            ErrorCode.TOO_LARGE, f"message is {size} bytes; the limit is {max_bytes}"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+    ref = data.get("id") if isinstance(data.get("id"), str) else None
+    ref = ref if ref and len(ref) <= 64 else None
+    version = data.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version {version!r} is not supported; this server speaks "
+            f"v{PROTOCOL_VERSION}",
+            ref=ref,
+            fatal=True,
+        )
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field `type`", ref=ref)
+    if kind not in ALL_MESSAGES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", ref=ref)
+    if kind not in {type_name(m) for m in allowed}:
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN_FOR_ROLE, f"a {role} socket may not send {kind!r}", ref=ref
+        )
+    try:
+        return _adapter(allowed).validate_python(data)  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or '(message)'}: {err['msg']}"
+            for err in exc.errors()[:5]
+        )
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"invalid {kind}: {problems}", ref=ref
+        ) from None
+
+
+def decode_inbound(
+    raw: str | bytes, role: Role, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Envelope:
+    """Parse what a `role` peer sent the server. Raises ProtocolError."""
+    return _decode(raw, INBOUND[role], role, max_bytes)
+
+
+def decode_outbound(
+    raw: str | bytes, role: Role, *, max_bytes: int = 4 * DEFAULT_MAX_MESSAGE_BYTES
+) -> Envelope:
+    """Parse what the server sent a `role` peer. Raises ProtocolError."""
+    return _decode(raw, OUTBOUND[role], role, max_bytes)
+
+
+def encode(message: Envelope) -> str:
+    return message.model_dump_json(exclude_none=False)
+
+
+def error_reply(exc: ProtocolError) -> Error:
+    return Error(
+        code=exc.code,
+        message=exc.message,
+        hint=ERROR_HINTS.get(exc.code),
+        ref=exc.ref,
+        reply_to=exc.ref,
+    )

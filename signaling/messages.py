@@ -1,0 +1,450 @@
+"""Every message on every Loket socket, as pydantic v2 models.
+
+Each message is a flat JSON object: the envelope fields (`v`, `id`, `ts`, `reply_to`) plus a
+`type` discriminator and the body. Unknown fields are refused (`extra="forbid"`) so a typo
+is an error, not a silently ignored field. Names follow WebRTC (offer, answer, candidate,
+sdpMid) and the agency (KPJ, NIK, claim types).
+
+Direction and role: `BOOTH_INBOUND` is what a booth may send to the server, `BOOTH_OUTBOUND`
+what the server sends to a booth, and so on for `cso` and `supervisor`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from signaling.errors import ErrorCode
+from signaling.version import PROTOCOL_VERSION
+
+MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+PeerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+# An SDP blob for audio + two videos is a few kB; 64 kB leaves room and bounds parsing.
+Sdp = Annotated[str, Field(min_length=1, max_length=65_536)]
+Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit national ID (NIK)")]
+KpjNumber = Annotated[str, Field(pattern=r"^[0-9A-Z]{8,16}$", description="KPJ membership no.")]
+BookingCode = Annotated[str, Field(pattern=r"^[A-Z0-9-]{4,32}$")]
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Role(StrEnum):
+    BOOTH = "booth"
+    CSO = "cso"
+    SUPERVISOR = "supervisor"
+
+
+class ClaimType(StrEnum):
+    """JHT (old-age savings) claim grounds."""
+
+    RESIGNATION = "resignation"
+    TERMINATION = "termination"  # PHK, pemutusan hubungan kerja
+    RETIREMENT = "retirement"  # reached retirement age (56)
+    DISABILITY = "disability"  # total permanent disability
+    DEATH = "death"  # claimed by the heirs
+
+
+class Language(StrEnum):
+    INDONESIAN = "id"
+    ENGLISH = "en"
+
+
+class Envelope(BaseModel):
+    """Fields every message carries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: int = Field(default=PROTOCOL_VERSION, description="protocol version")
+    id: MessageId = Field(default_factory=new_message_id, description="sender's message id")
+    ts: float = Field(default_factory=time.time, ge=0, description="unix time, seconds")
+    reply_to: MessageId | None = Field(default=None, description="id this message answers")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- shared parts ---------------------------------------------------------------------
+
+
+class IceServer(Body):
+    urls: list[Annotated[str, Field(max_length=512)]] = Field(min_length=1, max_length=8)
+    username: str | None = None
+    credential: str | None = None
+
+
+class IceCandidate(Body):
+    """As in the browser's RTCIceCandidateInit."""
+
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdpMid: str | None = Field(default=None, max_length=64)  # W3C names
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
+
+
+class BookingRef(Body):
+    kind: Literal["booking"] = "booking"
+    booking_code: BookingCode
+
+
+class WalkInRef(Body):
+    """No booking: the participant identifies themselves at the booth. No quota applies."""
+
+    kind: Literal["walk_in"] = "walk_in"
+    nik: Nik
+    kpj: KpjNumber
+    claim_type: ClaimType
+
+
+ClaimRef = Annotated[BookingRef | WalkInRef, Field(discriminator="kind")]
+
+
+class BoothInfo(Body):
+    booth_id: PeerId
+    branch: str
+    label: str
+
+
+class ClaimSummary(Body):
+    """What the CSO sees before accepting: never the full NIK."""
+
+    kind: Literal["booking", "walk_in"]
+    booking_code: str | None = None
+    claim_type: ClaimType | None = None
+    nik_masked: str | None = None
+
+
+# --- messages any role sends or receives ------------------------------------------------
+
+
+class Hello(Envelope):
+    """First message on every socket: authenticates it. Tokens never go in the URL."""
+
+    type: Literal["hello"] = "hello"
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    resume: Annotated[str, Field(max_length=4096)] | None = Field(
+        default=None, description="resume token from a previous `welcome`"
+    )
+    client: Annotated[str, Field(max_length=128)] | None = None
+
+
+class Welcome(Envelope):
+    type: Literal["welcome"] = "welcome"
+    role: Role
+    peer_id: PeerId
+    display_name: str
+    heartbeat_interval: float = Field(description="send `ping` at least this often (s)")
+    heartbeat_timeout: float = Field(description="silence after which the peer is dead (s)")
+    resume_token: str
+    resumed: bool = False
+
+
+class Ping(Envelope):
+    type: Literal["ping"] = "ping"
+
+
+class Pong(Envelope):
+    type: Literal["pong"] = "pong"
+
+
+class Ack(Envelope):
+    type: Literal["ack"] = "ack"
+
+
+class Error(Envelope):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    hint: str | None = None
+    ref: MessageId | None = Field(default=None, description="the offending message's id")
+
+
+class Offer(Envelope):
+    type: Literal["offer"] = "offer"
+    session_id: SessionId
+    sdp: Sdp
+
+
+class Answer(Envelope):
+    type: Literal["answer"] = "answer"
+    session_id: SessionId
+    sdp: Sdp
+
+
+class Candidate(Envelope):
+    """A trickled ICE candidate; `candidate: null` means end of candidates."""
+
+    type: Literal["candidate"] = "candidate"
+    session_id: SessionId
+    candidate: IceCandidate | None
+
+
+class PeerState(Envelope):
+    """Either end reports its RTCPeerConnection's connectionState."""
+
+    type: Literal["peer_state"] = "peer_state"
+    session_id: SessionId
+    state: Literal["connecting", "connected", "disconnected", "failed", "closed"]
+
+
+class SessionEnded(Envelope):
+    type: Literal["session_ended"] = "session_ended"
+    session_id: SessionId
+    reason: Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
+
+
+# --- booth ------------------------------------------------------------------------------
+
+
+class CheckIn(Envelope):
+    type: Literal["check_in"] = "check_in"
+    claim: ClaimRef
+    language: Language = Language.INDONESIAN
+    needs_assistance: bool = Field(default=False, description="elderly/disabled: served first")
+
+
+class Leave(Envelope):
+    type: Literal["leave"] = "leave"
+    reason: Annotated[str, Field(max_length=200)] = "participant_left"
+
+
+class Queued(Envelope):
+    type: Literal["queued"] = "queued"
+    position: int = Field(ge=0, description="0 = next to be served")
+    waiting: int = Field(ge=0)
+    estimated_wait_s: float = Field(ge=0)
+
+
+class Reserved(Envelope):
+    """An officer has been picked and is about to take the booth."""
+
+    type: Literal["reserved"] = "reserved"
+    session_id: SessionId
+
+
+class Assigned(Envelope):
+    type: Literal["assigned"] = "assigned"
+    session_id: SessionId
+    cso_name: str
+    ice_servers: list[IceServer]
+
+
+class Focus(Envelope):
+    """To a booth: whether the CSO is now talking to it (others see a hold slate)."""
+
+    type: Literal["focus"] = "focus"
+    session_id: SessionId
+    focused: bool
+
+
+# --- CSO --------------------------------------------------------------------------------
+
+
+class SetAvailability(Envelope):
+    type: Literal["set_availability"] = "set_availability"
+    available: bool
+
+
+class Accept(Envelope):
+    type: Literal["accept"] = "accept"
+    session_id: SessionId
+
+
+class Decline(Envelope):
+    type: Literal["decline"] = "decline"
+    session_id: SessionId
+
+
+class FocusBooth(Envelope):
+    """From the CSO: talk to this session's booth (null: talk to none)."""
+
+    type: Literal["focus_booth"] = "focus_booth"
+    session_id: SessionId | None
+
+
+class EndSession(Envelope):
+    type: Literal["end_session"] = "end_session"
+    session_id: SessionId
+
+
+class BoothOffered(Envelope):
+    """A booth is reserved for this CSO; `accept` or `decline` within `expires_in` s."""
+
+    type: Literal["booth_offered"] = "booth_offered"
+    session_id: SessionId
+    booth: BoothInfo
+    claim: ClaimSummary
+    language: Language
+    expires_in: float
+
+
+class OfferWithdrawn(Envelope):
+    type: Literal["offer_withdrawn"] = "offer_withdrawn"
+    session_id: SessionId
+    reason: Literal["declined", "expired", "cso_lost", "booth_left"]
+
+
+class BoothAssigned(Envelope):
+    """The CSO now serves this booth: create a peer connection and send an `offer`."""
+
+    type: Literal["booth_assigned"] = "booth_assigned"
+    session_id: SessionId
+    booth: BoothInfo
+    claim: ClaimSummary
+    language: Language
+    ice_servers: list[IceServer]
+    checked_in_at: float = Field(description="unix time the booth checked in")
+
+
+# --- supervisor -------------------------------------------------------------------------
+
+
+class QueueStats(Body):
+    waiting: int
+    oldest_wait_s: float
+    by_branch: dict[str, int]
+
+
+class SessionView(Body):
+    session_id: SessionId
+    booth_id: PeerId
+    branch: str
+    state: str
+    since: float
+
+
+class CsoView(Body):
+    cso_id: PeerId
+    name: str
+    state: Literal["available", "paused", "lost"]
+    capacity: int
+    load: int
+    sessions: list[SessionView]
+
+
+class FloorSnapshot(Envelope):
+    type: Literal["floor_snapshot"] = "floor_snapshot"
+    queue: QueueStats
+    csos: list[CsoView]
+
+
+class FloorEvent(Envelope):
+    type: Literal["floor_event"] = "floor_event"
+    kind: Literal[
+        "booth_checked_in",
+        "booth_reserved",
+        "booth_assigned",
+        "booth_requeued",
+        "booth_left",
+        "session_ended",
+        "cso_joined",
+        "cso_lost",
+        "cso_paused",
+        "cso_resumed",
+        "cso_left",
+        "peer_state",
+    ]
+    booth_id: PeerId | None = None
+    cso_id: PeerId | None = None
+    session_id: SessionId | None = None
+    detail: str | None = None
+
+
+class Subscribe(Envelope):
+    """Supervisor: ask for a fresh `floor_snapshot` now."""
+
+    type: Literal["subscribe"] = "subscribe"
+
+
+# --- per-role unions --------------------------------------------------------------------
+
+BOOTH_INBOUND: tuple[type[Envelope], ...] = (
+    Hello,
+    Ping,
+    Pong,
+    CheckIn,
+    Leave,
+    Answer,
+    Candidate,
+    PeerState,
+)
+BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
+    Welcome,
+    Ping,
+    Pong,
+    Ack,
+    Error,
+    Queued,
+    Reserved,
+    Assigned,
+    Offer,
+    Candidate,
+    Focus,
+    SessionEnded,
+)
+CSO_INBOUND: tuple[type[Envelope], ...] = (
+    Hello,
+    Ping,
+    Pong,
+    SetAvailability,
+    Accept,
+    Decline,
+    Offer,
+    Candidate,
+    PeerState,
+    FocusBooth,
+    EndSession,
+)
+CSO_OUTBOUND: tuple[type[Envelope], ...] = (
+    Welcome,
+    Ping,
+    Pong,
+    Ack,
+    Error,
+    BoothOffered,
+    OfferWithdrawn,
+    BoothAssigned,
+    Answer,
+    Candidate,
+    PeerState,
+    SessionEnded,
+)
+SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (Hello, Ping, Pong, Subscribe)
+SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
+    Welcome,
+    Ping,
+    Pong,
+    Ack,
+    Error,
+    FloorSnapshot,
+    FloorEvent,
+)
+
+INBOUND: dict[Role, tuple[type[Envelope], ...]] = {
+    Role.BOOTH: BOOTH_INBOUND,
+    Role.CSO: CSO_INBOUND,
+    Role.SUPERVISOR: SUPERVISOR_INBOUND,
+}
+OUTBOUND: dict[Role, tuple[type[Envelope], ...]] = {
+    Role.BOOTH: BOOTH_OUTBOUND,
+    Role.CSO: CSO_OUTBOUND,
+    Role.SUPERVISOR: SUPERVISOR_OUTBOUND,
+}
+
+
+def type_name(model: type[Envelope]) -> str:
+    """The wire `type` of a message class."""
+    default = model.model_fields["type"].default
+    assert isinstance(default, str)
+    return default
+
+
+ALL_MESSAGES: dict[str, type[Envelope]] = {
+    type_name(m): m for group in (*INBOUND.values(), *OUTBOUND.values()) for m in group
+}
