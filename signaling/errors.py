@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     AUTH_FAILED = "auth_failed"
     NOT_IN_SESSION = "not_in_session"
+    PEER_UNAVAILABLE = "peer_unavailable"
     UNKNOWN_SESSION = "unknown_session"
     ILLEGAL_TRANSITION = "illegal_transition"
     RATE_LIMITED = "rate_limited"
@@ -39,6 +40,7 @@ ERROR_HINTS: dict[ErrorCode, str] = {
     ErrorCode.UNAUTHENTICATED: "Send `hello` with a valid access token first.",
     ErrorCode.AUTH_FAILED: "Log in again (or re-enrol the booth) to get a fresh token.",
     ErrorCode.NOT_IN_SESSION: "Only the two ends of one live session may signal each other.",
+    ErrorCode.PEER_UNAVAILABLE: "The other end is reconnecting; negotiate again when it is back.",
     ErrorCode.UNKNOWN_SESSION: "The session has ended or never existed; wait for a new one.",
     ErrorCode.ILLEGAL_TRANSITION: "The session is not in a state that allows this message.",
     ErrorCode.RATE_LIMITED: "Slow down and retry later.",

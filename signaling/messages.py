@@ -218,7 +218,9 @@ class Queued(Envelope):
     type: Literal["queued"] = "queued"
     position: int = Field(ge=0, description="0 = next to be served")
     waiting: int = Field(ge=0)
-    estimated_wait_s: float = Field(ge=0)
+    estimated_wait_s: float | None = Field(
+        default=None, ge=0, description="None while no officer is on duty to estimate from"
+    )
 
 
 class Reserved(Envelope):

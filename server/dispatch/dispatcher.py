@@ -203,7 +203,8 @@ class Dispatcher:
     def enqueue(self, booth: BoothRequest, now: float) -> list[Decision]:
         if booth.booth_id in self._booths:
             raise AlreadyQueued(f"booth {booth.booth_id!r} is already known")
-        key = normal_key(booth.booth_id, booth.priority, now, self._booth_seq)
+        at = now if booth.checked_in_at is None else min(booth.checked_in_at, now)
+        key = normal_key(booth.booth_id, booth.priority, at, self._booth_seq)
         self._booth_seq += 1
         rec = _Booth(request=booth, bucket=(booth.branch, booth.needs), key=key)
         self._booths[booth.booth_id] = rec

@@ -95,12 +95,17 @@ class CsoProfile:
 
 @dataclass(frozen=True, slots=True)
 class BoothRequest:
-    """A booth checking in. Higher `priority` is more urgent; `needs` must be ⊆ CSO skills."""
+    """A booth checking in. Higher `priority` is more urgent; `needs` must be ⊆ CSO skills.
+
+    `checked_in_at` (same clock as `now`) lets a booth that dropped and came back rejoin
+    at its original place; None means "checking in now".
+    """
 
     booth_id: str
     branch: str
     priority: int = 0
     needs: frozenset[str] = frozenset()
+    checked_in_at: float | None = None
 
     def __post_init__(self) -> None:
         _require_id(self.booth_id, "booth_id")
