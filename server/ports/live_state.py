@@ -1,0 +1,44 @@
+"""LiveState port: the live sessions (which booth is paired with which CSO, and how far).
+
+It authorises every relayed offer/answer/candidate, so it must be shared by every server
+process that holds a socket of either end. In-process now; Redis later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from signaling.session import SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    session_id: str
+    booth_id: str
+    cso_id: str
+    state: SessionState
+    created_at: float  # unix time
+    booth_fingerprints: tuple[str, ...] = field(default=())
+    cso_fingerprints: tuple[str, ...] = field(default=())
+
+    def has_end(self, peer_id: str) -> bool:
+        return peer_id in (self.booth_id, self.cso_id)
+
+    def other_end(self, peer_id: str) -> str:
+        return self.cso_id if peer_id == self.booth_id else self.booth_id
+
+    def with_state(self, state: SessionState) -> LiveSession:
+        return replace(self, state=state)
+
+
+class LiveState(Protocol):
+    async def put(self, session: LiveSession) -> None: ...
+
+    async def get(self, session_id: str) -> LiveSession | None: ...
+
+    async def delete(self, session_id: str) -> None: ...
+
+    async def of_peer(self, peer_id: str) -> list[LiveSession]: ...
+
+    async def count(self) -> int: ...

@@ -1,0 +1,50 @@
+"""Router port: delivers messages to connected peers, wherever they are connected.
+
+In-process today (`server.adapters.local`); a Redis-backed router lets a booth on one
+server process talk to a CSO on another. Delivery is best-effort and returns whether a
+live connection took the message; durable things never travel only this way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from signaling.messages import Envelope
+
+FLOOR_TOPIC = "floor"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    message: Envelope
+    # monotonic time the message that caused this one arrived, for relay latency
+    received_at: float | None = None
+
+
+class Mailbox(Protocol):
+    """A connection's outgoing queue, as the router sees it."""
+
+    def deliver(self, delivery: Delivery) -> bool: ...
+
+
+class Router(Protocol):
+    async def attach(self, peer_id: str, mailbox: Mailbox) -> Mailbox | None:
+        """Bind peer_id to mailbox; returns the mailbox it replaced, if any."""
+        ...
+
+    async def detach(self, peer_id: str, mailbox: Mailbox) -> None:
+        """Unbind, only if peer_id is still bound to this mailbox."""
+        ...
+
+    async def send(
+        self, peer_id: str, message: Envelope, *, received_at: float | None = None
+    ) -> bool: ...
+
+    async def subscribe(self, topic: str, mailbox: Mailbox) -> None: ...
+
+    async def unsubscribe(self, topic: str, mailbox: Mailbox) -> None: ...
+
+    async def publish(self, topic: str, message: Envelope) -> int:
+        """Deliver to every subscriber of topic; returns how many took it."""
+        ...

@@ -1,0 +1,25 @@
+"""Who is on the other end of a request or socket, once authenticated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class AccountRole(StrEnum):
+    BOOTH = "booth"
+    CSO = "cso"
+    SUPERVISOR = "supervisor"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str  # booth id or user id; the peer id on sockets
+    role: AccountRole
+    display_name: str
+    branch: str
+    # CSO dispatch profile (empty for other roles): branches served ("*" = all), skills.
+    pools: frozenset[str] = field(default_factory=frozenset)
+    skills: frozenset[str] = field(default_factory=frozenset)
+    capacity: int = 6

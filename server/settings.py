@@ -1,0 +1,93 @@
+"""Loket's settings: one pydantic-settings model, read from `LOKET_*` environment variables.
+
+With nothing set, Loket runs on embedded defaults: one process, SQLite and files under
+`data_dir`, in-process routing. Every limit is a named setting, not a constant in code.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOKET_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=Path("loket-data"), description="all on-disk state")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="websocket Origin allow-list; empty = this server's own http origin",
+    )
+    database_url: str | None = Field(default=None, description="default: SQLite in data_dir")
+    redis_url: str | None = None
+
+    # Auth
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 key; development generates one in data_dir"
+    )
+    access_token_ttl: int = Field(default=600, ge=30, le=900, description="seconds, <= 15 min")
+    refresh_token_ttl: int = Field(default=12 * 3600, ge=60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window: float = Field(default=300.0, gt=0, description="seconds")
+
+    # Dispatch
+    cso_capacity: int = Field(default=6, ge=1, le=6)
+    reservation_timeout: float = Field(default=15.0, gt=0)
+    grace_period: float = Field(default=30.0, ge=0)
+    decline_cooldown: float = Field(default=60.0, ge=0)
+    default_service_time: float = Field(default=300.0, gt=0)
+
+    # Sockets
+    heartbeat_interval: float = Field(default=10.0, gt=0)
+    heartbeat_timeout: float = Field(default=30.0, gt=0)
+    hello_timeout: float = Field(default=10.0, gt=0)
+    max_message_bytes: int = Field(default=69_632, ge=1024)
+    max_messages_per_second: float = Field(default=200.0, gt=0)
+
+    # ICE: e.g. ["stun:stun.branch.local:3478", "turn:turn.agency.go.id:3478?transport=udp"]
+    ice_servers: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl: int = Field(default=3600, ge=60)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("allowed_origins", "ice_servers", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        # Allow LOKET_ICE_SERVERS=a,b as well as JSON lists.
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.environment == "production" and self.jwt_secret is None:
+            raise ValueError("LOKET_JWT_SECRET must be set when LOKET_ENVIRONMENT=production")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must exceed heartbeat_interval")
+        return self
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'loket.db').resolve()}"
+
+    @cached_property
+    def origins(self) -> frozenset[str]:
+        if self.allowed_origins:
+            return frozenset(o.rstrip("/") for o in self.allowed_origins)
+        hosts = (
+            {self.host, "127.0.0.1", "localhost"}
+            if self.host in ("127.0.0.1", "localhost", "0.0.0.0")
+            else {self.host}
+        )
+        return frozenset(f"http://{h}:{self.port}" for h in hosts)
