@@ -30,8 +30,8 @@ from server.dispatch import (
     Decision,
     Dequeued,
     DispatchConfig,
-    DispatchError,
     Dispatcher,
+    DispatchError,
     InvalidTransition,
     NotInService,
     NotReservedFor,
@@ -406,8 +406,10 @@ class DispatchMachine(RuleBasedStateMachine):
                 assert d.cso_state(cid) == c.state
                 assert set(d.booths_of(cid)) == {x for x, b in self.booths.items() if b.cso == cid}
         snap = d.snapshot()
-        assert snap.waiting == d.waiting_count() == sum(
-            b.state == "waiting" for b in self.booths.values()
+        assert (
+            snap.waiting
+            == d.waiting_count()
+            == sum(b.state == "waiting" for b in self.booths.values())
         )
         assert snap.reserved == sum(b.state == "reserved" for b in self.booths.values())
         assert snap.in_service == sum(b.state == "in_service" for b in self.booths.values())
@@ -501,8 +503,9 @@ def test_service_time_mean_is_mean_of_window(samples: list[float], window: int) 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(1, 6), st.floats(0, 100, allow_nan=False)), min_size=1,
-             max_size=5),  # fmt: skip
+    st.lists(
+        st.tuples(st.integers(1, 6), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=5
+    ),
     st.integers(0, 20),
 )
 def test_reservations_never_exceed_total_free_capacity(

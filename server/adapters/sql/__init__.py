@@ -1,0 +1,1 @@
+"""SQL adapters (SQLAlchemy 2 async): SQLite by default, PostgreSQL by configuration."""

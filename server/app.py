@@ -1,0 +1,106 @@
+"""Builds the Loket FastAPI app from Settings. The one place ports meet adapters.
+
+With no settings: SQLite under data_dir, in-process Router and LiveState. A Redis URL
+will swap in Redis adapters here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from server.adapters.local import LocalLiveState, LocalRouter
+from server.adapters.sql import migrate
+from server.adapters.sql.wiring import open_accounts
+from server.api import auth as auth_api
+from server.api import health, ws
+from server.api.errors import install_error_handlers
+from server.auth.ratelimit import LoginRateLimiter
+from server.auth.secrets import load_or_create_jwt_secret
+from server.auth.service import AuthService
+from server.auth.tokens import TokenIssuer
+from server.floor import Floor
+from server.metrics import Metrics
+from server.settings import Settings
+from signaling.schema import protocol_schema
+
+log = structlog.get_logger("loket.app")
+
+WEB_CSO_DIR = Path(__file__).resolve().parent.parent / "web_cso"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.database_url is None:
+            # Embedded default: nobody else shares this file, so bring it up to date.
+            await migrate.upgrade(settings)
+        else:
+            await migrate.check_schema_current(settings)
+        engine, accounts = await open_accounts(settings)
+        issuer = TokenIssuer(
+            load_or_create_jwt_secret(settings),
+            access_ttl=settings.access_token_ttl,
+            refresh_ttl=settings.refresh_token_ttl,
+        )
+        limiter = LoginRateLimiter(settings.login_max_failures, settings.login_window)
+        auth = AuthService(accounts, issuer, limiter, settings)
+        router, live = LocalRouter(), LocalLiveState()
+        floor = Floor(settings, router, live, metrics)
+        await floor.start()
+
+        async def readiness() -> list[str]:
+            problems = []
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except Exception as exc:
+                problems.append(f"database unreachable: {type(exc).__name__}")
+            return problems
+
+        app.state.auth = auth
+        app.state.floor = floor
+        app.state.readiness = readiness
+        app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics)
+        log.info("loket_started", data_dir=str(settings.data_dir.resolve()))
+        try:
+            yield
+        finally:
+            await floor.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Loket",
+        summary="Real-time one-to-many video booth orchestrator",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth_api.router)
+    app.include_router(ws.router)
+
+    @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")
+    async def schema() -> JSONResponse:
+        return JSONResponse(protocol_schema())
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    if WEB_CSO_DIR.is_dir():
+        app.mount("/console", StaticFiles(directory=WEB_CSO_DIR, html=True), name="console")
+    return app

@@ -1,0 +1,1 @@
+"""Authentication: passwords, booth credentials, short-lived JWTs, login rate limits."""

@@ -1,0 +1,122 @@
+"""Short-lived HS256 access tokens (carry the whole Principal) and refresh tokens."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from server.auth.errors import AuthError
+from server.principal import AccountRole, Principal
+
+ISSUER = "loket"
+AUDIENCE = "loket"
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds until the access token expires
+    token_type: str = "bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshClaims:
+    subject: str
+    role: AccountRole
+    jti: str
+
+
+class TokenIssuer:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        access_ttl: int,
+        refresh_ttl: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 characters")
+        self._secret = secret
+        self._access_ttl = access_ttl
+        self._refresh_ttl = refresh_ttl
+        self._clock = clock
+
+    def issue(self, principal: Principal) -> TokenPair:
+        now = int(self._clock())
+        base = {"iss": ISSUER, "aud": AUDIENCE, "sub": principal.subject, "iat": now}
+        access = {
+            **base,
+            "typ": "access",
+            "exp": now + self._access_ttl,
+            "jti": uuid.uuid4().hex,
+            "role": str(principal.role),
+            "name": principal.display_name,
+            "branch": principal.branch,
+            "pools": sorted(principal.pools),
+            "skills": sorted(principal.skills),
+            "capacity": principal.capacity,
+        }
+        refresh = {
+            **base,
+            "typ": "refresh",
+            "exp": now + self._refresh_ttl,
+            "jti": uuid.uuid4().hex,
+            "role": str(principal.role),
+        }
+        return TokenPair(
+            access_token=jwt.encode(access, self._secret, ALGORITHM),
+            refresh_token=jwt.encode(refresh, self._secret, ALGORITHM),
+            expires_in=self._access_ttl,
+        )
+
+    def _decode(self, token: str, typ: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # never trust the token's own `alg`
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "typ", "jti"]},
+                # pyjwt checks exp against its own clock; we check again with ours below.
+                leeway=0,
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token_expired", "the token has expired; log in again") from None
+        except jwt.PyJWTError:
+            raise AuthError("token_invalid", "the token is not valid; log in again") from None
+        if claims.get("typ") != typ:
+            raise AuthError("token_invalid", f"a {typ} token is needed here")
+        if claims["exp"] <= self._clock():
+            raise AuthError("token_expired", "the token has expired; log in again")
+        return claims
+
+    def verify_access(self, token: str) -> Principal:
+        claims = self._decode(token, "access")
+        try:
+            return Principal(
+                subject=claims["sub"],
+                role=AccountRole(claims["role"]),
+                display_name=claims["name"],
+                branch=claims["branch"],
+                pools=frozenset(claims.get("pools", ())),
+                skills=frozenset(claims.get("skills", ())),
+                capacity=int(claims.get("capacity", 6)),
+            )
+        except (KeyError, ValueError, TypeError):
+            raise AuthError("token_invalid", "the token is not valid; log in again") from None
+
+    def verify_refresh(self, token: str) -> RefreshClaims:
+        claims = self._decode(token, "refresh")
+        try:
+            return RefreshClaims(claims["sub"], AccountRole(claims["role"]), claims["jti"])
+        except (KeyError, ValueError):
+            raise AuthError("token_invalid", "the token is not valid; log in again") from None
