@@ -1,0 +1,1 @@
+"""The booth kiosk: an aiortc peer that checks in, answers the CSO, and sends media."""

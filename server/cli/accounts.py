@@ -6,20 +6,19 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from server.adapters.sql import migrate
-from server.adapters.sql.wiring import open_accounts
-from server.auth.demo import auth_service
-from server.auth.service import AuthService
 from server.cli.common import DATA_DIR_OPTION, load_settings
 from server.ports.accounts import AccountExists, AccountNotFound
 from server.principal import AccountRole
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.auth.service import AuthService
 
 T = TypeVar("T")
 console = Console()
@@ -34,6 +33,10 @@ def _fail(message: str) -> typer.Exit:
 
 def _with_auth(settings: Settings, work: Callable[[AuthService], Awaitable[T]]) -> T:
     """Run `work` against the accounts store, bringing an embedded database up to date."""
+    # Imported here, not at the top: `loket booth` on a kiosk should start fast.
+    from server.adapters.sql import migrate
+    from server.adapters.sql.wiring import open_accounts
+    from server.auth.demo import auth_service
 
     async def run() -> T:
         if settings.database_url is None:
@@ -147,6 +150,8 @@ def user_disable(
 
 @db_app.command("upgrade", help="Create or upgrade the database schema to this version.")
 def db_upgrade(data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    from server.adapters.sql import migrate
+
     settings = load_settings(data_dir)
     try:
         asyncio.run(migrate.upgrade(settings))
@@ -157,6 +162,8 @@ def db_upgrade(data_dir: Path | None = DATA_DIR_OPTION) -> None:
 
 @db_app.command("current", help="Show the schema revision of the database.")
 def db_current(data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    from server.adapters.sql import migrate
+
     settings = load_settings(data_dir)
     current = asyncio.run(migrate.current_revision(settings))
     head = migrate.head_revision()

@@ -17,11 +17,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import typer
 
 from server.cli.common import DATA_DIR_OPTION, load_settings
+from server.logging import configure_logging
 from server.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -44,11 +46,20 @@ def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-async def _start(name: str, argv: list[str], env: dict[str, str], quiet: bool) -> Child:
-    out = asyncio.subprocess.DEVNULL if quiet else None
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=out, stderr=out, start_new_session=False
-    )
+def _open_log(log_dir: Path, name: str) -> BinaryIO:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return (log_dir / f"{name}.log").open("ab")
+
+
+async def _start(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None) -> Child:
+    """Start a child; with `log_dir`, its output goes to `<log_dir>/<name>.log`."""
+    if log_dir is None:
+        process = await asyncio.create_subprocess_exec(*argv, env=env)
+        return Child(name, process)
+    with _open_log(log_dir, name) as out:
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
     return Child(name, process)
 
 
@@ -93,6 +104,8 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
     accounts = await ensure_demo_accounts(settings, booths=booths)
     base_url = f"http://{settings.host}:{settings.port}"
     children: list[Child] = []
+    # Headless: stdout is for the JSON report only, so children log to files.
+    log_dir = settings.data_dir / "logs" if headless else None
     standin = None
     standin_task: asyncio.Task[None] | None = None
     try:
@@ -100,7 +113,7 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
             "server",
             _loket_command("serve", "--host", settings.host, "--port", str(settings.port)),
             _child_env(settings),
-            quiet=headless,
+            log_dir,
         )
         children.append(server)
         await _wait_ready(base_url, server)
@@ -121,7 +134,7 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
             use_host_addresses([LOOPBACK])
             standin = CsoStandIn(base_url, cso.username, cso.password)
             standin_task = asyncio.create_task(standin.run())
-            await standin.wait_ready(timeout=30)
+            await standin.wait_ready(within=30)
         started = time.monotonic()
         for index, booth in enumerate(accounts.booths, start=1):
             env = _child_env(
@@ -133,14 +146,14 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
                 "booth", "--server", base_url, "--source", "synthetic",
                 "--ice-address", LOOPBACK,
             )  # fmt: skip
-            children.append(await _start(f"booth-{index}", argv, env, quiet=headless))
+            children.append(await _start(f"booth-{index}", argv, env, log_dir))
         if not headless:
             _say("Press Ctrl-C to stop.", headless=False)
             await asyncio.Event().wait()  # until Ctrl-C cancels us
             return 0
         assert standin is not None
         with contextlib.suppress(TimeoutError):
-            await standin.wait_connected(booths, timeout=duration)
+            await standin.wait_connected(booths, within=duration)
         await asyncio.sleep(max(0.0, duration - (time.monotonic() - started)))
         report = standin.report()
         report["booths"] = booths
@@ -174,6 +187,8 @@ def demo(
 ) -> None:
     """Run server, demo accounts and six synthetic booths on this machine."""
     settings = load_settings(data_dir, host=host, port=port)
+    # Our own logs go to stderr, so stdout stays the single JSON line in headless mode.
+    configure_logging("WARNING" if headless else "INFO", json=False)
     try:
         code = asyncio.run(_run_demo(settings, booths, headless, duration))
     except KeyboardInterrupt:

@@ -1,0 +1,60 @@
+"""Kiosk settings: `LOKET_BOOTH_*` environment variables, flags on top (`loket booth`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from signaling.messages import BookingRef, ClaimType, Language, WalkInRef
+
+
+class BoothConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOKET_BOOTH_", extra="ignore")
+
+    server_url: str = Field(
+        default="http://127.0.0.1:8000", description="the Loket server, http(s)://host:port"
+    )
+    credential: SecretStr = Field(description="from `loket booth enrol` (lkb_...)")
+    source: Literal["synthetic"] = "synthetic"
+    language: Language = Language.INDONESIAN
+    # What the synthetic participant checks in with. A real kiosk asks the participant.
+    booking_code: str | None = None
+    walk_in_nik: str = "3171015208900001"
+    walk_in_kpj: str = "12345678901"
+    walk_in_claim_type: ClaimType = ClaimType.RESIGNATION
+    needs_assistance: bool = False
+    rejoin_after_session: bool = Field(
+        default=True, description="check the next (synthetic) participant in after a session"
+    )
+    ice_host_addresses: list[str] = Field(
+        default_factory=list, description="local addresses offered to peers; empty = all"
+    )
+    width: int = Field(default=640, ge=160, le=1920)
+    height: int = Field(default=480, ge=120, le=1080)
+    fps: float = Field(default=15.0, gt=0, le=30)
+    tone_hz: float = Field(default=440.0, gt=20, lt=20_000)
+    reconnect_min: float = Field(default=0.5, gt=0)
+    reconnect_max: float = Field(default=15.0, gt=0)
+
+    @field_validator("ice_host_addresses", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def ws_url(self) -> str:
+        base = self.server_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base.removeprefix("https://")
+        return "ws://" + base.removeprefix("http://")
+
+    def claim(self) -> BookingRef | WalkInRef:
+        if self.booking_code:
+            return BookingRef(booking_code=self.booking_code)
+        return WalkInRef(
+            nik=self.walk_in_nik, kpj=self.walk_in_kpj, claim_type=self.walk_in_claim_type
+        )

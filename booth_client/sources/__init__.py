@@ -1,0 +1,1 @@
+"""Media sources for the kiosk. `synthetic` needs no hardware (demo, tests, soak runs)."""

@@ -1,0 +1,121 @@
+"""A synthetic booth: a moving test scene with the booth's name and a clock, and a tone.
+
+Honest about time: frames are paced on the wall clock at the configured rate and carry
+RTP-style timestamps (90 kHz video, 48 kHz audio), so a receiver sees what a camera
+would give it. The static part of the scene is drawn once; each frame only adds the
+moving bar and the text, which keeps six booths cheap on two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+from datetime import datetime
+
+import av
+import cv2
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+VIDEO_CLOCK = 90_000
+AUDIO_RATE = 48_000
+AUDIO_PTIME = 0.020  # 20 ms, the usual Opus frame
+
+HOLD_TEXT = {"id": "MOHON TUNGGU - petugas sedang melayani booth lain", "en": "ON HOLD"}
+
+
+class _Pacer:
+    """Sleeps until frame n is due at start + n * period (no drift from slow frames)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.start: float | None = None
+        self.count = 0
+
+    async def next(self) -> int:
+        if self.start is None:
+            self.start = time.monotonic()
+        else:
+            self.count += 1
+            delay = self.start + self.count * self.period - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return self.count
+
+
+class SyntheticVideoTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, label: str, width: int = 640, height: int = 480, fps: float = 15) -> None:
+        super().__init__()
+        self.label = label
+        self.width, self.height, self.fps = width, height, fps
+        self.focused = False  # the CSO is talking to this booth
+        self.language = "id"
+        self._pacer = _Pacer(1.0 / fps)
+        self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._background = self._draw_background()
+
+    def _draw_background(self) -> np.ndarray:
+        x = np.linspace(0, 255, self.width, dtype=np.float32)
+        y = np.linspace(0, 255, self.height, dtype=np.float32)[:, None]
+        img = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        img[..., 0] = (x * 0.6 + y * 0.2).astype(np.uint8)
+        img[..., 1] = (y * 0.5 + 40).astype(np.uint8)
+        img[..., 2] = (255 - x * 0.5).astype(np.uint8)
+        cv2.putText(img, self.label, (24, 64), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 3)
+        return img
+
+    def render(self, n: int) -> np.ndarray:
+        img = self._background.copy()
+        bar = int((n * 8) % self.width)
+        img[:, bar : bar + 24] = (20, 220, 240)
+        clock = datetime.now().strftime("%H:%M:%S.%f")[:-3]
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        cv2.putText(img, clock, (24, self.height - 60), font, 1.4, (255, 255, 255), 3)
+        cv2.putText(img, f"frame {n}", (24, self.height - 20), font, 0.8, (230, 230, 230), 2)
+        if not self.focused:
+            text = HOLD_TEXT.get(self.language, HOLD_TEXT["id"])
+            cv2.putText(img, text, (24, 120), font, 0.6, (0, 0, 0), 2)
+        return img
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frame = av.VideoFrame.from_ndarray(self.render(n), format="bgr24")
+        frame.pts = round(n * VIDEO_CLOCK / self.fps)
+        frame.time_base = self._time_base
+        return frame
+
+
+class SyntheticToneTrack(MediaStreamTrack):
+    """A quiet sine tone, mono s16 at 48 kHz in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, frequency: float = 440.0, amplitude: float = 0.2) -> None:
+        super().__init__()
+        self.frequency = frequency
+        self.amplitude = amplitude
+        self.samples = int(AUDIO_RATE * AUDIO_PTIME)
+        self._pacer = _Pacer(AUDIO_PTIME)
+        self._time_base = fractions.Fraction(1, AUDIO_RATE)
+
+    def samples_for(self, n: int) -> np.ndarray:
+        t = (np.arange(self.samples) + n * self.samples) / AUDIO_RATE
+        wave = self.amplitude * np.sin(2 * math.pi * self.frequency * t)
+        return (wave * 32767).astype(np.int16)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        n = await self._pacer.next()
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self.samples)
+        frame.planes[0].update(self.samples_for(n).tobytes())
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = n * self.samples
+        frame.time_base = self._time_base
+        return frame
