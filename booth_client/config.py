@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.settings import CommaList
 from signaling.messages import BookingRef, ClaimType, Language, WalkInRef
 
 
@@ -28,7 +29,7 @@ class BoothConfig(BaseSettings):
     rejoin_after_session: bool = Field(
         default=True, description="check the next (synthetic) participant in after a session"
     )
-    ice_host_addresses: list[str] = Field(
+    ice_host_addresses: CommaList = Field(
         default_factory=list, description="local addresses offered to peers; empty = all"
     )
     width: int = Field(default=640, ge=160, le=1920)
@@ -37,13 +38,6 @@ class BoothConfig(BaseSettings):
     tone_hz: float = Field(default=440.0, gt=20, lt=20_000)
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=15.0, gt=0)
-
-    @field_validator("ice_host_addresses", mode="before")
-    @classmethod
-    def _split_csv(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     @property
     def ws_url(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from signaling.messages import (
     Answer,
     BoothAssigned,
     BoothOffered,
+    EndSession,
     Envelope,
     Error,
+    FocusBooth,
     Hello,
     Offer,
     PeerState,
@@ -75,8 +78,8 @@ def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[max(0, min(len(ordered), rank) - 1)]
 
 
 class CsoStandIn:
@@ -148,6 +151,13 @@ class CsoStandIn:
             },
             "frames_received": sum(s.video_frames for s in self.stats()),
         }
+
+    async def focus(self, session_id: str | None) -> None:
+        """Talk to this session's booth (None: to none); the others see a hold slate."""
+        await self._send(FocusBooth(session_id=session_id))
+
+    async def end(self, session_id: str) -> None:
+        await self._send(EndSession(session_id=session_id))
 
     async def stop(self) -> None:
         self._stopping = True

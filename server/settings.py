@@ -6,12 +6,28 @@ With nothing set, Loket runs on embedded defaults: one process, SQLite and files
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_list(value: object) -> object:
+    """`a,b` or a JSON list, from the environment; lists pass through."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return value
+
+
+# A list setting that reads LOKET_X=a,b as well as LOKET_X='["a","b"]'. NoDecode stops
+# pydantic-settings from insisting on JSON before our validator sees the string.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
 class Settings(BaseSettings):
@@ -21,7 +37,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("loket-data"), description="all on-disk state")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    allowed_origins: list[str] = Field(
+    allowed_origins: CommaList = Field(
         default_factory=list,
         description="websocket Origin allow-list; empty = this server's own http origin",
     )
@@ -52,20 +68,12 @@ class Settings(BaseSettings):
     max_messages_per_second: float = Field(default=200.0, gt=0)
 
     # ICE: e.g. ["stun:stun.branch.local:3478", "turn:turn.agency.go.id:3478?transport=udp"]
-    ice_servers: list[str] = Field(default_factory=list)
+    ice_servers: CommaList = Field(default_factory=list)
     turn_secret: SecretStr | None = None
     turn_ttl: int = Field(default=3600, ge=60)
 
     log_level: str = "INFO"
     log_json: bool = True
-
-    @field_validator("allowed_origins", "ice_servers", mode="before")
-    @classmethod
-    def _split_csv(cls, value: object) -> object:
-        # Allow LOKET_ICE_SERVERS=a,b as well as JSON lists.
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

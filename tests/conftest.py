@@ -1,0 +1,23 @@
+"""Suite-wide rules: media and browser tests run only inside a private network namespace.
+
+`scripts/test` (and so CI) runs pytest under `scripts/netns-run`, which sets
+LOKET_TEST_NETNS=1. Outside it, those tests skip with the reason, rather than risk
+sending a packet off this machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IN_NETNS = os.environ.get("LOKET_TEST_NETNS") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IN_NETNS:
+        return
+    skip = pytest.mark.skip(reason="carries media: run via scripts/test (private netns)")
+    for item in items:
+        if "media" in item.keywords or "browser" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,42 @@
+"""Real aiortc booth kiosks (BoothClient) against a live test server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from booth_client.client import BoothClient
+from booth_client.config import BoothConfig
+from tests.support.accounts import enrol_booth
+from tests.support.live_server import LiveServer
+
+LOOPBACK = ["127.0.0.1"]
+
+
+@contextlib.asynccontextmanager
+async def running_booths(
+    server: LiveServer, count: int, **config: object
+) -> AsyncIterator[list[BoothClient]]:
+    """`count` kiosks with synthetic media, each running until the block ends."""
+    clients = []
+    for index in range(count):
+        _, credential = await enrol_booth(server, f"booth-{index + 1}")
+        settings = BoothConfig(
+            server_url=server.base_url,
+            credential=credential,  # type: ignore[arg-type]
+            ice_host_addresses=LOOPBACK,
+            width=320,
+            height=240,
+            **config,  # type: ignore[arg-type]
+        )
+        clients.append(BoothClient(settings, label=f"booth-{index + 1}"))
+    tasks = [asyncio.create_task(c.run()) for c in clients]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.stop()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
