@@ -1,0 +1,84 @@
+"""The accounts store and migrations, on SQLite and on a real PostgreSQL 15."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from server.adapters.sql import migrate
+from server.adapters.sql.wiring import open_accounts
+from server.ports.accounts import AccountExists, AccountNotFound, BoothRecord, UserRecord
+from server.principal import AccountRole
+
+
+def _user(name: str = "siti", **extra: object) -> UserRecord:
+    values: dict[str, object] = {
+        "username": name, "role": AccountRole.CSO, "display_name": "Siti Rahma",
+        "branch": "jkt01", "password_hash": "$argon2id$fake", "capacity": 5,
+        "pools": frozenset({"jkt01", "bdg01"}), "skills": frozenset({"lang:en"}),
+    }  # fmt: skip
+    values.update(extra)
+    return UserRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_schema_is_checked_then_upgraded(db_settings) -> None:
+    with pytest.raises(migrate.SchemaOutOfDate, match="loket db upgrade"):
+        await migrate.check_schema_current(db_settings)
+    await migrate.upgrade(db_settings)
+    await migrate.check_schema_current(db_settings)
+    assert await migrate.current_revision(db_settings) == migrate.head_revision()
+    await migrate.upgrade(db_settings)  # idempotent
+
+
+async def test_users_round_trip_and_refuse_duplicates(db_settings) -> None:
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        await store.add_user(_user())
+        with pytest.raises(AccountExists):
+            await store.add_user(_user(display_name="Another Siti"))
+        got = await store.get_user("siti")
+        assert got is not None
+        assert (got.role, got.pools, got.skills, got.capacity) == (
+            AccountRole.CSO, frozenset({"jkt01", "bdg01"}), frozenset({"lang:en"}), 5,
+        )  # fmt: skip
+        assert got.created_at is not None and not got.disabled
+        await store.set_password("siti", "$argon2id$new")
+        await store.set_disabled("siti", True)
+        got = await store.get_user("siti")
+        assert got is not None and got.password_hash == "$argon2id$new" and got.disabled
+        await store.add_user(_user("ahmad", role=AccountRole.SUPERVISOR))
+        assert [u.username for u in await store.list_users()] == ["ahmad", "siti"]
+        assert await store.get_user("nobody") is None
+        with pytest.raises(AccountNotFound):
+            await store.set_disabled("nobody", True)
+        with pytest.raises(AccountNotFound):
+            await store.set_password("nobody", "x")
+    finally:
+        await engine.dispose()
+
+
+async def test_booths_enrol_touch_revoke(db_settings) -> None:
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        await store.add_booth(BoothRecord("jkt01-b1", "jkt01", "Lobby 1", "$argon2id$b"))
+        with pytest.raises(AccountExists):
+            await store.add_booth(BoothRecord("jkt01-b1", "jkt01", "again", "$argon2id$b"))
+        seen = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+        await store.touch_booth("jkt01-b1", seen)
+        await store.set_booth_secret("jkt01-b1", "$argon2id$rotated")
+        booth = await store.get_booth("jkt01-b1")
+        assert booth is not None
+        assert booth.secret_hash == "$argon2id$rotated"
+        assert booth.last_seen_at is not None
+        assert booth.last_seen_at.replace(tzinfo=booth.last_seen_at.tzinfo or UTC) == seen
+        await store.revoke_booth("jkt01-b1")
+        booth = await store.get_booth("jkt01-b1")
+        assert booth is not None and booth.revoked
+        assert [b.booth_id for b in await store.list_booths()] == ["jkt01-b1"]
+        with pytest.raises(AccountNotFound):
+            await store.revoke_booth("nope")
+    finally:
+        await engine.dispose()
