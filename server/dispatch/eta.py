@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+MIN_SAMPLE_S = 1.0
+
 
 class ServiceTimes:
     """Mean of the last `window` service times, with a default until the first one."""
@@ -27,7 +29,9 @@ class ServiceTimes:
         self._total = 0.0
 
     def record(self, seconds: float) -> None:
-        self._samples.append(max(0.0, seconds))  # a clock hiccup must not go negative
+        # No real service takes under a second; a zero sample (accepted and ended at once,
+        # or a clock hiccup) would tell waiting booths they are served instantly.
+        self._samples.append(max(MIN_SAMPLE_S, seconds))
         # fsum over the (small) window on each record: exact, and no running-sum drift.
         self._total = math.fsum(self._samples)
 
