@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import websockets
+from common import free_port, loket_server, start_process, stop_process
 
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
@@ -42,12 +41,6 @@ from signaling.messages import (
 
 HERE = Path(__file__).resolve().parent
 WINDOW = 256  # messages in flight, like a burst of trickled candidates
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def candidate(session_id: str, i: int) -> str:
@@ -82,18 +75,6 @@ async def pump(sender, receiver, frames: list[str]) -> float:  # type: ignore[no
     return len(frames) / (time.perf_counter() - started)
 
 
-async def start_process(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-
-
-async def stop_process(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    await proc.wait()
-
-
 async def bare(n: int) -> float:
     port = free_port()
     proc = await start_process(
@@ -119,23 +100,9 @@ async def loket(n: int, data_dir: Path) -> float:
     port = free_port()
     settings = Settings(data_dir=data_dir, port=port)
     accounts = await ensure_demo_accounts(settings, booths=1)
-    env = {
-        **os.environ,
-        "LOKET_DATA_DIR": str(data_dir),
-        "LOKET_LOG_LEVEL": "WARNING",
-        # The per-socket rate limit guards against floods; here we measure raw throughput.
-        "LOKET_MAX_MESSAGES_PER_SECOND": "1000000",
-    }
-    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    proc = await start_process(argv, env)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    # The per-socket rate limit guards against floods; here we measure raw throughput.
+    async with loket_server(data_dir, port, LOKET_MAX_MESSAGES_PER_SECOND="1000000") as base:
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
             booth_auth = await http.post(
                 "/api/auth/booth", json={"credential": accounts.booths[0].credential}
             )
@@ -163,8 +130,6 @@ async def loket(n: int, data_dir: Path) -> float:
             frames = [candidate(session_id, i) for i in range(n)]
             await pump(cso, booth, frames[: n // 10])
             return await pump(cso, booth, frames)
-    finally:
-        await stop_process(proc)
 
 
 async def main(n: int) -> None:

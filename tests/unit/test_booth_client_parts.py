@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+import booth_client.ice
 from booth_client.config import BoothConfig
 from booth_client.cso_standin import percentile
 from booth_client.ice import use_host_addresses
@@ -41,7 +42,6 @@ async def test_tone_is_20ms_of_48k_mono_s16() -> None:
 
 
 def test_ice_addresses_are_restricted_and_restored() -> None:
-    original = aioice.ice.get_host_addresses
     use_host_addresses(["127.0.0.1", "::1"])
     try:
         assert aioice.ice.get_host_addresses(True, False) == ["127.0.0.1"]
@@ -50,7 +50,7 @@ def test_ice_addresses_are_restricted_and_restored() -> None:
             use_host_addresses(["not-an-address"])
     finally:
         use_host_addresses([])
-    assert aioice.ice.get_host_addresses is original
+    assert aioice.ice.get_host_addresses is booth_client.ice._original
 
 
 def test_config_walk_in_by_default_and_booking_when_given() -> None:

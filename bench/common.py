@@ -1,0 +1,63 @@
+"""Shared bench plumbing: free ports, child processes, a Loket server to measure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_process(
+    argv: list[str], env: dict[str, str], *, stdin: bool = False
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin else None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def loket_server(data_dir: Path, port: int, **env: str) -> AsyncIterator[str]:
+    """`loket serve` as its own process on loopback; yields its base URL once ready."""
+    environ = {
+        **os.environ,
+        "LOKET_DATA_DIR": str(data_dir),
+        "LOKET_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    proc = await start_process(argv, environ)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("the Loket server did not become ready")
+        yield base
+    finally:
+        await stop_process(proc)
