@@ -53,6 +53,7 @@ class CallStats:
     session_id: str
     booth_id: str
     checked_in_at: float  # unix time, from the server
+    assigned_at: float = 0.0  # unix time the CSO learnt of the assignment
     first_frame_at: float | None = None  # unix time of the first decoded video frame
     video_frames: int = 0
     audio_frames: int = 0
@@ -137,6 +138,9 @@ class CsoStandIn:
     def stats(self) -> list[CallStats]:
         return self._finished + [call.stats for call in self._calls.values()]
 
+    def live_sessions(self) -> list[str]:
+        return list(self._calls)
+
     def connected(self) -> int:
         return sum(1 for s in self.stats() if s.first_frame_at is not None)
 
@@ -203,7 +207,9 @@ class CsoStandIn:
         if assigned.session_id in self._calls or self._stopping:
             return
         pc = RTCPeerConnection(rtc_configuration(assigned.ice_servers))
-        stats = CallStats(assigned.session_id, assigned.booth.booth_id, assigned.checked_in_at)
+        stats = CallStats(
+            assigned.session_id, assigned.booth.booth_id, assigned.checked_in_at, time.time()
+        )
         call = _Call(stats, pc)
         self._calls[assigned.session_id] = call
         pc.addTransceiver("video", direction="recvonly")
@@ -217,7 +223,7 @@ class CsoStandIn:
         async def on_state() -> None:
             state = pc.connectionState
             if state in ("connected", "failed", "disconnected", "closed"):
-                await self._send(PeerState(session_id=stats.session_id, state=state))
+                await self._send(PeerState(session_id=stats.session_id, state=state))  # type: ignore[arg-type]
 
         await pc.setLocalDescription(await pc.createOffer())
         await self._send(Offer(session_id=assigned.session_id, sdp=pc.localDescription.sdp))

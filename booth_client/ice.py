@@ -20,7 +20,7 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
     """Offer exactly these addresses (IPv4 and/or IPv6); empty restores aioice's choice."""
     chosen = [str(ipaddress.ip_address(a)) for a in addresses]  # ValueError on a typo
     if not chosen:
-        aioice.ice.get_host_addresses = _original
+        aioice.ice.get_host_addresses = _original  # type: ignore[assignment]
         return
 
     def restricted(use_ipv4: bool, use_ipv6: bool) -> list[str]:
@@ -31,7 +31,7 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
             or (use_ipv6 and ipaddress.ip_address(a).version == 6)
         ]
 
-    aioice.ice.get_host_addresses = restricted
+    aioice.ice.get_host_addresses = restricted  # type: ignore[assignment]
 
 
 def host_addresses() -> list[str]:

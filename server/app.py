@@ -16,18 +16,23 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from server.adapters.blobs import BlobStore
 from server.adapters.local import LocalLiveState, LocalRouter
 from server.adapters.sql import migrate
+from server.adapters.sql.records import SqlRecordStore
 from server.adapters.sql.wiring import open_accounts
 from server.api import auth as auth_api
 from server.api import health, ws
+from server.api import records as records_api
 from server.api.errors import install_error_handlers
+from server.api.records import install_records_errors
 from server.auth.ratelimit import LoginRateLimiter
 from server.auth.secrets import load_or_create_jwt_secret
 from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
 from server.floor import Floor
 from server.metrics import Metrics
+from server.records import RecordsService, SessionFinder, documents_key
 from server.settings import Settings
 from signaling.schema import protocol_schema
 
@@ -59,6 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router, live = LocalRouter(), LocalLiveState()
         floor = Floor(settings, router, live, metrics)
         await floor.start()
+        blobs = BlobStore(settings.data_dir / "documents", documents_key(settings))
+        records = RecordsService(
+            settings,
+            SqlRecordStore(engine),
+            blobs,
+            SessionFinder(of_claim=floor.session_of_claim, of_booth=floor.session_of_booth),
+        )
 
         async def readiness() -> list[str]:
             problems = []
@@ -71,8 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.auth = auth
         app.state.floor = floor
+        app.state.records = records
         app.state.readiness = readiness
-        app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics)
+        app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics, records)
         log.info("loket_started", data_dir=str(settings.data_dir.resolve()))
         try:
             yield
@@ -89,9 +102,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
+    install_records_errors(app)
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(ws.router)
+    app.include_router(records_api.router)
 
     @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")
     async def schema() -> JSONResponse:

@@ -127,13 +127,16 @@ class CsoEntry:
         return self.principal.subject
 
 
-def claim_summary(message: CheckIn) -> ClaimSummary:
+def claim_summary(message: CheckIn, claim_id: str | None = None) -> ClaimSummary:
     claim = message.claim
     if isinstance(claim, WalkInRef):
         return ClaimSummary(
-            kind="walk_in", claim_type=claim.claim_type, nik_masked=mask_nik(claim.nik)
+            kind="walk_in",
+            claim_id=claim_id,
+            claim_type=claim.claim_type,
+            nik_masked=mask_nik(claim.nik),
         )
-    return ClaimSummary(kind="booking", booking_code=claim.booking_code)
+    return ClaimSummary(kind="booking", claim_id=claim_id, booking_code=claim.booking_code)
 
 
 class Floor:
@@ -233,7 +236,8 @@ class Floor:
             log.info("booth_connection_lost", booth_id=booth_id, state=str(state))
             self._wake.set()
 
-    async def check_in(self, booth_id: str, message: CheckIn) -> None:
+    async def check_in(self, booth_id: str, message: CheckIn, claim_id: str | None = None) -> None:
+        """Queue the booth. `claim_id`: the recorded claim its participant checked in for."""
         async with self._lock:
             entry = self._booth(booth_id)
             if entry.machine.state is not SessionState.IDLE:
@@ -242,7 +246,7 @@ class Floor:
                     f"booth is already {entry.machine.state}; check in once per visit",
                     ref=message.id,
                 )
-            entry.claim = claim_summary(message)
+            entry.claim = claim_summary(message, claim_id)
             entry.language = message.language
             entry.priority = 1 if message.needs_assistance else 0
             entry.checked_in_at = self._wall()
@@ -440,6 +444,19 @@ class Floor:
             csos=csos,
         )
 
+    async def session_of_claim(self, claim_id: str) -> LiveSession | None:
+        """The live session in which this claim is being verified, if any."""
+        for booth in self._booths.values():
+            if booth.session_id and booth.claim and booth.claim.claim_id == claim_id:
+                return await self._live.get(booth.session_id)
+        return None
+
+    async def session_of_booth(self, booth_id: str) -> LiveSession | None:
+        booth = self._booths.get(booth_id)
+        if booth is None or booth.session_id is None:
+            return None
+        return await self._live.get(booth.session_id)
+
     # --- relay --------------------------------------------------------------------------
 
     async def relay(self, sender: Principal, message: Relayed, received_at: float) -> None:
@@ -554,7 +571,14 @@ class Floor:
         booth.session_id = session_id
         self._transition(booth, SessionEvent.RESERVE)
         await self._live.put(
-            LiveSession(session_id, d.booth_id, d.cso_id, booth.machine.state, self._wall())
+            LiveSession(
+                session_id,
+                d.booth_id,
+                d.cso_id,
+                booth.machine.state,
+                self._wall(),
+                claim_id=booth.claim.claim_id if booth.claim else None,
+            )
         )
         await self._send(
             d.cso_id,

@@ -11,6 +11,7 @@ class AccountRole(StrEnum):
     CSO = "cso"
     SUPERVISOR = "supervisor"
     OPERATOR = "operator"
+    AUDITOR = "auditor"  # reads records and documents, full NIKs; changes nothing
 
 
 @dataclass(frozen=True, slots=True)

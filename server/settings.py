@@ -53,6 +53,15 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window: float = Field(default=300.0, gt=0, description="seconds")
 
+    # Documents
+    documents_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of 32 bytes: AES-256-GCM key for document blobs; development "
+        "generates one in data_dir, production refuses to start without it",
+    )
+    max_document_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
+    retention_days: int = Field(default=365, ge=1, description="for `loket retention purge`")
+
     # Dispatch
     cso_capacity: int = Field(default=6, ge=1, le=6)
     reservation_timeout: float = Field(default=15.0, gt=0)
@@ -79,6 +88,11 @@ class Settings(BaseSettings):
     def _production_needs_secrets(self) -> Settings:
         if self.environment == "production" and self.jwt_secret is None:
             raise ValueError("LOKET_JWT_SECRET must be set when LOKET_ENVIRONMENT=production")
+        if self.environment == "production" and self.documents_key is None:
+            raise ValueError(
+                "LOKET_DOCUMENTS_KEY must be set when LOKET_ENVIRONMENT=production "
+                "(base64 of 32 random bytes: `openssl rand -base64 32`)"
+            )
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError("heartbeat_timeout must exceed heartbeat_interval")
         return self

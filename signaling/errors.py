@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     ILLEGAL_TRANSITION = "illegal_transition"
     RATE_LIMITED = "rate_limited"
     CONFLICT = "conflict"
+    CLAIM_NOT_FOUND = "claim_not_found"
+    CLAIM_REFUSED = "claim_refused"
     INTERNAL = "internal"
 
 
@@ -45,6 +47,11 @@ ERROR_HINTS: dict[ErrorCode, str] = {
     ErrorCode.ILLEGAL_TRANSITION: "The session is not in a state that allows this message.",
     ErrorCode.RATE_LIMITED: "Slow down and retry later.",
     ErrorCode.CONFLICT: "The request conflicts with the current state; refresh and retry.",
+    ErrorCode.CLAIM_NOT_FOUND: (
+        "Check the booking code, or check in as a walk-in with NIK, KPJ number and claim "
+        "type: no booking is needed."
+    ),
+    ErrorCode.CLAIM_REFUSED: "Correct the NIK or KPJ number, or ask a CSO about this claim.",
     ErrorCode.INTERNAL: "Server fault; retry, and report it if it persists.",
 }
 

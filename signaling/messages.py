@@ -27,7 +27,7 @@ PeerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9
 # An SDP blob for audio + two videos is a few kB; 64 kB leaves room and bounds parsing.
 Sdp = Annotated[str, Field(min_length=1, max_length=65_536)]
 Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit national ID (NIK)")]
-KpjNumber = Annotated[str, Field(pattern=r"^[0-9A-Z]{8,16}$", description="KPJ membership no.")]
+KpjNumber = Annotated[str, Field(pattern=r"^\d{11}$", description="11-digit KPJ participant no.")]
 BookingCode = Annotated[str, Field(pattern=r"^[A-Z0-9-]{4,32}$")]
 
 
@@ -115,6 +115,7 @@ class ClaimSummary(Body):
     """What the CSO sees before accepting: never the full NIK."""
 
     kind: Literal["booking", "walk_in"]
+    claim_id: str | None = Field(default=None, description="for /api/claims/{claim_id}")
     booking_code: str | None = None
     claim_type: ClaimType | None = None
     nik_masked: str | None = None

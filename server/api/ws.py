@@ -22,6 +22,7 @@ from server.floor import Floor
 from server.metrics import Metrics
 from server.ports.router import FLOOR_TOPIC, Router
 from server.principal import AccountRole, Principal
+from server.records import RecordsError, RecordsService
 from server.settings import Settings
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
@@ -62,6 +63,7 @@ class SocketServices:
     floor: Floor
     router: Router
     metrics: Metrics
+    records: RecordsService
 
 
 def _services(ws: WebSocket) -> SocketServices:
@@ -228,7 +230,8 @@ async def _handle(
         case Offer() | Answer() | Candidate() | PeerState():
             await floor.relay(principal, message, received_at)
         case CheckIn():
-            await floor.check_in(me, message)
+            claim_id = await _resolve_claim(svc, principal, message)
+            await floor.check_in(me, message, claim_id)
         case Leave():
             await floor.leave(me, message.id)
         case SetAvailability():
@@ -259,3 +262,13 @@ async def _disconnected(conn: Connection, svc: SocketServices, principal: Princi
             await svc.router.unsubscribe(FLOOR_TOPIC, conn)
     except Exception:
         log.exception("disconnect_cleanup_failed")
+
+
+async def _resolve_claim(svc: SocketServices, booth: Principal, message: CheckIn) -> str:
+    """The recorded claim behind a check-in; a walk-in is registered here (no quota)."""
+    try:
+        claim = await svc.records.check_in(booth, message.claim)
+    except RecordsError as exc:
+        code = ErrorCode.CLAIM_NOT_FOUND if exc.status == 404 else ErrorCode.CLAIM_REFUSED
+        raise ProtocolError(code, exc.message, ref=message.id) from None
+    return claim.claim_id

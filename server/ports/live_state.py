@@ -21,6 +21,7 @@ class LiveSession:
     created_at: float  # unix time
     booth_fingerprints: tuple[str, ...] = field(default=())
     cso_fingerprints: tuple[str, ...] = field(default=())
+    claim_id: str | None = None  # the claim being verified in this session
 
     def has_end(self, peer_id: str) -> bool:
         return peer_id in (self.booth_id, self.cso_id)

@@ -35,6 +35,7 @@ from signaling.messages import (
     SessionEnded,
 )
 from tests.support.accounts import booth_token, user_token
+from tests.support.claims import seed_claim
 from tests.support.live_server import LiveServer, running_server, server_settings
 from tests.support.ws_client import SignalClient
 
@@ -50,6 +51,8 @@ async def server(tmp_path):
 
 async def _booth(server: LiveServer, label: str, code: str = "BK-0001") -> SignalClient:
     client = await SignalClient.connect(server.ws_url, Role.BOOTH, await booth_token(server, label))
+    if await server.app.state.records.store.find_claim_by_booking(code) is None:
+        await seed_claim(server, code)
     await client.send(CheckIn(claim=BookingRef(booking_code=code)))
     return client
 

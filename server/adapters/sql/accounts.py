@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import RowMapping, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,7 +29,7 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _user(row: Mapping[str, Any]) -> UserRecord:
+def _user(row: RowMapping) -> UserRecord:
     return UserRecord(
         username=row["username"],
         role=AccountRole(row["role"]),
@@ -45,7 +44,7 @@ def _user(row: Mapping[str, Any]) -> UserRecord:
     )
 
 
-def _booth(row: Mapping[str, Any]) -> BoothRecord:
+def _booth(row: RowMapping) -> BoothRecord:
     return BoothRecord(
         booth_id=row["booth_id"],
         branch=row["branch"],

@@ -23,6 +23,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+    # Let SQLAlchemy's "begin" event, not the driver, open transactions (below).
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Take the write lock when the transaction starts, not at its first write: two
+    # deferred transactions that both read and then write would otherwise fail with
+    # "database is locked" instead of waiting their turn (busy_timeout). Pure reads
+    # (an engine from `readonly(engine)`) begin deferred and never wait for writers.
+    deferred = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "loket_read_only"
+
+
+def readonly(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, for transactions that only read (SQLite: no write lock taken)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -31,5 +50,6 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData(
     naming_convention={
@@ -40,4 +51,102 @@ booths = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=True),
+)
+
+# --- claims and evidence (migration 0002) ---------------------------------------------
+# JSON-valued columns are canonical JSON text: portable across SQLite and PostgreSQL, and
+# the audit log hashes exactly the bytes it stores.
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("claim_id", String(32), primary_key=True),
+    Column("booking_code", String(32), nullable=True, unique=True),
+    Column("kpj", String(16), nullable=False),
+    Column("nik", String(16), nullable=False, index=True),
+    Column("branch", String(32), nullable=False, index=True),
+    Column("claim_type", String(16), nullable=False),
+    Column("appointment", DateTime(timezone=True), nullable=True),
+    Column("balance_idr", BigInteger, nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("walk_in", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("document_id", String(32), primary_key=True),
+    Column("claim_id", String(32), ForeignKey("claims.claim_id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("content_type", String(32), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("session_id", String(64), nullable=True),
+    Column("uploaded_by", String(64), nullable=False),
+    Column("uploaded_at", DateTime(timezone=True), nullable=False),
+    Column("verdict", String(16), nullable=True),  # latest verdict; history in the audit
+    Column("verdict_reasons", Text, nullable=False, default="[]"),
+    Column("verdict_by", String(64), nullable=True),
+    Column("verdict_at", DateTime(timezone=True), nullable=True),
+    Column("purged_at", DateTime(timezone=True), nullable=True),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("outcome_id", String(32), primary_key=True),
+    Column("claim_id", String(32), ForeignKey("claims.claim_id"), nullable=False, index=True),
+    Column("decision", String(24), nullable=False),
+    Column("reason_codes", Text, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("decided_by", String(64), nullable=False, index=True),
+    Column("branch", String(32), nullable=False, index=True),
+    Column("session_id", String(64), nullable=True),
+    Column("fingerprints", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("audit_seq", BigInteger, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("claim_id", String(32), nullable=True, index=True),
+    Column("decision", String(24), nullable=True),
+    Column("reason_codes", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("fingerprints", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id=1): the newest entry's seq and hash. Appending locks it, which serialises
+# writers on PostgreSQL, and lets `audit verify` notice a truncated tail.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+idempotency = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(64), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )

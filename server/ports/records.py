@@ -1,0 +1,139 @@
+"""Records port: claims, document evidence, outcomes, the audit chain, idempotency.
+
+Every change happens inside one `RecordsTx`; the audit entry describing it is appended in
+that same transaction, so a change and its audit entry are committed together or not at
+all, and only then is anyone told "done".
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from server.domain.audit import AuditEntry
+from server.domain.claims import Claim, ClaimState
+
+
+class ClaimExists(Exception):
+    """A claim with that booking code (or id) is already recorded."""
+
+
+class IdempotencyConflict(Exception):
+    """The key was used before with a different request body."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDraft:
+    """What to log; the store assigns seq, prev_hash and hash when it appends."""
+
+    actor: str
+    role: str
+    action: str
+    claim_id: str | None = None
+    decision: str | None = None
+    reason_codes: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    fingerprints: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    document_id: str
+    claim_id: str
+    kind: str
+    sha256: str
+    content_type: str
+    size_bytes: int
+    width: int
+    height: int
+    session_id: str | None
+    uploaded_by: str
+    uploaded_at: datetime
+    verdict: str | None = None
+    verdict_reasons: tuple[str, ...] = ()
+    verdict_by: str | None = None
+    verdict_at: datetime | None = None
+    purged_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRecord:
+    outcome_id: str
+    claim_id: str
+    decision: str
+    reason_codes: tuple[str, ...]
+    note: str
+    decided_by: str
+    branch: str
+    session_id: str | None
+    fingerprints: tuple[str, ...]
+    evidence: tuple[str, ...]
+    decided_at: datetime
+    audit_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeFilter:
+    branch: str | None = None
+    decided_by: str | None = None
+    decision: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 1000
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class RecordsTx(Protocol):
+    async def get_claim(self, claim_id: str, *, for_update: bool = False) -> Claim | None: ...
+    async def find_claim_by_booking(self, booking_code: str) -> Claim | None: ...
+    async def find_claims_by_nik(self, nik: str) -> list[Claim]: ...
+    async def add_claim(self, claim: Claim) -> None: ...
+    async def set_claim_state(self, claim_id: str, state: ClaimState) -> None: ...
+    async def documents_of(self, claim_id: str) -> list[DocumentRecord]: ...
+    async def get_document(
+        self, document_id: str, *, for_update: bool = False
+    ) -> DocumentRecord | None: ...
+    async def add_document(self, document: DocumentRecord) -> None: ...
+    async def set_verdict(
+        self, document_id: str, verdict: str, reasons: tuple[str, ...], by: str, at: datetime
+    ) -> None: ...
+    async def set_purged(self, document_id: str, at: datetime) -> None: ...
+    async def add_outcome(self, outcome: OutcomeRecord) -> None: ...
+    async def append_audit(self, draft: AuditDraft, at: datetime) -> AuditEntry: ...
+
+
+IdempotentWork = Callable[[RecordsTx], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+class RecordStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[RecordsTx]: ...
+
+    async def idempotent(
+        self, principal: str, key: str, request_hash: str, work: IdempotentWork
+    ) -> StoredResponse:
+        """Run `work` once per (principal, key): its response is stored in the same
+        transaction, and a retry gets that response back. A different request under the
+        same key raises IdempotencyConflict."""
+        ...
+
+    async def get_claim(self, claim_id: str) -> Claim | None: ...
+    async def find_claim_by_booking(self, booking_code: str) -> Claim | None: ...
+    async def find_claims_by_nik(self, nik: str) -> list[Claim]: ...
+    async def documents_of(self, claim_id: str) -> list[DocumentRecord]: ...
+    async def get_document(self, document_id: str) -> DocumentRecord | None: ...
+    async def list_outcomes(self, where: OutcomeFilter) -> list[OutcomeRecord]: ...
+    def audit_entries(self) -> AsyncIterator[AuditEntry]: ...
+    async def audit_head(self) -> tuple[int, str]: ...
+    async def documents_older_than(self, cutoff: datetime) -> list[DocumentRecord]: ...
+    async def mark_purged(self, document_id: str, at: datetime, audit: AuditDraft) -> None: ...
