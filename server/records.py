@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
+import signal
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -528,9 +530,17 @@ class RecordsService:
             )  # fmt: skip
             await tx.add_outcome(outcome)
             await tx.set_claim_state(claim_id, decided.state)
+            self._maybe_crash("outcome_before_commit")
             return 201, outcome_json(outcome)
 
-        return await self.store.idempotent(cso.subject, idempotency_key, digest, work)
+        result = await self.store.idempotent(cso.subject, idempotency_key, digest, work)
+        self._maybe_crash("outcome_after_commit")
+        return result
+
+    def _maybe_crash(self, point: str) -> None:
+        if self.settings.crash_point == point:
+            log.warning("crash_point_reached", point=point)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     async def outcomes(self, who: Principal, where: OutcomeFilter) -> list[OutcomeRecord]:
         if who.role not in READERS:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     )
     max_document_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     retention_days: int = Field(default=365, ge=1, description="for `loket retention purge`")
+    # Testing only (refused in production): the process kills itself with SIGKILL at this
+    # point of recording an outcome, so tests can prove a retry yields exactly one outcome.
+    crash_point: Literal["", "outcome_before_commit", "outcome_after_commit"] = ""
 
     # Dispatch
     cso_capacity: int = Field(default=6, ge=1, le=6)
@@ -88,6 +91,8 @@ class Settings(BaseSettings):
     def _production_needs_secrets(self) -> Settings:
         if self.environment == "production" and self.jwt_secret is None:
             raise ValueError("LOKET_JWT_SECRET must be set when LOKET_ENVIRONMENT=production")
+        if self.environment == "production" and self.crash_point:
+            raise ValueError("LOKET_CRASH_POINT is for tests; unset it in production")
         if self.environment == "production" and self.documents_key is None:
             raise ValueError(
                 "LOKET_DOCUMENTS_KEY must be set when LOKET_ENVIRONMENT=production "

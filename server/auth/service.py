@@ -24,7 +24,9 @@ _CREDENTIAL = re.compile(
     r"^lkb_(?P<booth>[a-z0-9][a-z0-9-]{0,63})\.(?P<secret>[A-Za-z0-9_-]{20,})$"
 )
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-PEOPLE = frozenset({AccountRole.CSO, AccountRole.SUPERVISOR, AccountRole.OPERATOR})
+PEOPLE = frozenset(
+    {AccountRole.CSO, AccountRole.SUPERVISOR, AccountRole.OPERATOR, AccountRole.AUDITOR}
+)
 
 
 def validate_account_name(name: str) -> str:

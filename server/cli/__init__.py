@@ -9,6 +9,7 @@ import typer
 from server.cli.accounts import db_app, user_app
 from server.cli.booth import booth_app
 from server.cli.demo import demo
+from server.cli.records import audit_app, claims_app, outcomes_app, retention_app
 from server.cli.serve import serve
 
 app = typer.Typer(
@@ -25,6 +26,10 @@ app.command(help="Run everything on one machine: server, six synthetic booths, d
 app.add_typer(booth_app, name="booth")
 app.add_typer(user_app, name="user", help="Manage CSO, supervisor and operator accounts.")
 app.add_typer(db_app, name="db", help="Database schema: upgrade, current revision.")
+app.add_typer(claims_app, name="claims")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 
 @app.command(help="Print the JSON Schema of every websocket message.")

@@ -71,7 +71,7 @@ def _split(value: str) -> frozenset[str]:
 @user_app.command("add", help="Add a CSO, supervisor or operator account.")
 def user_add(
     username: str = typer.Argument(..., help="Login name, e.g. siti.rahma"),
-    role: AccountRole = typer.Option(..., help="cso, supervisor or operator."),
+    role: AccountRole = typer.Option(..., help="cso, supervisor, operator or auditor."),
     display_name: str = typer.Option(..., help="Name shown to booths and colleagues."),
     branch: str = typer.Option(..., help="Home branch code, e.g. jkt01."),
     pools: str = typer.Option(

@@ -311,39 +311,54 @@ class SqlRecordStore:
             return stored
         try:
             async with self._engine.begin() as conn:
-                status, body = await work(SqlRecordsTx(conn))
-                # In the same transaction as the work: both commit, or neither does.
+                # Claim the key first, in this transaction. A concurrent request with the
+                # same key blocks on the primary key (PostgreSQL) or on the write lock
+                # (SQLite) until we commit, then finds our answer instead of redoing work.
+                stored = await self._stored_in(conn, principal, key, request_hash)
+                if stored is not None:
+                    return stored
                 await conn.execute(
                     insert(idempotency).values(
                         principal=principal,
                         key=key,
                         request_hash=request_hash,
-                        status_code=status,
-                        response=_json(body),
+                        status_code=0,
+                        response="{}",
                         created_at=datetime.now(UTC),
                     )
                 )
+                status, body = await work(SqlRecordsTx(conn))
+                # The response commits with the work: both, or neither.
+                await conn.execute(
+                    update(idempotency)
+                    .where(and_(idempotency.c.principal == principal, idempotency.c.key == key))
+                    .values(status_code=status, response=_json(body))
+                )
         except IntegrityError:
-            # A concurrent request with the same key committed first: answer as it did.
             stored = await self._stored_response(principal, key, request_hash)
             if stored is None:
                 raise
             return stored
         return StoredResponse(status, body)
 
-    async def _stored_response(
-        self, principal: str, key: str, request_hash: str
+    async def _stored_in(
+        self, conn: AsyncConnection, principal: str, key: str, request_hash: str
     ) -> StoredResponse | None:
         query = select(idempotency).where(
             and_(idempotency.c.principal == principal, idempotency.c.key == key)
         )
-        async with self._reader.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+        row = (await conn.execute(query)).mappings().first()
         if row is None:
             return None
         if row["request_hash"] != request_hash:
             raise IdempotencyConflict(key)
         return StoredResponse(row["status_code"], json.loads(row["response"]), replayed=True)
+
+    async def _stored_response(
+        self, principal: str, key: str, request_hash: str
+    ) -> StoredResponse | None:
+        async with self._reader.connect() as conn:
+            return await self._stored_in(conn, principal, key, request_hash)
 
     async def _read(self, query: Select[Any]) -> list[RowMapping]:
         async with self._reader.connect() as conn:
