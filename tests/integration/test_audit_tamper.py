@@ -1,0 +1,96 @@
+"""Tampering with the stored audit log, on SQLite and PostgreSQL, is detected and located."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, text, update
+
+from server.adapters.sql import migrate
+from server.adapters.sql.tables import audit_log
+from server.adapters.sql.wiring import open_records
+from server.ports.records import AuditDraft
+
+SHA = "ab" * 32
+EDITS = {
+    "actor": "'mallory'",
+    "action": "'outcome.deleted'",
+    "decision": "'approved'",
+    "reason_codes": """'["claim_duplicate"]'""",
+    "evidence": f"""'["{"cd" * 32}"]'""",
+    "fingerprints": """'["sha-256 00:11"]'""",
+    "details": """'{"note":"edited"}'""",
+    "at": "'2020-01-01T00:00:00.000000+00:00'",
+    "claim_id": "'someone-else'",
+}
+
+
+async def _log_of_six(settings):  # type: ignore[no-untyped-def]
+    await migrate.upgrade(settings)
+    engine, service = await open_records(settings)
+    start = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    async with service.store.transaction() as tx:
+        for i in range(6):
+            await tx.append_audit(
+                AuditDraft("siti", "cso", "document.verdict", claim_id=f"c{i}", decision="accepted",
+                           reason_codes=(), evidence=(SHA,), fingerprints=("sha-256 AA:BB",),
+                           details={"i": i}),
+                start + timedelta(seconds=i),
+            )  # fmt: skip
+    assert (await service.verify_audit()) == (6, [])
+    return engine, service
+
+
+@pytest.mark.parametrize("column", sorted(EDITS))
+async def test_an_edited_field_is_found_at_its_row(db_settings, column) -> None:
+    engine, service = await _log_of_six(db_settings)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(f"UPDATE audit_log SET {column} = {EDITS[column]} WHERE seq = 3")
+            )
+        count, problems = await service.verify_audit()
+        assert count == 6
+        assert [(p.seq, str(p.kind)) for p in problems] == [(3, "edited")]
+        assert "3" in problems[0].message
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("tamper", ["delete_middle", "delete_last", "swap", "rehash_forgery"])
+async def test_removed_reordered_or_forged_rows_are_found(db_settings, tamper) -> None:
+    engine, service = await _log_of_six(db_settings)
+    try:
+        async with engine.begin() as conn:
+            if tamper == "delete_middle":
+                await conn.execute(delete(audit_log).where(audit_log.c.seq == 4))
+            elif tamper == "delete_last":
+                await conn.execute(delete(audit_log).where(audit_log.c.seq == 6))
+            elif tamper == "swap":
+                # Renumber rows 2 and 3 so they read in the other order.
+                await conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(seq=-2))
+                await conn.execute(update(audit_log).where(audit_log.c.seq == 3).values(seq=2))
+                await conn.execute(update(audit_log).where(audit_log.c.seq == -2).values(seq=3))
+            else:
+                # Rewrite row 2 and recompute its own hash: the next row's link breaks.
+                from server.adapters.sql.records import audit_entry
+                from server.domain.audit import entry_fields, entry_hash
+
+                row = (
+                    (await conn.execute(audit_log.select().where(audit_log.c.seq == 2)))
+                    .mappings()
+                    .one()
+                )
+                forged = entry_fields(audit_entry(row)) | {"actor": "mallory"}
+                await conn.execute(
+                    update(audit_log).where(audit_log.c.seq == 2)
+                    .values(actor="mallory", hash=entry_hash(forged))
+                )  # fmt: skip
+        _, problems = await service.verify_audit()
+        assert problems, tamper
+        found = {p.seq for p in problems}
+        expected = {"delete_middle": 5, "delete_last": 5, "swap": 2, "rehash_forgery": 3}[tamper]
+        assert expected in found or expected + 1 in found, (tamper, problems)
+    finally:
+        await engine.dispose()
