@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from dataclasses import dataclass
 
 import httpx
@@ -53,6 +54,14 @@ CLIENT_NAME = "loket-booth/0.1"
 _FATAL_AUTH = {ErrorCode.AUTH_FAILED, ErrorCode.FORBIDDEN_FOR_ROLE}
 
 
+class DocumentRefused(Exception):
+    """The server refused an upload; `message` says what the participant should do."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
 class BoothAuthError(Exception):
     """The server refused the credential: retrying will not help; re-enrol the booth."""
 
@@ -69,6 +78,7 @@ class BoothClient:
         self.config = config
         self.machine = BoothSession()
         self.session_id: str | None = None
+        self.claim_id: str | None = None  # the claim being verified in this session
         self.position: int | None = None
         self.booth_id: str | None = None
         self.changed = asyncio.Event()  # set on every state change (tests, UI)
@@ -147,6 +157,44 @@ class BoothClient:
             body["access_token"], body["refresh_token"], time.monotonic() + body["expires_in"]
         )
 
+    async def upload_document(self, kind: str, data: bytes, content_type: str) -> dict[str, str]:
+        """Send a document picture for this session's claim; durable once this returns.
+
+        Retried on network errors with the same Idempotency-Key, so a retry after a lost
+        answer never stores the document twice.
+        """
+        if self.claim_id is None or self._tokens is None:
+            raise RuntimeError("no live session: documents are sent during a session")
+        key = uuid.uuid4().hex
+        delay = self.config.reconnect_min
+        async with httpx.AsyncClient(base_url=self.config.server_url, timeout=30) as http:
+            for attempt in range(5):
+                try:
+                    response = await http.post(
+                        f"/api/claims/{self.claim_id}/documents",
+                        params={"kind": kind},
+                        content=data,
+                        headers={
+                            "Authorization": f"Bearer {self._tokens.access}",
+                            "Content-Type": content_type,
+                            "Idempotency-Key": key,
+                        },
+                    )
+                except httpx.TransportError:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.config.reconnect_max)
+                    continue
+                if response.status_code >= 400:
+                    error = response.json().get("error", {})
+                    raise DocumentRefused(
+                        response.status_code, error.get("code", ""), error.get("message", "")
+                    )
+                body: dict[str, str] = response.json()
+                return body
+        raise AssertionError("unreachable")
+
     # --- the socket ------------------------------------------------------------------
 
     async def _serve(self, ws: ClientConnection) -> None:
@@ -221,6 +269,7 @@ class BoothClient:
                     self._handle(SessionEvent.RESERVE)
             case Assigned():
                 self.session_id = message.session_id
+                self.claim_id = message.claim_id
                 self._ice_servers = message.ice_servers
                 if self.machine.state is SessionState.QUEUED:
                     self._handle(SessionEvent.RESERVE)  # reserved + assigned in one breath

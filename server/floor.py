@@ -772,6 +772,7 @@ class Floor:
             session_id=session_id,
             cso_name=cso.principal.display_name if cso else "",
             ice_servers=self._ice_servers(booth.booth_id),
+            claim_id=booth.claim.claim_id if booth.claim else None,
         )
 
     def _assigned_for_cso(self, booth: BoothEntry, session_id: str, cso_id: str) -> BoothAssigned:

@@ -236,6 +236,7 @@ class Assigned(Envelope):
     session_id: SessionId
     cso_name: str
     ice_servers: list[IceServer]
+    claim_id: str | None = Field(default=None, description="upload documents against this")
 
 
 class Focus(Envelope):

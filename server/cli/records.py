@@ -76,6 +76,8 @@ def _fail(message: str) -> typer.Exit:
 
 def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable[T]]) -> T:
     """Run `work` against the records service, bringing an embedded database up to date."""
+    from sqlalchemy.exc import DBAPIError
+
     from server.adapters.sql import migrate
     from server.adapters.sql.wiring import open_records
 
@@ -100,6 +102,11 @@ def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable
         raise _fail(
             f"cannot reach the database or the document store ({exc}); "
             "check LOKET_DATABASE_URL and LOKET_DATA_DIR"
+        ) from None
+    except DBAPIError as exc:  # the driver's own message only: never the SQL's parameters
+        raise _fail(
+            f"the database refused the request ({mask_niks_in(str(exc.orig))}); "
+            "check LOKET_DATABASE_URL, then `loket db current`"
         ) from None
 
 
@@ -314,7 +321,10 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         sys.stdout.flush()
         return
     directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _fail(f"cannot write in {directory}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             yield out
