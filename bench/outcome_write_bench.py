@@ -1,16 +1,15 @@
 """Durable outcome writes per second: Loket's SQL record store vs a bare driver loop.
 
 One writer, sequential commits. Through Loket, each outcome is what the outcome commit
-does in the store: `store.idempotent(...)` (the stored-response look-up, then one
-transaction) running `get_claim(for_update)`, `documents_of`, `append_audit` (hash chain:
+does in the store: `store.idempotent(...)` (one transaction: the stored-response look-up,
+then the work) running `get_claim(for_update)`, `documents_of`, `append_audit` (hash chain:
 head row locked, entry hashed, audit row inserted, head row updated), `add_outcome`,
 `set_claim_state` and the idempotency row. Claims are pre-created and not timed.
 
-The baseline runs the statements the store issues (idempotency look-up before the
-transaction; in it: idempotency re-check and placeholder insert, claim select, documents
-select, head select, audit and outcome inserts, head, claim and idempotency updates; one
-COMMIT per outcome) with the bare driver on a database with the same schema (made by the same
-migrations), in the same process:
+The baseline runs the statements the store issues (in one transaction: idempotency
+look-up, claim select, documents select, head select, audit and outcome inserts, head and
+claim updates, idempotency insert; one COMMIT per outcome) with the bare driver on a
+database with the same schema (made by the same migrations), in the same process:
 
 - SQLite: `sqlite3` on a fresh file, `PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL`
   (and foreign_keys=ON, BEGIN IMMEDIATE, as Loket's engine does).
@@ -98,24 +97,27 @@ class LoketWriter:
 
     async def seed(self, ids: list[str]) -> None:
         at = now()
-        async with self.store.transaction() as tx:
+
+        def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
             for i, claim_id in enumerate(ids):
                 claim = new_booked_claim(
                     claim_id, f"BK-{claim_id[:12]}", nik(i), f"{i:011d}",
                     ClaimType.RESIGNATION, "demo01", at, at,
                 )  # fmt: skip
-                await tx.add_claim(claim)
-                await tx.set_claim_state(claim_id, ClaimState.IN_VERIFICATION)
+                tx.add_claim(claim)
+                tx.set_claim_state(claim_id, ClaimState.IN_VERIFICATION)
+
+        await self.store.write(_in_tx1)
 
     async def outcome(self, claim_id: str) -> None:
         session_id = uuid.uuid4().hex
 
-        async def work(tx: SqlRecordsTx) -> tuple[int, dict[str, Any]]:
-            claim = await tx.get_claim(claim_id, for_update=True)
+        def work(tx: SqlRecordsTx) -> tuple[int, dict[str, Any]]:
+            claim = tx.get_claim(claim_id, for_update=True)
             assert claim is not None
-            await tx.documents_of(claim_id)
+            tx.documents_of(claim_id)
             at = now()
-            entry = await tx.append_audit(
+            entry = tx.append_audit(
                 AuditDraft(actor=CSO, role="cso", action="outcome.recorded", claim_id=claim_id,
                            decision="approved", reason_codes=REASONS, evidence=EVIDENCE,
                            fingerprints=PRINTS, details=details(session_id)),
@@ -127,12 +129,12 @@ class LoketWriter:
                 session_id=session_id, fingerprints=PRINTS, evidence=EVIDENCE, decided_at=at,
                 audit_seq=entry.seq,
             )  # fmt: skip
-            await tx.add_outcome(outcome)
-            await tx.set_claim_state(claim_id, ClaimState.APPROVED)
+            tx.add_outcome(outcome)
+            tx.set_claim_state(claim_id, ClaimState.APPROVED)
             return 201, {"outcome_id": outcome.outcome_id, "claim_id": claim_id}
 
         digest = hashlib.sha256(f"outcome{claim_id}".encode()).hexdigest()
-        response = await self.store.idempotent(CSO, uuid.uuid4().hex, digest, work)  # type: ignore[arg-type]
+        response = await self.store.idempotent(CSO, uuid.uuid4().hex, digest, work)
         assert response.status_code == 201 and not response.replayed
 
     async def close(self) -> None:
@@ -195,18 +197,10 @@ class BareSqlite:
 
     async def outcome(self, claim_id: str) -> None:
         db, session_id, key = self.db, uuid.uuid4().hex, uuid.uuid4().hex
-        db.execute(
-            "SELECT * FROM idempotency_keys WHERE principal = ? AND key = ?", (CSO, key)
-        ).fetchall()
         db.execute("BEGIN IMMEDIATE")
         db.execute(
             "SELECT * FROM idempotency_keys WHERE principal = ? AND key = ?", (CSO, key)
         ).fetchall()
-        db.execute(
-            "INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response,"
-            " created_at) VALUES (?, ?, ?, 0, '{}', ?)",
-            (CSO, key, hashlib.sha256(claim_id.encode()).hexdigest(), now().isoformat()),
-        )
         claim = db.execute("SELECT * FROM claims WHERE claim_id = ?", (claim_id,)).fetchone()
         assert claim is not None
         db.execute("SELECT * FROM documents WHERE claim_id = ?", (claim_id,)).fetchall()
@@ -226,10 +220,11 @@ class BareSqlite:
             (at, claim_id),
         )
         db.execute(
-            "UPDATE idempotency_keys SET status_code = 201, response = ?"
-            " WHERE principal = ? AND key = ?",
-            (canonical({"claim_id": claim_id}), CSO, key),
-        )
+            "INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response,"
+            " created_at) VALUES (?, ?, ?, 201, ?, ?)",
+            (CSO, key, hashlib.sha256(claim_id.encode()).hexdigest(),
+             canonical({"claim_id": claim_id}), now().isoformat()),
+        )  # fmt: skip
         db.execute("COMMIT")
 
     async def close(self) -> None:
@@ -257,18 +252,10 @@ class BareAsyncpg:
 
     async def outcome(self, claim_id: str) -> None:
         conn, session_id, key = self.conn, uuid.uuid4().hex, uuid.uuid4().hex
-        await conn.fetch(
-            "SELECT * FROM idempotency_keys WHERE principal = $1 AND key = $2", CSO, key
-        )
         async with conn.transaction():
             await conn.fetch(
                 "SELECT * FROM idempotency_keys WHERE principal = $1 AND key = $2", CSO, key
             )
-            await conn.execute(
-                "INSERT INTO idempotency_keys (principal, key, request_hash, status_code,"
-                " response, created_at) VALUES ($1, $2, $3, 0, '{}', $4)",
-                CSO, key, hashlib.sha256(claim_id.encode()).hexdigest(), now(),
-            )  # fmt: skip
             claim = await conn.fetchrow(
                 "SELECT * FROM claims WHERE claim_id = $1 FOR UPDATE", claim_id
             )
@@ -295,9 +282,10 @@ class BareAsyncpg:
                 claim_id,
             )
             await conn.execute(
-                "UPDATE idempotency_keys SET status_code = 201, response = $1"
-                " WHERE principal = $2 AND key = $3",
-                canonical({"claim_id": claim_id}), CSO, key,
+                "INSERT INTO idempotency_keys (principal, key, request_hash, status_code,"
+                " response, created_at) VALUES ($1, $2, $3, 201, $4, $5)",
+                CSO, key, hashlib.sha256(claim_id.encode()).hexdigest(),
+                canonical({"claim_id": claim_id}), now(),
             )  # fmt: skip
 
     async def close(self) -> None:

@@ -111,13 +111,16 @@ async def prepare(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
     engine, service = await open_records(settings)
     try:
         now = datetime.now(UTC)
-        async with service.store.transaction() as tx:
-            await tx.add_claim(
+
+        def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+            tx.add_claim(
                 new_booked_claim(
                     uuid.uuid4().hex, BOOKING, "3171014501900001", "12345678901",
                     ClaimType.RESIGNATION, DEMO_BRANCH, now + timedelta(hours=1), now,
                 )
             )  # fmt: skip
+
+        await service.store.write(_in_tx1)
     finally:
         await engine.dispose()
     return accounts

@@ -254,45 +254,44 @@ class RecordsService:
         only for an unknown booking code (check in as a walk-in) or a decided claim.
         """
         now = self._now()
-        async with self.store.transaction() as tx:
+
+        def work(tx: RecordsTx) -> Claim:
             if isinstance(ref, BookingRef):
-                found = await tx.find_claim_by_booking(ref.booking_code)
+                found = tx.find_claim_by_booking(ref.booking_code)
                 if found is None:
                     raise RecordsError(404, "claim_not_found", f"no booking {ref.booking_code}")
                 claim = found
             else:
-                claim = await self._walk_in(tx, booth, ref, now)
+                claim = self._walk_in(tx, booth, ref, now)
             if claim.state is not ClaimState.CHECKED_IN:
                 try:
                     claim = transition(claim, ClaimState.CHECKED_IN)
                 except ClaimRuleError as exc:
                     raise RecordsError(409, "claim_refused", exc.message) from None
-                await tx.set_claim_state(claim.claim_id, claim.state)
-                await tx.append_audit(
-                    _draft(booth, "claim.checked_in", claim_id=claim.claim_id), now
-                )
-        return claim
+                tx.set_claim_state(claim.claim_id, claim.state)
+                tx.append_audit(_draft(booth, "claim.checked_in", claim_id=claim.claim_id), now)
+            return claim
 
-    async def _walk_in(
-        self, tx: RecordsTx, booth: Principal, ref: WalkInRef, now: datetime
-    ) -> Claim:
+        return await self.store.write(work)
+
+    def _walk_in(self, tx: RecordsTx, booth: Principal, ref: WalkInRef, now: datetime) -> Claim:
         # The same participant and claim, still open: they are back (follow-up, crash).
-        for existing in await tx.find_claims_by_nik(ref.nik):
+        for existing in tx.find_claims_by_nik(ref.nik):
             if (
                 existing.kpj == ref.kpj
                 and existing.claim_type is ref.claim_type
                 and existing.state not in (ClaimState.APPROVED, ClaimState.REJECTED)
                 and existing.state is not ClaimState.CANCELLED
             ):
-                claim = await tx.get_claim(existing.claim_id, for_update=True)
+                claim = tx.get_claim(existing.claim_id, for_update=True)
                 assert claim is not None
                 return claim
         try:
             claim = register_walk_in(new_id(), ref.nik, ref.kpj, ref.claim_type, booth.branch, now)
         except ClaimRuleError as exc:
             raise RecordsError(422, "claim_refused", exc.message) from None
-        await tx.add_claim(claim)
-        await tx.append_audit(
+        tx.add_claim(claim)
+        tx.append_audit(
             _draft(booth, "claim.registered", claim_id=claim.claim_id,
                    details={"walk_in": True, "claim_type": str(claim.claim_type)}),
             now,
@@ -378,8 +377,8 @@ class RecordsService:
         width, height = await asyncio.to_thread(decode_check, image_kind, clean)
         sha = await asyncio.to_thread(self.blobs.put, clean)
 
-        async def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
-            claim = await tx.get_claim(claim_id, for_update=True)
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            claim = tx.get_claim(claim_id, for_update=True)
             if claim is None:
                 raise not_found(f"claim {claim_id}")
             now = self._now()
@@ -389,8 +388,8 @@ class RecordsService:
                 height=height, session_id=session.session_id, uploaded_by=booth.subject,
                 uploaded_at=now,
             )  # fmt: skip
-            await tx.add_document(doc)
-            await tx.append_audit(
+            tx.add_document(doc)
+            tx.append_audit(
                 _draft(booth, "document.uploaded", claim_id=claim_id, evidence=(sha,),
                        details={"document_id": doc.document_id, "kind": doc.kind,
                                 "session_id": session.session_id}),
@@ -417,12 +416,10 @@ class RecordsService:
             data = await asyncio.to_thread(self.blobs.get, doc.sha256)
         except BlobMissing:
             raise RecordsError(410, "purged", "the document's file is gone") from None
-        async with self.store.transaction() as tx:
-            await tx.append_audit(
-                _draft(who, "document.viewed", claim_id=doc.claim_id, evidence=(doc.sha256,),
-                       details={"document_id": document_id}),
-                self._now(),
-            )  # fmt: skip
+        viewed = _draft(who, "document.viewed", claim_id=doc.claim_id, evidence=(doc.sha256,),
+                        details={"document_id": document_id})  # fmt: skip
+        now = self._now()
+        await self.store.write(lambda tx: tx.append_audit(viewed, now))
         return doc, data
 
     async def judge(
@@ -446,30 +443,30 @@ class RecordsService:
             raise RecordsError(422, "invalid_request", "verdict is accepted or rejected") from None
         digest = request_hash("verdict", document_id, verdict, *reason_codes)
 
-        async def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
-            claim = await tx.get_claim(doc.claim_id, for_update=True)
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            claim = tx.get_claim(doc.claim_id, for_update=True)
             assert claim is not None
-            claim = await self._start_verification(tx, cso, claim)
+            claim = self._start_verification(tx, cso, claim)
             now = self._now()
-            await tx.set_verdict(document_id, str(judged.verdict), judged.reason_codes,
+            tx.set_verdict(document_id, str(judged.verdict), judged.reason_codes,
                                  cso.subject, now)  # fmt: skip
-            await tx.append_audit(
+            tx.append_audit(
                 _draft(cso, "document.verdict", claim_id=claim.claim_id,
                        decision=str(judged.verdict), reason_codes=judged.reason_codes,
                        evidence=(doc.sha256,), details={"document_id": document_id}),
                 now,
             )  # fmt: skip
-            updated = await tx.get_document(document_id)
+            updated = tx.get_document(document_id)
             assert updated is not None
             return 200, document_json(updated)
 
         return await self.store.idempotent(cso.subject, idempotency_key, digest, work)
 
-    async def _start_verification(self, tx: RecordsTx, cso: Principal, claim: Claim) -> Claim:
+    def _start_verification(self, tx: RecordsTx, cso: Principal, claim: Claim) -> Claim:
         if claim.state is ClaimState.CHECKED_IN:
             claim = transition(claim, ClaimState.IN_VERIFICATION)
-            await tx.set_claim_state(claim.claim_id, claim.state)
-            await tx.append_audit(
+            tx.set_claim_state(claim.claim_id, claim.state)
+            tx.append_audit(
                 _draft(cso, "claim.verification_started", claim_id=claim.claim_id), self._now()
             )
         return claim
@@ -495,16 +492,16 @@ class RecordsService:
             raise RecordsError(422, "invalid_request", f"decision is one of {choices}") from None
         session = await self._serving_session(cso, claim_id)
 
-        async def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             # Authorised inside the work so that a retry after the session ended still
             # gets its stored answer (the idempotency check runs before this).
             if session is None:
                 raise forbidden("only the CSO serving this claim records its outcome")
-            claim = await tx.get_claim(claim_id, for_update=True)
+            claim = tx.get_claim(claim_id, for_update=True)
             if claim is None:
                 raise not_found(f"claim {claim_id}")
-            claim = await self._start_verification(tx, cso, claim)
-            docs = await tx.documents_of(claim_id)
+            claim = self._start_verification(tx, cso, claim)
+            docs = tx.documents_of(claim_id)
             try:
                 decided = decide(claim, chosen, claim_checklist(claim, docs), tuple(reason_codes))
             except ClaimRuleError as exc:
@@ -514,7 +511,7 @@ class RecordsService:
                 sorted({d.sha256 for d in docs if d.verdict == Verdict.ACCEPTED.value})
             )
             prints = session.cso_fingerprints + session.booth_fingerprints
-            entry = await tx.append_audit(
+            entry = tx.append_audit(
                 _draft(cso, "outcome.recorded", claim_id=claim_id, decision=chosen.value,
                        reason_codes=tuple(reason_codes), evidence=evidence, fingerprints=prints,
                        details={"session_id": session.session_id, "booth_id": session.booth_id,
@@ -528,8 +525,8 @@ class RecordsService:
                 branch=claim.branch, session_id=session.session_id, fingerprints=prints,
                 evidence=evidence, decided_at=now, audit_seq=entry.seq,
             )  # fmt: skip
-            await tx.add_outcome(outcome)
-            await tx.set_claim_state(claim_id, decided.state)
+            tx.add_outcome(outcome)
+            tx.set_claim_state(claim_id, decided.state)
             self._maybe_crash("outcome_before_commit")
             return 201, outcome_json(outcome)
 
@@ -581,14 +578,15 @@ class RecordsService:
             return ImportResult(line, False, error=exc.message)
         except (ValueError, TypeError) as exc:
             return ImportResult(line, False, error=str(exc))
+        imported = _draft(actor, "claim.imported", claim_id=claim.claim_id,
+                          details={"booking_code": claim.booking_code})  # fmt: skip
+
+        def work(tx: RecordsTx) -> None:
+            tx.add_claim(claim)
+            tx.append_audit(imported, now)
+
         try:
-            async with self.store.transaction() as tx:
-                await tx.add_claim(claim)
-                await tx.append_audit(
-                    _draft(actor, "claim.imported", claim_id=claim.claim_id,
-                           details={"booking_code": claim.booking_code}),
-                    now,
-                )  # fmt: skip
+            await self.store.write(work)
         except ClaimExists:
             return ImportResult(line, False, error=f"booking {claim.booking_code} exists already")
         return ImportResult(line, True, claim_id=claim.claim_id)

@@ -418,12 +418,14 @@ def outcomes_export(
             filters = {"branch": branch, "cso": cso, "decision": decision,
                        "since": start.isoformat() if start else None,
                        "until": end.isoformat() if end else None}  # fmt: skip
-            async with service.store.transaction() as tx:
-                await tx.append_audit(
-                    AuditDraft(actor="cli", role="operator", action="outcomes.exported",
-                               details={"rows": count, "full_nik": True, "filters": filters}),
-                    datetime.now(UTC),
-                )  # fmt: skip
+            exported = AuditDraft(
+                actor="cli",
+                role="operator",
+                action="outcomes.exported",
+                details={"rows": count, "full_nik": True, "filters": filters},
+            )
+            now = datetime.now(UTC)
+            await service.store.write(lambda tx: tx.append_audit(exported, now))
         return count
 
     count = _with_records(settings, work)

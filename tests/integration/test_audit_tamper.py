@@ -30,14 +30,17 @@ async def _log_of_six(settings):  # type: ignore[no-untyped-def]
     await migrate.upgrade(settings)
     engine, service = await open_records(settings)
     start = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-    async with service.store.transaction() as tx:
+
+    def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
         for i in range(6):
-            await tx.append_audit(
+            tx.append_audit(
                 AuditDraft("siti", "cso", "document.verdict", claim_id=f"c{i}", decision="accepted",
                            reason_codes=(), evidence=(SHA,), fingerprints=("sha-256 AA:BB",),
                            details={"i": i}),
                 start + timedelta(seconds=i),
             )  # fmt: skip
+
+    await service.store.write(_in_tx1)
     assert (await service.verify_audit()) == (6, [])
     return engine, service
 

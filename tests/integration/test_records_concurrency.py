@@ -43,15 +43,18 @@ SITI = Principal("siti", AccountRole.CSO, "Siti", "jkt01")
 async def _claims(service, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     now = datetime.now(UTC)
     ids = []
-    async with service.store.transaction() as tx:
+
+    def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
         for i in range(count):
             claim = new_booked_claim(
                 new_id(), f"BK-C{i:04d}", valid_nik(i + 1), "12345678901",
                 ClaimType.TERMINATION, "jkt01", now, now,
             )  # fmt: skip
-            await tx.add_claim(claim)
-            await tx.set_claim_state(claim.claim_id, ClaimState.CHECKED_IN)  # at a booth
+            tx.add_claim(claim)
+            tx.set_claim_state(claim.claim_id, ClaimState.CHECKED_IN)  # at a booth
             ids.append(claim.claim_id)
+
+    await service.store.write(_in_tx1)
     return ids
 
 

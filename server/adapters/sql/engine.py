@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.settings import Settings
@@ -44,6 +44,15 @@ def readonly(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
+def make_sync_sqlite_engine(url: str) -> Engine:
+    """A synchronous (pysqlite) engine with the same durability pragmas, for the writer
+    thread of the records store."""
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
 def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     url = url or settings.sqlalchemy_url
     if is_sqlite(url):
@@ -52,4 +61,7 @@ def make_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No pre-ping: it costs a round trip per checkout. A connection the server dropped
+    # fails one request, SQLAlchemy then discards the pool, and clients retry (with the
+    # same Idempotency-Key, so nothing is written twice).
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
