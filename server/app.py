@@ -65,9 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         floor = Floor(settings, router, live, metrics)
         await floor.start()
         blobs = BlobStore(settings.data_dir / "documents", documents_key(settings))
+        store = SqlRecordStore(engine)
         records = RecordsService(
             settings,
-            SqlRecordStore(engine),
+            store,
             blobs,
             SessionFinder(of_claim=floor.session_of_claim, of_booth=floor.session_of_booth),
         )
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await floor.stop()
+            await store.close()
             await engine.dispose()
 
     app = FastAPI(

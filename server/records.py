@@ -374,8 +374,17 @@ class RecordsService:
         # Checks and the encrypted, fsynced blob come first: the blob is content-addressed,
         # so a retry writes nothing new, and a blob without a record is only unreferenced.
         image_kind, clean = check_image(data, self.settings.max_document_bytes)
-        width, height = await asyncio.to_thread(decode_check, image_kind, clean)
-        sha = await asyncio.to_thread(self.blobs.put, clean)
+        # Decode check and encrypted, fsynced write run side by side (both release the GIL).
+        decoded = asyncio.ensure_future(asyncio.to_thread(decode_check, image_kind, clean))
+        stored = asyncio.ensure_future(asyncio.to_thread(self.blobs.put, clean))
+        await asyncio.wait([decoded, stored])
+        if decoded.exception() is not None:
+            if stored.exception() is None:
+                # Bytes that fail to decode never become a document: drop their file.
+                await asyncio.to_thread(self.blobs.delete, stored.result())
+            raise decoded.exception()  # type: ignore[misc]
+        width, height = decoded.result()
+        sha = stored.result()
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(claim_id, for_update=True)

@@ -90,6 +90,7 @@ def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable
         try:
             return await work(service)
         finally:
+            await service.store.close()
             await engine.dispose()
 
     try:
