@@ -30,6 +30,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 65_536 + 4_096
 
 
 @cache
+def _type_names(models: tuple[type[Envelope], ...]) -> frozenset[str]:
+    return frozenset(type_name(m) for m in models)
+
+
+@cache
 def _adapter(models: tuple[type[Envelope], ...]) -> TypeAdapter[Any]:
     # A runtime-built union: mypy cannot see a tuple of types as a type, pydantic can.
     union = Annotated[Union[models], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
@@ -39,7 +44,8 @@ def _adapter(models: tuple[type[Envelope], ...]) -> TypeAdapter[Any]:
 def _decode(
     raw: str | bytes, allowed: tuple[type[Envelope], ...], role: Role, max_bytes: int
 ) -> Envelope:
-    size = len(raw.encode() if isinstance(raw, str) else raw)
+    # A str holds at most 4 bytes per character: encode only when it might be over.
+    size = len(raw) if isinstance(raw, bytes) or len(raw) * 4 <= max_bytes else len(raw.encode())
     if size > max_bytes:
         raise ProtocolError(
             ErrorCode.TOO_LARGE, f"message is {size} bytes; the limit is {max_bytes}"
@@ -66,7 +72,7 @@ def _decode(
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field `type`", ref=ref)
     if kind not in ALL_MESSAGES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", ref=ref)
-    if kind not in {type_name(m) for m in allowed}:
+    if kind not in _type_names(allowed):
         raise ProtocolError(
             ErrorCode.FORBIDDEN_FOR_ROLE, f"a {role} socket may not send {kind!r}", ref=ref
         )

@@ -11,6 +11,7 @@ what the server sends to a booth, and so on for `cso` and `supervisor`.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from enum import StrEnum
@@ -442,6 +443,7 @@ OUTBOUND: dict[Role, tuple[type[Envelope], ...]] = {
 }
 
 
+@functools.cache
 def type_name(model: type[Envelope]) -> str:
     """The wire `type` of a message class."""
     default = model.model_fields["type"].default

@@ -23,6 +23,9 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         # gets a typed `too_large` error instead of a bare protocol close.
         ws_max_size=settings.max_message_bytes * 16,
         ws_ping_interval=None,  # heartbeats are in the protocol, visible to both sides
+        # Signaling messages are small and latency-bound; compressing each one cost more
+        # CPU than the relay itself (measured with bench/relay_bench.py).
+        ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -17,7 +17,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from server.app import create_app
+from server.cli.serve import uvicorn_config
 from server.settings import Settings
 
 
@@ -56,16 +56,8 @@ def server_settings(data_dir: Path, **overrides: Any) -> Settings:
 async def running_server(settings: Settings) -> AsyncIterator[LiveServer]:
     port = settings.port or free_port(settings.host)
     settings = settings.model_copy(update={"port": port})
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        ws_max_size=16 * settings.max_message_bytes,
-        ws_ping_interval=None,
-    )
+    config = uvicorn_config(settings)  # exactly what `loket serve` runs
+    app = config.app
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
