@@ -38,16 +38,11 @@ async def stop_process(proc: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def loket_server(data_dir: Path, port: int, **env: str) -> AsyncIterator[str]:
-    """`loket serve` as its own process on loopback; yields its base URL once ready."""
-    environ = {
-        **os.environ,
-        "LOKET_DATA_DIR": str(data_dir),
-        "LOKET_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
-    proc = await start_process(argv, environ)
+async def http_process(
+    name: str, argv: list[str], env: dict[str, str], port: int
+) -> AsyncIterator[str]:
+    """A child HTTP server with GET /readyz; yields its base URL once that answers 200."""
+    proc = await start_process(argv, env)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as http:
@@ -57,7 +52,21 @@ async def loket_server(data_dir: Path, port: int, **env: str) -> AsyncIterator[s
                         break
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("the Loket server did not become ready")
+                raise RuntimeError(f"{name} did not become ready")
         yield base
     finally:
         await stop_process(proc)
+
+
+@contextlib.asynccontextmanager
+async def loket_server(data_dir: Path, port: int, **env: str) -> AsyncIterator[str]:
+    """`loket serve` as its own process on loopback; yields its base URL once ready."""
+    environ = {
+        **os.environ,
+        "LOKET_DATA_DIR": str(data_dir),
+        "LOKET_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
+    async with http_process("the Loket server", argv, environ, port) as base:
+        yield base

@@ -43,7 +43,7 @@ import cv2
 import httpx
 import numpy as np
 import websockets
-from common import free_port, loket_server, start_process, stop_process
+from common import free_port, http_process, loket_server
 
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
@@ -178,21 +178,9 @@ async def live_session(port: int, accounts, http: httpx.AsyncClient):  # type: i
 @contextlib.asynccontextmanager
 async def bare_server():  # type: ignore[no-untyped-def]
     port = free_port()
-    proc = await start_process([sys.executable, str(HERE / "bare_upload.py"), str(port)],
-                               {**os.environ})  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(300):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("the bare upload server did not become ready")
+    argv = [sys.executable, str(HERE / "bare_upload.py"), str(port)]
+    async with http_process("the bare upload server", argv, {**os.environ}, port) as base:
         yield base
-    finally:
-        await stop_process(proc)
 
 
 async def timed_post(http: httpx.AsyncClient, url: str, data: bytes, headers: dict) -> float:  # type: ignore[type-arg]

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from server.cli.common import DATA_DIR_OPTION, load_settings
+from server.cli.common import DATA_DIR_OPTION, fail, load_settings, run_database_job
 from server.ports.accounts import AccountExists, AccountNotFound
 from server.principal import AccountRole
 from server.settings import Settings
@@ -26,35 +26,22 @@ user_app = typer.Typer(no_args_is_help=True)
 db_app = typer.Typer(no_args_is_help=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(1)
+_fail = fail
 
 
 def _with_auth(settings: Settings, work: Callable[[AuthService], Awaitable[T]]) -> T:
     """Run `work` against the accounts store, bringing an embedded database up to date."""
-    # Imported here, not at the top: `loket booth` on a kiosk should start fast.
-    from server.adapters.sql import migrate
     from server.adapters.sql.wiring import open_accounts
     from server.auth.demo import auth_service
 
-    async def run() -> T:
-        if settings.database_url is None:
-            await migrate.upgrade(settings)
-        else:
-            await migrate.check_schema_current(settings)
+    async def job() -> T:
         engine, store = await open_accounts(settings)
         try:
             return await work(auth_service(settings, store))
         finally:
             await engine.dispose()
 
-    try:
-        return asyncio.run(run())
-    except migrate.SchemaOutOfDate as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot reach the database ({exc}); check LOKET_DATABASE_URL") from None
+    return run_database_job(settings, job)
 
 
 def _read_password(password_stdin: bool) -> str:

@@ -7,7 +7,6 @@ records service) are imported inside the functions so that `loket booth` starts 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import io
@@ -27,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from server.cli.common import DATA_DIR_OPTION, load_settings
+from server.cli.common import DATA_DIR_OPTION, fail, load_settings, run_database_job
 from server.domain.privacy import mask_niks_in
 from server.settings import Settings
 
@@ -69,23 +68,14 @@ class FileFormat(StrEnum):
     JSON = "json"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(1)
+_fail = fail
 
 
 def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable[T]]) -> T:
     """Run `work` against the records service, bringing an embedded database up to date."""
-    from sqlalchemy.exc import DBAPIError
-
-    from server.adapters.sql import migrate
     from server.adapters.sql.wiring import open_records
 
-    async def run() -> T:
-        if settings.database_url is None:
-            await migrate.upgrade(settings)
-        else:
-            await migrate.check_schema_current(settings)
+    async def job() -> T:
         engine, service = await open_records(settings)
         try:
             return await work(service)
@@ -94,21 +84,9 @@ def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable
             await engine.dispose()
 
     try:
-        return asyncio.run(run())
-    except migrate.SchemaOutOfDate as exc:
-        raise _fail(str(exc)) from None
+        return run_database_job(settings, job)
     except ValueError as exc:  # e.g. a malformed LOKET_DOCUMENTS_KEY
         raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(
-            f"cannot reach the database or the document store ({exc}); "
-            "check LOKET_DATABASE_URL and LOKET_DATA_DIR"
-        ) from None
-    except DBAPIError as exc:  # the driver's own message only: never the SQL's parameters
-        raise _fail(
-            f"the database refused the request ({mask_niks_in(str(exc.orig))}); "
-            "check LOKET_DATABASE_URL, then `loket db current`"
-        ) from None
 
 
 # --- loket claims import ----------------------------------------------------------------------

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 from booth_client.client import BoothClient
 from booth_client.config import BoothConfig
-from tests.support.accounts import enrol_booth
+from booth_client.cso_standin import CsoStandIn
+from tests.support.accounts import PASSWORD, add_user, enrol_booth
 from tests.support.live_server import LiveServer
 
 LOOPBACK = ["127.0.0.1"]
@@ -40,3 +41,21 @@ async def running_booths(
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def running_cso(
+    server: LiveServer, username: str, capacity: int
+) -> AsyncIterator[CsoStandIn]:
+    """A CSO account and an aiortc stand-in console logged in as it, accepting booths."""
+    await add_user(server, username, capacity=capacity)
+    cso = CsoStandIn(server.base_url, username, PASSWORD)
+    task = asyncio.create_task(cso.run())
+    try:
+        await cso.wait_ready(within=10)
+        yield cso
+    finally:
+        await cso.stop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
