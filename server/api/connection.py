@@ -129,13 +129,16 @@ class Connection:
         self._metrics.protocol_errors.labels(code=str(exc.code)).inc()
         self.send(error_reply(exc))
 
-    async def receive(self, timeout: float) -> Envelope:  # noqa: ASYNC109 (per-call deadline)
+    async def receive(self, timeout: float | None = None) -> Envelope:  # noqa: ASYNC109
         """Next valid message from the peer. Raises ProtocolError for bad input, Closed
         when the socket is gone, TimeoutError when the peer stays silent."""
         if self._close is not None:
             raise Closed
-        async with asyncio.timeout(timeout):  # no extra task per message, unlike wait_for
+        if timeout is None:
             event = await self.ws.receive()
+        else:
+            async with asyncio.timeout(timeout):
+                event = await self.ws.receive()
         if event["type"] == "websocket.disconnect":
             raise Closed
         self.last_heard = time.monotonic()

@@ -118,11 +118,19 @@ async def serve_socket(ws: WebSocket, role: Role) -> None:
         else:
             await svc.router.subscribe(FLOOR_TOPIC, conn)
             await svc.floor.supervisor_connected(principal, conn.id)
+        # The reader and the heartbeat run side by side; whichever ends first (peer gone,
+        # or silent past heartbeat_timeout) ends the other.
+        reader = asyncio.create_task(_read_loop(conn, svc, principal))
         heartbeat = asyncio.create_task(_heartbeat(conn, svc.settings))
         try:
-            await _read_loop(conn, svc, principal)
+            await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            heartbeat.cancel()
+            for task in (reader, heartbeat):
+                task.cancel()
+            results = await asyncio.gather(reader, heartbeat, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, Closed):
+                log.error("socket_task_failed", error=repr(result))
     except Closed:
         pass
     finally:
@@ -178,19 +186,23 @@ def _authenticate(
 
 
 async def _heartbeat(conn: Connection, settings: Settings) -> None:
+    """Ping the peer every interval; a peer silent for heartbeat_timeout is dead. One timer
+    per socket, rather than a deadline on every message read."""
     while True:
         await asyncio.sleep(settings.heartbeat_interval)
+        silent = time.monotonic() - conn.last_heard
+        if silent > settings.heartbeat_timeout:
+            log.info("peer_silent", silent_s=round(silent, 1))
+            conn.close(CloseCode.TIMEOUT, "heartbeat timeout")
+            return
         conn.send(Ping())
 
 
 async def _read_loop(conn: Connection, svc: SocketServices, principal: Principal) -> None:
-    timeout = svc.settings.heartbeat_timeout
     while True:
         try:
-            message = await conn.receive(timeout)
-        except TimeoutError:
-            log.info("peer_silent", timeout=timeout)
-            conn.close(CloseCode.TIMEOUT, "heartbeat timeout")
+            message = await conn.receive()
+        except Closed:
             return
         except ProtocolError as exc:
             conn.reply_error(exc)

@@ -7,6 +7,7 @@ websockets connection to a real uvicorn server on a free loopback port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -218,3 +219,26 @@ async def test_cso_back_within_grace_keeps_its_booths(server: LiveServer) -> Non
     assert replay.session_id == session
     with pytest.raises(TimeoutError):
         await booth.expect(SessionEnded, timeout=1.5)  # past the 1 s grace: still served
+
+
+async def test_a_silent_peer_is_dropped_and_a_live_one_kept(tmp_path) -> None:
+    settings = server_settings(tmp_path, heartbeat_interval=0.2, heartbeat_timeout=0.6)
+    async with running_server(settings) as live:
+        silent = await _booth(live, "silent-booth")  # answers nothing from now on
+        alive = await SignalClient.connect(
+            live.ws_url, Role.BOOTH, await booth_token(live, "alive-booth")
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await silent.conn.recv()  # pings arrive; we never answer
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+        assert loop.time() - started < 3.0
+        # The other booth answers pings (SignalClient.recv does) and stays connected.
+        deadline = loop.time() + 1.5
+        while loop.time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await alive.recv(timeout=0.3)
+        await alive.send(Ping())
+        await alive.expect(Pong)
