@@ -22,13 +22,8 @@ from server.domain.claims import REASONS
 from server.domain.images import ImageRejected, RejectCode
 from server.ports.records import IdempotencyConflict, OutcomeFilter, StoredResponse
 from server.principal import AccountRole, Principal
-from server.records import (
-    EXPORT_FIELDS,
-    RecordsError,
-    RecordsService,
-    export_rows,
-    outcome_json,
-)
+from server.record_views import EXPORT_FIELDS, export_rows, outcome_json
+from server.records import RecordsError, RecordsService
 
 router = APIRouter(prefix="/api", tags=["records"])
 

@@ -321,7 +321,7 @@ async def _write_export(
 ) -> int:
     import dataclasses
 
-    from server.records import EXPORT_FIELDS, export_rows
+    from server.record_views import EXPORT_FIELDS, export_rows
 
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
     if fmt is FileFormat.CSV:

@@ -252,7 +252,7 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
 
 
 def test_export_csv_masks_nik_unless_full_nik(outcomes) -> None:
-    from server.records import EXPORT_FIELDS
+    from server.record_views import EXPORT_FIELDS
 
     result = _ok("outcomes", "export")
     assert result.stdout.splitlines()[0] == ",".join(EXPORT_FIELDS)

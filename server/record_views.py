@@ -1,0 +1,137 @@
+"""JSON views of claims, documents, checklists and outcomes: what the API and exports show.
+
+NIKs are masked (all but the last four digits) unless the reader is an auditor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from server.domain.claims import Claim
+from server.domain.documents import (
+    Checklist,
+    DocumentKind,
+    Verdict,
+    checklist,
+    display_name,
+    required_documents,
+)
+from server.domain.privacy import mask_nik
+from server.ports.records import DocumentRecord, OutcomeRecord, RecordStore
+
+
+def claim_checklist(claim: Claim, docs: Iterable[DocumentRecord]) -> Checklist:
+    """Latest verdict per document kind: an accepted copy beats a rejected one."""
+    verdicts: dict[DocumentKind, Verdict | None] = {}
+    for doc in docs:
+        if doc.purged_at is not None:
+            continue
+        kind = DocumentKind(doc.kind)
+        verdict = Verdict(doc.verdict) if doc.verdict else None
+        current = verdicts.get(kind)
+        if kind not in verdicts or current is not Verdict.ACCEPTED:
+            verdicts[kind] = verdict if current is None or verdict else current
+    return checklist(required_documents(claim.claim_type, claim.balance_idr), verdicts)
+
+
+def claim_json(claim: Claim, *, full_nik: bool) -> dict[str, Any]:
+    return {
+        "claim_id": claim.claim_id,
+        "booking_code": claim.booking_code,
+        "kpj": claim.kpj,
+        "nik": claim.nik if full_nik else mask_nik(claim.nik),
+        "branch": claim.branch,
+        "claim_type": str(claim.claim_type),
+        "appointment": claim.appointment.isoformat() if claim.appointment else None,
+        "balance_idr": claim.balance_idr,
+        "state": str(claim.state),
+        "walk_in": claim.walk_in,
+        "registered_at": claim.registered_at.isoformat(),
+    }
+
+
+def document_json(doc: DocumentRecord) -> dict[str, Any]:
+    return {
+        "document_id": doc.document_id,
+        "claim_id": doc.claim_id,
+        "kind": doc.kind,
+        "name": display_name(DocumentKind(doc.kind)),
+        "sha256": doc.sha256,
+        "content_type": doc.content_type,
+        "size_bytes": doc.size_bytes,
+        "width": doc.width,
+        "height": doc.height,
+        "uploaded_by": doc.uploaded_by,
+        "uploaded_at": doc.uploaded_at.isoformat(),
+        "verdict": doc.verdict,
+        "verdict_reasons": list(doc.verdict_reasons),
+        "verdict_by": doc.verdict_by,
+        "purged": doc.purged_at is not None,
+    }
+
+
+def checklist_json(items: Checklist) -> dict[str, Any]:
+    return {
+        "complete": items.complete,
+        "items": [
+            {
+                "requirement": check.requirement.key,
+                "any_of": [str(k) for k in check.requirement.any_of],
+                "names": [display_name(k) for k in check.requirement.any_of],
+                "why": check.requirement.reason,
+                "status": str(check.status),
+            }
+            for check in items.items
+        ],
+    }
+
+
+def outcome_json(outcome: OutcomeRecord) -> dict[str, Any]:
+    return {
+        "outcome_id": outcome.outcome_id,
+        "claim_id": outcome.claim_id,
+        "decision": outcome.decision,
+        "reason_codes": list(outcome.reason_codes),
+        "note": outcome.note,
+        "decided_by": outcome.decided_by,
+        "branch": outcome.branch,
+        "session_id": outcome.session_id,
+        "fingerprints": list(outcome.fingerprints),
+        "evidence": list(outcome.evidence),
+        "decided_at": outcome.decided_at.isoformat(),
+        "audit_seq": outcome.audit_seq,
+    }
+
+
+EXPORT_FIELDS = (
+    "outcome_id", "decided_at", "claim_id", "booking_code", "kpj", "nik", "claim_type",
+    "branch", "decision", "reason_codes", "note", "decided_by", "session_id", "evidence",
+    "fingerprints", "audit_seq",
+)  # fmt: skip
+
+
+async def export_rows(
+    store: RecordStore, outcomes: Iterable[OutcomeRecord], *, full_nik: bool
+) -> list[dict[str, Any]]:
+    """Outcomes joined with their claims, flat, for CSV/JSON export. NIK masked unless
+    `full_nik` (auditors)."""
+    claims: dict[str, Claim | None] = {}
+    rows = []
+    for outcome in outcomes:
+        if outcome.claim_id not in claims:
+            claims[outcome.claim_id] = await store.get_claim(outcome.claim_id)
+        claim = claims[outcome.claim_id]
+        row = outcome_json(outcome)
+        row["reason_codes"] = " ".join(outcome.reason_codes)
+        row["evidence"] = " ".join(outcome.evidence)
+        row["fingerprints"] = " ".join(outcome.fingerprints)
+        if claim is not None:
+            row.update(
+                booking_code=claim.booking_code or "",
+                kpj=claim.kpj,
+                nik=claim.nik if full_nik else mask_nik(claim.nik),
+                claim_type=str(claim.claim_type),
+            )
+        rows.append({k: row.get(k, "") for k in EXPORT_FIELDS})
+    return rows
