@@ -1,6 +1,7 @@
 // Loket CSO console (minimal): log in, accept booths, play up to six booth videos.
 // Plain ES module, no build step. Speaks the protocol in signaling/ (see /api/schema).
 
+import { Api, ClaimPanel } from "./claim.js";
 import { Signaling } from "./signaling.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -37,10 +38,21 @@ function tileFor(sessionId, booth, claim) {
   el.querySelector(".decline").onclick = () => signaling.send("decline", { session_id: sessionId });
   el.querySelector(".focus").onclick = () => focus(focused === sessionId ? null : sessionId);
   el.querySelector(".end").onclick = () => signaling.send("end_session", { session_id: sessionId });
+  el.querySelector(".claim-toggle").onclick = () => toggleClaim(sessionId);
   $("#tiles").append(el);
-  tile = { el, pc: null, booth };
+  tile = { el, pc: null, booth, claim, panel: null };
   tiles.set(sessionId, tile);
   return tile;
+}
+
+async function toggleClaim(sessionId) {
+  const tile = tiles.get(sessionId);
+  if (!tile || !tile.claim || !tile.claim.claim_id) return setStatus("This booth has no claim yet.");
+  const section = tile.el.querySelector(".claim-panel");
+  if (!section.hidden) return (section.hidden = true);
+  section.hidden = false;
+  tile.panel = tile.panel || new ClaimPanel(new Api(signaling), tile.claim.claim_id, section, setStatus);
+  await tile.panel.refresh().catch((e) => setStatus(e.message));
 }
 
 function claimText(claim) {

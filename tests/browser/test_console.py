@@ -55,3 +55,40 @@ async def test_console_shows_a_clear_error_for_a_wrong_password(tmp_path) -> Non
             )
             assert "password" in (await error.text_content() or "").lower()
             assert await page.is_hidden("#floor")
+
+
+async def test_cso_checks_documents_and_approves_the_claim_from_the_console(tmp_path) -> None:
+    from server.ports.records import OutcomeFilter
+    from tests.support.images import jpeg
+
+    async with running_server(server_settings(tmp_path)) as server:
+        await add_user(server, "siti", capacity=1)
+        async with running_booths(server, 1) as [booth], chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{server.base_url}/console/")
+            await page.fill("input[name=username]", "siti")
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("#login button[type=submit]")
+            await page.wait_for_function(f"({PLAYING_VIDEOS})() === 1", timeout=60_000)
+            # The participant shows each required document to the document camera.
+            for seed, kind in enumerate(("kpj_card", "ktp", "kk", "buku_tabungan", "paklaring")):
+                await booth.upload_document(kind, jpeg(seed), "image/jpeg")
+            await page.click(".tile .claim-toggle")
+            await page.wait_for_selector(".claim-panel .document >> nth=4")
+            thumbs = await page.eval_on_selector_all(
+                ".doc-thumb", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
+            )
+            assert len(thumbs) == 5 and all(w and w > 0 for w in thumbs)
+            assert await page.is_disabled(".claim-panel .approve")
+            for _ in range(5):
+                await page.click(".claim-panel .doc-accept >> nth=0")
+                await page.wait_for_function(
+                    "n => document.querySelectorAll('.claim-panel .doc-accept').length < n",
+                    arg=await page.locator(".claim-panel .doc-accept").count(),
+                )
+            await page.click(".claim-panel .approve:not([disabled])")
+            await page.wait_for_selector(".claim-panel .decided")
+        outcomes = await server.app.state.records.store.list_outcomes(OutcomeFilter())
+        assert [(o.decision, o.decided_by, len(o.evidence)) for o in outcomes] == [
+            ("approved", "siti", 5)
+        ]
