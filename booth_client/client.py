@@ -248,7 +248,7 @@ class BoothClient:
         self._handle(SessionEvent.CHECK_IN)
         await self._send(
             CheckIn(
-                claim=self.config.claim(),
+                claim=self.config.claim(self.booth_id or "booth"),
                 language=self.config.language,
                 needs_assistance=self.config.needs_assistance,
             )

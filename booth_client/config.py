@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -22,8 +23,10 @@ class BoothConfig(BaseSettings):
     language: Language = Language.INDONESIAN
     # What the synthetic participant checks in with. A real kiosk asks the participant.
     booking_code: str | None = None
-    walk_in_nik: str = "3171015208900001"
-    walk_in_kpj: str = "12345678901"
+    # Unset: a synthetic participant derived from the booth id, so that demo booths stand
+    # for different people (one NIK's open claim is shared by whoever checks in with it).
+    walk_in_nik: str | None = None
+    walk_in_kpj: str | None = None
     walk_in_claim_type: ClaimType = ClaimType.RESIGNATION
     needs_assistance: bool = False
     rejoin_after_session: bool = Field(
@@ -46,9 +49,11 @@ class BoothConfig(BaseSettings):
             return "wss://" + base.removeprefix("https://")
         return "ws://" + base.removeprefix("http://")
 
-    def claim(self) -> BookingRef | WalkInRef:
+    def claim(self, booth_id: str) -> BookingRef | WalkInRef:
         if self.booking_code:
             return BookingRef(booking_code=self.booking_code)
-        return WalkInRef(
-            nik=self.walk_in_nik, kpj=self.walk_in_kpj, claim_type=self.walk_in_claim_type
-        )
+        seed = zlib.crc32(booth_id.encode())
+        # A structurally valid NIK: Jakarta 317101, born 12-08-1990 (day +40: a woman).
+        nik = self.walk_in_nik or f"317101520890{seed % 9999 + 1:04d}"
+        kpj = self.walk_in_kpj or f"{seed % 10**11:011d}"
+        return WalkInRef(nik=nik, kpj=kpj, claim_type=self.walk_in_claim_type)

@@ -87,6 +87,7 @@ class IceCandidate(Body):
     candidate: Annotated[str, Field(max_length=1024)]
     sdpMid: str | None = Field(default=None, max_length=64)  # W3C names
     sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
+    usernameFragment: str | None = Field(default=None, max_length=256)
 
 
 class BookingRef(Body):

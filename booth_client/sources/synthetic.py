@@ -23,7 +23,10 @@ VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_PTIME = 0.020  # 20 ms, the usual Opus frame
 
-HOLD_TEXT = {"id": "MOHON TUNGGU - petugas sedang melayani booth lain", "en": "ON HOLD"}
+HOLD_TEXT = {
+    "id": ("MOHON TUNGGU", "Petugas sedang melayani booth lain"),
+    "en": ("PLEASE WAIT", "The officer is serving another booth"),
+}
 
 
 class _Pacer:
@@ -77,9 +80,16 @@ class SyntheticVideoTrack(MediaStreamTrack):
         cv2.putText(img, clock, (24, self.height - 60), font, 1.4, (255, 255, 255), 3)
         cv2.putText(img, f"frame {n}", (24, self.height - 20), font, 0.8, (230, 230, 230), 2)
         if not self.focused:
-            text = HOLD_TEXT.get(self.language, HOLD_TEXT["id"])
-            cv2.putText(img, text, (24, 120), font, 0.6, (0, 0, 0), 2)
+            lines = HOLD_TEXT.get(self.language, HOLD_TEXT["id"])
+            for row, (text, size) in enumerate(zip(lines, (1.1, 0.7), strict=True)):
+                scale = self._fit(text, size)
+                cv2.putText(img, text, (24, 112 + row * 36), font, scale, (0, 0, 0), 2)
         return img
+
+    def _fit(self, text: str, scale: float) -> float:
+        """The largest scale up to `scale` at which `text` fits the frame's width."""
+        (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+        return scale * min(1.0, (self.width - 48) / max(width, 1))
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":

@@ -37,6 +37,9 @@ async def test_console_logs_in_and_plays_six_booth_videos(tmp_path) -> None:
             )
             assert states == ["connected"] * 6
             assert errors == []
+            # No message the console sent was refused (e.g. its ICE candidates).
+            assert "Server:" not in (await page.text_content("#status") or "")
+            assert await page.is_hidden("#login")
 
 
 async def test_console_shows_a_clear_error_for_a_wrong_password(tmp_path) -> None:

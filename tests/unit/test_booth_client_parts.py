@@ -55,10 +55,12 @@ def test_ice_addresses_are_restricted_and_restored() -> None:
 
 def test_config_walk_in_by_default_and_booking_when_given() -> None:
     config = BoothConfig(credential="lkb_x.y", server_url="https://loket.example:8443")  # type: ignore[arg-type]
-    assert isinstance(config.claim(), WalkInRef)
+    walk_in = config.claim("jkt01-b1")
+    assert isinstance(walk_in, WalkInRef)
+    assert config.claim("jkt01-b2").nik != walk_in.nik  # each demo booth a different person
     assert config.ws_url == "wss://loket.example:8443"
     booked = config.model_copy(update={"booking_code": "BK-1234"})
-    assert booked.claim() == BookingRef(booking_code="BK-1234")
+    assert booked.claim("jkt01-b1") == BookingRef(booking_code="BK-1234")
 
 
 def test_config_reads_comma_separated_addresses_and_refuses_missing_credential(

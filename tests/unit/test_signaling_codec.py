@@ -180,3 +180,15 @@ def test_decoder_never_raises_anything_but_protocol_error(raw: str | bytes, role
         assert exc.message
     else:
         assert type(message) in INBOUND[role]
+
+
+def test_a_browser_candidate_with_username_fragment_is_accepted() -> None:
+    # What RTCIceCandidate.toJSON() sends from Chromium, as the console relays it.
+    raw = json.dumps({
+        "v": 1, "id": "c" * 32, "ts": 1.0, "reply_to": None, "type": "candidate",
+        "session_id": "s" * 32,
+        "candidate": {"candidate": "candidate:1 1 udp 2122260223 192.0.2.10 50000 typ host",
+                      "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "abcd"},
+    })  # fmt: skip
+    message = decode_inbound(raw, Role.CSO)
+    assert message.candidate.usernameFragment == "abcd"  # type: ignore[attr-defined]
