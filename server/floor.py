@@ -451,6 +451,18 @@ class Floor:
                 return await self._live.get(booth.session_id)
         return None
 
+    def booth_holding_claim(self, claim_id: str, *, besides: str) -> str | None:
+        """Another booth (not `besides`) where this claim is checked in right now."""
+        for booth in self._booths.values():
+            if (
+                booth.booth_id != besides
+                and booth.claim is not None
+                and booth.claim.claim_id == claim_id
+                and booth.machine.state not in (SessionState.IDLE, SessionState.ENDED)
+            ):
+                return booth.booth_id
+        return None
+
     async def session_of_booth(self, booth_id: str) -> LiveSession | None:
         booth = self._booths.get(booth_id)
         if booth is None or booth.session_id is None:

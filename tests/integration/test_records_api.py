@@ -228,3 +228,20 @@ async def test_unknown_booking_gets_a_typed_error_pointing_to_walk_in(server) ->
     error = await booth.expect(Error)
     assert error.code == "claim_not_found" and "walk-in" in (error.hint or "")
     await booth.close()
+
+
+async def test_one_claim_cannot_queue_at_two_booths(server) -> None:
+    from signaling.messages import Ack, BookingRef, CheckIn, Error, Role
+    from tests.support.accounts import booth_token
+    from tests.support.ws_client import SignalClient
+
+    await seed_claim(server, "BK-3001")
+    first = await SignalClient.connect(server.ws_url, Role.BOOTH, await booth_token(server, "b1"))
+    second = await SignalClient.connect(server.ws_url, Role.BOOTH, await booth_token(server, "b2"))
+    await first.send(CheckIn(claim=BookingRef(booking_code="BK-3001")))
+    await first.expect(Ack)
+    await second.send(CheckIn(claim=BookingRef(booking_code="BK-3001")))
+    error = await second.expect(Error)
+    assert error.code == "claim_refused" and "already checked in" in error.message
+    await first.close()
+    await second.close()

@@ -50,7 +50,8 @@ async def server(tmp_path):
         yield live
 
 
-async def _booth(server: LiveServer, label: str, code: str = "BK-0001") -> SignalClient:
+async def _booth(server: LiveServer, label: str, code: str | None = None) -> SignalClient:
+    code = code or f"BK-{label.upper()}"  # one participant per booth
     client = await SignalClient.connect(server.ws_url, Role.BOOTH, await booth_token(server, label))
     if await server.app.state.records.store.find_claim_by_booking(code) is None:
         await seed_claim(server, code)
