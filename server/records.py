@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from server.adapters.blobs import BlobMissing, BlobStore, decode_check, load_or_create_key
-from server.domain.audit import ChainProblem, verify_chain
+from server.domain.audit import ChainProblem, ProblemKind, verify_chain
 from server.domain.claims import (
     Claim,
     ClaimRuleError,
@@ -542,7 +542,26 @@ class RecordsService:
         return purged
 
     async def verify_audit(self) -> tuple[int, list[ChainProblem]]:
-        entries = [e async for e in self.store.audit_entries()]
-        # The head row catches a deleted tail, which the rows alone cannot show.
-        _, head_hash = await self.store.audit_head()
-        return len(entries), verify_chain(entries, expected_head=head_hash)
+        """Check the chain up to the recorded head; safe while outcomes are being written.
+
+        The head row is read first (an entry and the head move in one transaction), so
+        entries appended meanwhile are simply not part of this check. The head catches a
+        deleted tail, which the rows alone cannot show; rows past the head that no
+        transaction recorded there were added behind Loket's back.
+        """
+        head_seq, head_hash = await self.store.audit_head()
+        entries = [e async for e in self.store.audit_entries(up_to=head_seq)]
+        problems = verify_chain(entries, expected_head=head_hash)
+        top = await self.store.audit_max_seq()
+        head_now, _ = await self.store.audit_head()
+        if top > head_now:
+            problems.append(
+                ChainProblem(
+                    top,
+                    ProblemKind.HEAD_MISMATCH,
+                    f"entries {head_now + 1} to {top} are not part of the recorded chain: they "
+                    "were added outside Loket; restore the log from a backup and find out who "
+                    "had write access to the database",
+                )
+            )
+        return len(entries), problems

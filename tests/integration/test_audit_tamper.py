@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -95,5 +96,46 @@ async def test_removed_reordered_or_forged_rows_are_found(db_settings, tamper) -
         found = {p.seq for p in problems}
         expected = {"delete_middle": 5, "delete_last": 5, "swap": 2, "rehash_forgery": 3}[tamper]
         assert expected in found or expected + 1 in found, (tamper, problems)
+    finally:
+        await engine.dispose()
+
+
+async def test_rows_added_past_the_head_are_found(db_settings) -> None:
+    engine, service = await _log_of_six(db_settings)
+    try:
+        async with engine.begin() as conn:
+            row = (
+                (await conn.execute(audit_log.select().where(audit_log.c.seq == 6)))
+                .mappings()
+                .one()
+            )
+            await conn.execute(
+                audit_log.insert().values({**row, "seq": 7, "prev_hash": row["hash"]})
+            )
+        _, problems = await service.verify_audit()
+        assert [(p.seq, str(p.kind)) for p in problems] == [(7, "head_mismatch")]
+    finally:
+        await engine.dispose()
+
+
+async def test_verify_while_writing_reports_nothing(db_settings) -> None:
+    engine, service = await _log_of_six(db_settings)
+    try:
+        draft = AuditDraft("siti", "cso", "document.viewed", claim_id="c1", evidence=(SHA,))
+
+        async def writer() -> None:
+            for _ in range(40):
+                now = datetime.now(UTC)
+                await service.store.write(lambda tx, at=now: tx.append_audit(draft, at))
+
+        async def verifier() -> list[object]:
+            found: list[object] = []
+            for _ in range(10):
+                found += (await service.verify_audit())[1]
+            return found
+
+        _, problems = await asyncio.gather(writer(), verifier())
+        assert problems == []
+        assert (await service.verify_audit()) == (46, [])
     finally:
         await engine.dispose()

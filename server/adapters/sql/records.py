@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Executable, RowMapping, Select, and_, bindparam, insert, select, update
+from sqlalchemy import Executable, RowMapping, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -455,12 +455,19 @@ class SqlRecordStore:
         )
         return [_outcome(r) for r in await self._read(query)]
 
-    async def audit_entries(self) -> AsyncIterator[AuditEntry]:
+    async def audit_entries(self, up_to: int | None = None) -> AsyncIterator[AuditEntry]:
         # Streamed in storage order so verifying a long log needs little memory.
+        query = select(audit_log).order_by(audit_log.c.seq)
+        if up_to is not None:
+            query = query.where(audit_log.c.seq <= up_to)
         async with self._reader.connect() as conn:
-            result = await conn.stream(select(audit_log).order_by(audit_log.c.seq))
+            result = await conn.stream(query)
             async for row in result.mappings():
                 yield audit_entry(row)
+
+    async def audit_max_seq(self) -> int:
+        rows = await self._read(select(func.max(audit_log.c.seq).label("top")))
+        return int(rows[0]["top"] or 0)
 
     async def audit_head(self) -> tuple[int, str]:
         rows = await self._read(select(audit_head).where(audit_head.c.id == 1))
