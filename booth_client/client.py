@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from booth_client.config import BoothConfig
 from booth_client.ice import use_host_addresses
 from booth_client.peer import BoothPeer
+from booth_client.sources.documents import render_document
 from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_outbound, encode
 from signaling.errors import ErrorCode, ProtocolError
@@ -92,6 +93,7 @@ class BoothClient:
         self._video: SyntheticVideoTrack | None = None
         self._audio = SyntheticToneTrack(config.tone_hz)
         self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
 
@@ -156,6 +158,31 @@ class BoothClient:
         self._tokens = Tokens(
             body["access_token"], body["refresh_token"], time.monotonic() + body["expires_in"]
         )
+
+    async def _show_documents(self) -> None:
+        """Demo participant: send one picture for each requirement still missing."""
+        # A participant takes a moment to get the papers out; the call settles meanwhile.
+        await asyncio.sleep(self.config.documents_after_s)
+        if self.claim_id is None or self._tokens is None:
+            return
+        async with httpx.AsyncClient(base_url=self.config.server_url, timeout=30) as http:
+            response = await http.get(
+                f"/api/claims/{self.claim_id}",
+                headers={"Authorization": f"Bearer {self._tokens.access}"},
+            )
+        if response.status_code != 200:
+            log.warning("claim_unreadable", status=response.status_code)
+            return
+        label = self._label or self.booth_id or "booth"
+        for seed, item in enumerate(response.json()["checklist"]["items"]):
+            if item["status"] != "missing":
+                continue
+            picture = render_document(item["names"][0], label, seed)
+            try:
+                await self.upload_document(item["any_of"][0], picture, "image/jpeg")
+            except (DocumentRefused, httpx.HTTPError, RuntimeError) as exc:
+                log.warning("document_not_sent", kind=item["any_of"][0], error=str(exc))
+                return
 
     async def upload_document(self, kind: str, data: bytes, content_type: str) -> dict[str, str]:
         """Send a document picture for this session's claim; durable once this returns.
@@ -325,6 +352,10 @@ class BoothClient:
             asyncio.get_running_loop().create_task(self._send(message))
         if state == "connected" and self.machine.can(SessionEvent.MEDIA_UP):
             self._handle(SessionEvent.MEDIA_UP)
+            if self.config.show_documents:
+                task = asyncio.get_running_loop().create_task(self._show_documents())
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def _session_ended(self, message: SessionEnded) -> None:
         if message.session_id != self.session_id:

@@ -29,6 +29,12 @@ class BoothConfig(BaseSettings):
     walk_in_kpj: str | None = None
     walk_in_claim_type: ClaimType = ClaimType.RESIGNATION
     needs_assistance: bool = False
+    show_documents: bool = Field(
+        default=False,
+        description="synthetic participant: once media is up, send a picture of every "
+        "document the claim still needs (demo)",
+    )
+    documents_after_s: float = Field(default=3.0, ge=0, description="delay before that")
     rejoin_after_session: bool = Field(
         default=True, description="check the next (synthetic) participant in after a session"
     )

@@ -65,13 +65,19 @@ def booth(
         "127.0.0.1 for a one-machine demo.",
     ),
     label: str = typer.Option(None, help="Name drawn on the test scene (default: booth id)."),
+    show_documents: bool = typer.Option(
+        False,
+        "--show-documents",
+        help="Synthetic participant: once the call is up, send a picture of each document "
+        "the claim still needs, for the CSO to check (demo).",
+    ),
     log_level: str = typer.Option("INFO", envvar="LOKET_LOG_LEVEL", help="Log level."),
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from booth_client.config import BoothConfig
 
-    overrides: dict[str, object] = {"source": source}
+    overrides: dict[str, object] = {"source": source, "show_documents": show_documents}
     if server:
         overrides["server_url"] = server
     if credential:

@@ -124,7 +124,9 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
             f"  CSO login:    {cso.username} / {cso.password}\n"
             f"  Supervisor:   {supervisor.username} / {supervisor.password}\n"
             f"  Metrics:      {base_url}/metrics\n"
-            f"  Starting {booths} synthetic booths; they queue until a CSO takes them.\n",
+            f"  Starting {booths} synthetic booths; they queue until a CSO takes them.\n"
+            "  Once a call is up, each booth sends pictures of its participant's documents:\n"
+            "  open a tile's Claim panel to check them and record the decision.\n",
             headless=headless,
         )
         if headless:
@@ -144,7 +146,7 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
             )
             argv = _loket_command(
                 "booth", "--server", base_url, "--source", "synthetic",
-                "--ice-address", LOOPBACK,
+                "--ice-address", LOOPBACK, "--show-documents",
             )  # fmt: skip
             children.append(await _start(f"booth-{index}", argv, env, log_dir))
         if not headless:

@@ -80,3 +80,22 @@ async def _until(condition, within: float = 15.0) -> None:  # type: ignore[no-un
     async with asyncio.timeout(within):
         while not condition():
             await asyncio.sleep(0.05)
+
+
+async def test_demo_participant_shows_every_missing_document(tmp_path) -> None:
+    async with (
+        running_server(server_settings(tmp_path)) as server,
+        running_cso(server, "dewi", capacity=1) as cso,
+        running_booths(server, 1, show_documents=True) as [booth],
+    ):
+        await cso.wait_connected(1, within=60)
+        store = server.app.state.records.store
+
+        async def kinds() -> set[str]:
+            return {d.kind for d in await store.documents_of(booth.claim_id)}
+
+        async with asyncio.timeout(30):
+            while len(await kinds()) < 5:
+                await asyncio.sleep(0.1)
+        # A walk-in resignation below the NPWP threshold needs exactly these five.
+        assert await kinds() == {"kpj_card", "ktp", "kk", "buku_tabungan", "paklaring"}
