@@ -28,7 +28,6 @@ Prints one JSON line: {"sqlite": {"loket_per_s", "bare_per_s", "ratio"}, "postgr
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import json
 import sqlite3
@@ -40,6 +39,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -371,4 +372,5 @@ if __name__ == "__main__":
         help="also measure PostgreSQL 15 (default: on when its binaries are installed)",
     )
     args = parser.parse_args()
-    asyncio.run(main(args.outcomes, args.warmup, args.postgres))
+    # The event loop `loket serve` runs on (uvicorn picks uvloop when installed).
+    uvloop.run(main(args.outcomes, args.warmup, args.postgres))
