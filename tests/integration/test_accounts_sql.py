@@ -82,3 +82,25 @@ async def test_booths_enrol_touch_revoke(db_settings) -> None:
             await store.revoke_booth("nope")
     finally:
         await engine.dispose()
+
+
+async def test_times_keep_their_instant_across_zones(db_settings) -> None:
+    from datetime import timedelta, timezone
+
+    from server.adapters.sql.wiring import open_records
+    from server.domain.claims import new_booked_claim
+    from signaling.messages import ClaimType
+
+    await migrate.upgrade(db_settings)
+    jakarta = timezone(timedelta(hours=7))
+    appointment = datetime(2026, 12, 1, 9, 0, tzinfo=jakarta)  # 02:00 UTC
+    now = datetime.now(UTC)
+    claim = new_booked_claim(
+        "c-tz", "BK-TZ01", "3171011508900001", "12345678901", ClaimType.RETIREMENT, "jkt01",
+        appointment, now,
+    )  # fmt: skip
+    async with open_records(db_settings) as (_, service):
+        await service.store.write(lambda tx: tx.add_claim(claim))
+        stored = await service.store.get_claim("c-tz")
+    assert stored is not None and stored.appointment is not None
+    assert stored.appointment == appointment and stored.appointment.utcoffset() == timedelta(0)

@@ -22,13 +22,6 @@ def _set(text: str) -> frozenset[str]:
     return frozenset(v for v in text.split(",") if v)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _user(row: RowMapping) -> UserRecord:
     return UserRecord(
         username=row["username"],
@@ -40,7 +33,7 @@ def _user(row: RowMapping) -> UserRecord:
         skills=_set(row["skills"]),
         capacity=row["capacity"],
         disabled=row["disabled"],
-        created_at=_aware(row["created_at"]),
+        created_at=row["created_at"],
     )
 
 
@@ -51,8 +44,8 @@ def _booth(row: RowMapping) -> BoothRecord:
         label=row["label"],
         secret_hash=row["secret_hash"],
         revoked=row["revoked"],
-        created_at=_aware(row["created_at"]),
-        last_seen_at=_aware(row["last_seen_at"]),
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
     )
 
 

@@ -43,16 +43,7 @@ def _json(values: Any) -> str:
     return canonical_json(values).decode()
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _claim(row: RowMapping) -> Claim:
-    registered = _aware(row["created_at"])
-    assert registered is not None
     return Claim(
         claim_id=row["claim_id"],
         booking_code=row["booking_code"],
@@ -60,17 +51,15 @@ def _claim(row: RowMapping) -> Claim:
         nik=row["nik"],
         branch=row["branch"],
         claim_type=ClaimType(row["claim_type"]),
-        appointment=_aware(row["appointment"]),
+        appointment=row["appointment"],
         balance_idr=int(row["balance_idr"]),
         state=ClaimState(row["state"]),
         walk_in=bool(row["walk_in"]),
-        registered_at=registered,
+        registered_at=row["created_at"],
     )
 
 
 def _document(row: RowMapping) -> DocumentRecord:
-    uploaded = _aware(row["uploaded_at"])
-    assert uploaded is not None
     return DocumentRecord(
         document_id=row["document_id"],
         claim_id=row["claim_id"],
@@ -82,18 +71,16 @@ def _document(row: RowMapping) -> DocumentRecord:
         height=row["height"],
         session_id=row["session_id"],
         uploaded_by=row["uploaded_by"],
-        uploaded_at=uploaded,
+        uploaded_at=row["uploaded_at"],
         verdict=row["verdict"],
         verdict_reasons=tuple(json.loads(row["verdict_reasons"])),
         verdict_by=row["verdict_by"],
-        verdict_at=_aware(row["verdict_at"]),
-        purged_at=_aware(row["purged_at"]),
+        verdict_at=row["verdict_at"],
+        purged_at=row["purged_at"],
     )
 
 
 def _outcome(row: RowMapping) -> OutcomeRecord:
-    decided = _aware(row["decided_at"])
-    assert decided is not None
     return OutcomeRecord(
         outcome_id=row["outcome_id"],
         claim_id=row["claim_id"],
@@ -105,7 +92,7 @@ def _outcome(row: RowMapping) -> OutcomeRecord:
         session_id=row["session_id"],
         fingerprints=tuple(json.loads(row["fingerprints"])),
         evidence=tuple(json.loads(row["evidence"])),
-        decided_at=decided,
+        decided_at=row["decided_at"],
         audit_seq=int(row["audit_seq"]),
     )
 

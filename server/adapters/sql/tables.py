@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -13,7 +15,31 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and read back timezone-aware on every database.
+
+    SQLite keeps no zone: without this, 09:00+07:00 would be stored as 09:00 and read
+    back naive, and comparisons with a bound `since` would compare wall-clock strings.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware times only")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # SQLite: stored as UTC above
+        return value
+
 
 metadata = MetaData(
     naming_convention={
@@ -37,8 +63,8 @@ users = Table(
     Column("skills", Text, nullable=False, default=""),  # comma-separated, e.g. "lang:en"
     Column("capacity", Integer, nullable=False, default=6),
     Column("disabled", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 booths = Table(
@@ -49,8 +75,8 @@ booths = Table(
     Column("label", String(128), nullable=False),
     Column("secret_hash", Text, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("last_seen_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=True),
 )
 
 # --- claims and evidence (migration 0002) ---------------------------------------------
@@ -66,12 +92,12 @@ claims = Table(
     Column("nik", String(16), nullable=False, index=True),
     Column("branch", String(32), nullable=False, index=True),
     Column("claim_type", String(16), nullable=False),
-    Column("appointment", DateTime(timezone=True), nullable=True),
+    Column("appointment", UtcDateTime(), nullable=True),
     Column("balance_idr", BigInteger, nullable=False),
     Column("state", String(24), nullable=False),
     Column("walk_in", Boolean, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 documents = Table(
@@ -87,12 +113,12 @@ documents = Table(
     Column("height", Integer, nullable=False),
     Column("session_id", String(64), nullable=True),
     Column("uploaded_by", String(64), nullable=False),
-    Column("uploaded_at", DateTime(timezone=True), nullable=False),
+    Column("uploaded_at", UtcDateTime(), nullable=False),
     Column("verdict", String(16), nullable=True),  # latest verdict; history in the audit
     Column("verdict_reasons", Text, nullable=False, default="[]"),
     Column("verdict_by", String(64), nullable=True),
-    Column("verdict_at", DateTime(timezone=True), nullable=True),
-    Column("purged_at", DateTime(timezone=True), nullable=True),
+    Column("verdict_at", UtcDateTime(), nullable=True),
+    Column("purged_at", UtcDateTime(), nullable=True),
 )
 
 outcomes = Table(
@@ -108,7 +134,7 @@ outcomes = Table(
     Column("session_id", String(64), nullable=True),
     Column("fingerprints", Text, nullable=False),
     Column("evidence", Text, nullable=False),
-    Column("decided_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("decided_at", UtcDateTime(), nullable=False, index=True),
     Column("audit_seq", BigInteger, nullable=False),
 )
 
@@ -148,5 +174,5 @@ idempotency = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
