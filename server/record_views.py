@@ -20,19 +20,22 @@ from server.domain.documents import (
 from server.domain.privacy import mask_nik
 from server.ports.records import DocumentRecord, OutcomeRecord, RecordStore
 
+# Which of several pictures of one kind counts: an accepted one, else one still to be
+# judged (a new copy after a rejection), else a rejected one.
+_RANK: dict[Verdict | None, int] = {Verdict.ACCEPTED: 0, None: 1, Verdict.REJECTED: 2}
+
 
 def claim_checklist(claim: Claim, docs: Iterable[DocumentRecord]) -> Checklist:
-    """Latest verdict per document kind: an accepted copy beats a rejected one."""
-    verdicts: dict[DocumentKind, Verdict | None] = {}
+    """The claim's requirements against the best verdict of each document kind."""
+    best: dict[DocumentKind, Verdict | None] = {}
     for doc in docs:
         if doc.purged_at is not None:
             continue
         kind = DocumentKind(doc.kind)
         verdict = Verdict(doc.verdict) if doc.verdict else None
-        current = verdicts.get(kind)
-        if kind not in verdicts or current is not Verdict.ACCEPTED:
-            verdicts[kind] = verdict if current is None or verdict else current
-    return checklist(required_documents(claim.claim_type, claim.balance_idr), verdicts)
+        if kind not in best or _RANK[verdict] < _RANK[best[kind]]:
+            best[kind] = verdict
+    return checklist(required_documents(claim.claim_type, claim.balance_idr), best)
 
 
 def claim_json(claim: Claim, *, full_nik: bool) -> dict[str, Any]:
