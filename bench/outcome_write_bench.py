@@ -99,7 +99,7 @@ class LoketWriter:
     async def seed(self, ids: list[str]) -> None:
         at = now()
 
-        def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+        def add_claims(tx: SqlRecordsTx) -> None:
             for i, claim_id in enumerate(ids):
                 claim = new_booked_claim(
                     claim_id, f"BK-{claim_id[:12]}", nik(i), f"{i:011d}",
@@ -108,7 +108,7 @@ class LoketWriter:
                 tx.add_claim(claim)
                 tx.set_claim_state(claim_id, ClaimState.IN_VERIFICATION)
 
-        await self.store.write(_in_tx1)
+        await self.store.write(add_claims)  # type: ignore[arg-type]
 
     async def outcome(self, claim_id: str) -> None:
         session_id = uuid.uuid4().hex

@@ -45,6 +45,7 @@ import numpy as np
 import websockets
 from common import free_port, http_process, loket_server
 
+from server.ports.records import RecordsTx
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
     Accept,
@@ -108,11 +109,10 @@ async def prepare(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
 
     settings = Settings(data_dir=data_dir, port=port)
     accounts = await ensure_demo_accounts(settings, booths=1)  # migrates the database too
-    engine, service = await open_records(settings)
-    try:
+    async with open_records(settings) as (_, service):
         now = datetime.now(UTC)
 
-        def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+        def add_booked_claim(tx: RecordsTx) -> None:
             tx.add_claim(
                 new_booked_claim(
                     uuid.uuid4().hex, BOOKING, "3171014501900001", "12345678901",
@@ -120,9 +120,7 @@ async def prepare(data_dir: Path, port: int):  # type: ignore[no-untyped-def]
                 )
             )  # fmt: skip
 
-        await service.store.write(_in_tx1)
-    finally:
-        await engine.dispose()
+        await service.store.write(add_booked_claim)
     return accounts
 
 

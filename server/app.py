@@ -32,7 +32,7 @@ from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
 from server.floor import Floor
 from server.metrics import Metrics
-from server.records import RecordsService, SessionFinder, documents_key
+from server.records import RecordsService, documents_key
 from server.settings import Settings
 from signaling.schema import protocol_schema
 
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings,
             store,
             blobs,
-            SessionFinder(of_claim=floor.session_of_claim, of_booth=floor.session_of_booth),
+            session_of_claim=floor.session_of_claim,
         )
 
         async def readiness() -> list[str]:

@@ -246,6 +246,15 @@ class Floor:
                     f"booth is already {entry.machine.state}; check in once per visit",
                     ref=message.id,
                 )
+            # One participant, one booth: checked under the lock, so two booths checking
+            # in for the same claim at the same moment cannot both get through.
+            elsewhere = claim_id and self._booth_holding_claim(claim_id, besides=booth_id)
+            if elsewhere:
+                raise ProtocolError(
+                    ErrorCode.CLAIM_REFUSED,
+                    f"this claim is already checked in at booth {elsewhere}",
+                    ref=message.id,
+                )
             entry.claim = claim_summary(message, claim_id)
             entry.language = message.language
             entry.priority = 1 if message.needs_assistance else 0
@@ -451,7 +460,7 @@ class Floor:
                 return await self._live.get(booth.session_id)
         return None
 
-    def booth_holding_claim(self, claim_id: str, *, besides: str) -> str | None:
+    def _booth_holding_claim(self, claim_id: str, *, besides: str) -> str | None:
         """Another booth (not `besides`) where this claim is checked in right now."""
         for booth in self._booths.values():
             if (
@@ -462,12 +471,6 @@ class Floor:
             ):
                 return booth.booth_id
         return None
-
-    async def session_of_booth(self, booth_id: str) -> LiveSession | None:
-        booth = self._booths.get(booth_id)
-        if booth is None or booth.session_id is None:
-            return None
-        return await self._live.get(booth.session_id)
 
     # --- relay --------------------------------------------------------------------------
 

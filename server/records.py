@@ -87,15 +87,8 @@ def from_rule(exc: ClaimRuleError) -> RecordsError:
     return RecordsError(409 if exc.code == "invalid_transition" else 422, exc.code, exc.message)
 
 
+# How the records side asks the floor which live session a claim is being verified in.
 SessionLookup = Callable[[str], Awaitable[LiveSession | None]]
-
-
-@dataclass(frozen=True)
-class SessionFinder:
-    """How the records side asks the floor which live session a claim or booth is in."""
-
-    of_claim: SessionLookup
-    of_booth: SessionLookup
 
 
 def request_hash(*parts: bytes | str) -> str:
@@ -156,13 +149,13 @@ class RecordsService:
         settings: Settings,
         store: RecordStore,
         blobs: BlobStore,
-        sessions: SessionFinder,
+        session_of_claim: SessionLookup,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
-        self.sessions = sessions
+        self.session_of_claim = session_of_claim
         self._now = clock
 
     # --- check-in (from the booth socket) -----------------------------------------------
@@ -222,7 +215,7 @@ class RecordsService:
     # --- who may see a claim --------------------------------------------------------------
 
     async def _serving_session(self, who: Principal, claim_id: str) -> LiveSession | None:
-        session = await self.sessions.of_claim(claim_id)
+        session = await self.session_of_claim(claim_id)
         if session is not None and session.has_end(who.subject):
             return session
         return None
@@ -287,10 +280,11 @@ class RecordsService:
             raise RecordsError(
                 422, "invalid_request", f"unknown kind {kind!r}; one of {kinds}"
             ) from None
+        digest = request_hash("upload", claim_id, kind, data)
         session = await self._serving_session(booth, claim_id)
         if session is None:
-            raise forbidden("this booth has no live session for that claim")
-        digest = request_hash("upload", claim_id, kind, data)
+            error = forbidden("this booth has no live session for that claim")
+            return await self._refused_unless_replay(booth, idempotency_key, digest, error)
         # Checks and the encrypted, fsynced blob come first: the blob is content-addressed,
         # so a retry writes nothing new, and a blob without a record is only unreferenced.
         image_kind, clean = check_image(data, self.settings.max_document_bytes)
@@ -362,7 +356,7 @@ class RecordsService:
         doc = await self.store.get_document(document_id)
         if doc is None:
             raise not_found(f"document {document_id}")
-        if cso.role is not AccountRole.CSO or not await self._serving_session(cso, doc.claim_id):
+        if cso.role is not AccountRole.CSO:
             raise forbidden("only the CSO serving this claim may judge its documents")
         try:
             judged = judge_document(DocumentKind(doc.kind), Verdict(verdict), tuple(reason_codes))
@@ -371,14 +365,16 @@ class RecordsService:
         except ValueError:
             raise RecordsError(422, "invalid_request", "verdict is accepted or rejected") from None
         digest = request_hash("verdict", document_id, verdict, *reason_codes)
+        if not await self._serving_session(cso, doc.claim_id):
+            error = forbidden("only the CSO serving this claim may judge its documents")
+            return await self._refused_unless_replay(cso, idempotency_key, digest, error)
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(doc.claim_id, for_update=True)
             assert claim is not None
             claim = self._start_verification(tx, cso, claim)
             now = self._now()
-            tx.set_verdict(document_id, str(judged.verdict), judged.reason_codes,
-                                 cso.subject, now)  # fmt: skip
+            tx.set_verdict(document_id, str(judged.verdict), judged.reason_codes, cso.subject, now)
             tx.append_audit(
                 _draft(cso, "document.verdict", claim_id=claim.claim_id,
                        decision=str(judged.verdict), reason_codes=judged.reason_codes,
@@ -390,6 +386,17 @@ class RecordsService:
             return 200, document_json(updated)
 
         return await self.store.idempotent(cso.subject, idempotency_key, digest, work)
+
+    async def _refused_unless_replay(
+        self, who: Principal, key: str, digest: str, error: RecordsError
+    ) -> StoredResponse:
+        """Refuse a change `who` may not make now, unless it is the retry of one made while
+        it could (the session has ended since): that retry gets its stored answer."""
+
+        def refuse(_: RecordsTx) -> tuple[int, dict[str, Any]]:
+            raise error
+
+        return await self.store.idempotent(who.subject, key, digest, refuse)
 
     def _start_verification(self, tx: RecordsTx, cso: Principal, claim: Claim) -> Claim:
         if claim.state is ClaimState.CHECKED_IN:
@@ -420,12 +427,11 @@ class RecordsService:
             choices = ", ".join(d.value for d in Decision)
             raise RecordsError(422, "invalid_request", f"decision is one of {choices}") from None
         session = await self._serving_session(cso, claim_id)
+        if session is None:
+            error = forbidden("only the CSO serving this claim records its outcome")
+            return await self._refused_unless_replay(cso, idempotency_key, digest, error)
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
-            # Authorised inside the work so that a retry after the session ended still
-            # gets its stored answer (the idempotency check runs before this).
-            if session is None:
-                raise forbidden("only the CSO serving this claim records its outcome")
             claim = tx.get_claim(claim_id, for_update=True)
             if claim is None:
                 raise not_found(f"claim {claim_id}")

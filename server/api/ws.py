@@ -283,12 +283,4 @@ async def _resolve_claim(svc: SocketServices, booth: Principal, message: CheckIn
     except RecordsError as exc:
         code = ErrorCode.CLAIM_NOT_FOUND if exc.status == 404 else ErrorCode.CLAIM_REFUSED
         raise ProtocolError(code, exc.message, ref=message.id) from None
-    # One participant, one booth: the same open claim cannot queue twice.
-    elsewhere = svc.floor.booth_holding_claim(claim.claim_id, besides=booth.subject)
-    if elsewhere is not None:
-        raise ProtocolError(
-            ErrorCode.CLAIM_REFUSED,
-            f"this claim is already checked in at booth {elsewhere}",
-            ref=message.id,
-        )
     return claim.claim_id

@@ -76,12 +76,8 @@ def _with_records(settings: Settings, work: Callable[[RecordsService], Awaitable
     from server.adapters.sql.wiring import open_records
 
     async def job() -> T:
-        engine, service = await open_records(settings)
-        try:
+        async with open_records(settings) as (_, service):
             return await work(service)
-        finally:
-            await service.store.close()
-            await engine.dispose()
 
     try:
         return run_database_job(settings, job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import delete, text, update
 from server.adapters.sql import migrate
 from server.adapters.sql.tables import audit_log
 from server.adapters.sql.wiring import open_records
-from server.ports.records import AuditDraft
+from server.ports.records import AuditDraft, RecordsTx
 
 SHA = "ab" * 32
 EDITS = {
@@ -27,45 +28,42 @@ EDITS = {
 }
 
 
+@contextlib.asynccontextmanager
 async def _log_of_six(settings):  # type: ignore[no-untyped-def]
+    """Six chained audit entries, verified intact; yields (engine, service) to tamper with."""
     await migrate.upgrade(settings)
-    engine, service = await open_records(settings)
     start = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
-    def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+    def six_entries(tx: RecordsTx) -> None:
         for i in range(6):
-            tx.append_audit(
-                AuditDraft("siti", "cso", "document.verdict", claim_id=f"c{i}", decision="accepted",
-                           reason_codes=(), evidence=(SHA,), fingerprints=("sha-256 AA:BB",),
-                           details={"i": i}),
-                start + timedelta(seconds=i),
+            draft = AuditDraft(
+                "siti", "cso", "document.verdict", claim_id=f"c{i}", decision="accepted",
+                reason_codes=(), evidence=(SHA,), fingerprints=("sha-256 AA:BB",),
+                details={"i": i},
             )  # fmt: skip
+            tx.append_audit(draft, start + timedelta(seconds=i))
 
-    await service.store.write(_in_tx1)
-    assert (await service.verify_audit()) == (6, [])
-    return engine, service
+    async with open_records(settings) as (engine, service):
+        await service.store.write(six_entries)
+        assert (await service.verify_audit()) == (6, [])
+        yield engine, service
 
 
 @pytest.mark.parametrize("column", sorted(EDITS))
 async def test_an_edited_field_is_found_at_its_row(db_settings, column) -> None:
-    engine, service = await _log_of_six(db_settings)
-    try:
+    async with _log_of_six(db_settings) as (engine, service):
         async with engine.begin() as conn:
-            await conn.execute(
-                text(f"UPDATE audit_log SET {column} = {EDITS[column]} WHERE seq = 3")
-            )
+            edit = f"UPDATE audit_log SET {column} = {EDITS[column]} WHERE seq = 3"
+            await conn.execute(text(edit))
         count, problems = await service.verify_audit()
         assert count == 6
         assert [(p.seq, str(p.kind)) for p in problems] == [(3, "edited")]
         assert "3" in problems[0].message
-    finally:
-        await engine.dispose()
 
 
 @pytest.mark.parametrize("tamper", ["delete_middle", "delete_last", "swap", "rehash_forgery"])
 async def test_removed_reordered_or_forged_rows_are_found(db_settings, tamper) -> None:
-    engine, service = await _log_of_six(db_settings)
-    try:
+    async with _log_of_six(db_settings) as (engine, service):
         async with engine.begin() as conn:
             if tamper == "delete_middle":
                 await conn.execute(delete(audit_log).where(audit_log.c.seq == 4))
@@ -96,13 +94,10 @@ async def test_removed_reordered_or_forged_rows_are_found(db_settings, tamper) -
         found = {p.seq for p in problems}
         expected = {"delete_middle": 5, "delete_last": 5, "swap": 2, "rehash_forgery": 3}[tamper]
         assert expected in found or expected + 1 in found, (tamper, problems)
-    finally:
-        await engine.dispose()
 
 
 async def test_rows_added_past_the_head_are_found(db_settings) -> None:
-    engine, service = await _log_of_six(db_settings)
-    try:
+    async with _log_of_six(db_settings) as (engine, service):
         async with engine.begin() as conn:
             row = (
                 (await conn.execute(audit_log.select().where(audit_log.c.seq == 6)))
@@ -114,13 +109,10 @@ async def test_rows_added_past_the_head_are_found(db_settings) -> None:
             )
         _, problems = await service.verify_audit()
         assert [(p.seq, str(p.kind)) for p in problems] == [(7, "head_mismatch")]
-    finally:
-        await engine.dispose()
 
 
 async def test_verify_while_writing_reports_nothing(db_settings) -> None:
-    engine, service = await _log_of_six(db_settings)
-    try:
+    async with _log_of_six(db_settings) as (_, service):
         draft = AuditDraft("siti", "cso", "document.viewed", claim_id="c1", evidence=(SHA,))
 
         async def writer() -> None:
@@ -137,5 +129,3 @@ async def test_verify_while_writing_reports_nothing(db_settings) -> None:
         _, problems = await asyncio.gather(writer(), verifier())
         assert problems == []
         assert (await service.verify_audit()) == (46, [])
-    finally:
-        await engine.dispose()

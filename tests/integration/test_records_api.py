@@ -245,3 +245,22 @@ async def test_one_claim_cannot_queue_at_two_booths(server) -> None:
     assert error.code == "claim_refused" and "already checked in" in error.message
     await first.close()
     await second.close()
+
+
+async def test_a_retry_after_the_session_ended_gets_its_answer_new_requests_do_not(
+    server, http, pair
+) -> None:
+    from signaling.messages import EndSession, SessionEnded
+
+    headers = pair.booth_headers(**key(), **{"Content-Type": "image/jpeg"})
+    url, data = f"/api/claims/{pair.claim_id}/documents?kind=ktp", jpeg()
+    first = await http.post(url, content=data, headers=headers)
+    assert first.status_code == 201
+    await pair.cso.send(EndSession(session_id=pair.assigned.session_id))
+    await pair.booth.expect(SessionEnded)
+    # The answer to the first upload was lost; the kiosk retries with the same key.
+    retry = await http.post(url, content=data, headers=headers)
+    assert retry.status_code == 201 and retry.json() == first.json()
+    assert retry.headers["idempotent-replayed"] == "true"
+    fresh = await http.post(url, content=data, headers={**headers, **key()})
+    assert fresh.status_code == 403

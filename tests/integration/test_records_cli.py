@@ -22,7 +22,12 @@ from typer.testing import CliRunner, Result
 from server.adapters.sql.wiring import open_records
 from server.cli import app
 from server.domain.claims import Claim, new_booked_claim
-from server.ports.records import AuditDraft, DocumentRecord, OutcomeRecord
+from server.ports.records import (
+    AuditDraft,
+    DocumentRecord,
+    OutcomeRecord,
+    RecordsTx,
+)
 from server.records import RecordsService
 from server.settings import Settings
 from signaling.messages import ClaimType
@@ -55,11 +60,8 @@ def _with_service(data_dir: Path, work: Callable[[RecordsService], Awaitable[T]]
     """Reach into the same database and document store the CLI uses."""
 
     async def run() -> T:
-        engine, service = await open_records(Settings(data_dir=data_dir))
-        try:
+        async with open_records(Settings(data_dir=data_dir)) as (_, service):
             return await work(service)
-        finally:
-            await engine.dispose()
 
     return asyncio.run(run())
 
@@ -213,7 +215,7 @@ def _add_outcome(
         )  # fmt: skip
         outcome_id = uuid.uuid4().hex
 
-        def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+        def add_outcome_record(tx: RecordsTx) -> None:
             tx.add_claim(claim)
             entry = tx.append_audit(
                 AuditDraft(actor="siti", role="cso", action="outcome.recorded",
@@ -229,7 +231,7 @@ def _add_outcome(
                 )
             )  # fmt: skip
 
-        await service.store.write(_in_tx1)
+        await service.store.write(add_outcome_record)
         return outcome_id
 
     return _with_service(data_dir, work)
@@ -365,7 +367,7 @@ def _add_document(data_dir: Path, uploaded_at: datetime) -> tuple[str, str]:
             session_id=None, uploaded_by="booth-1", uploaded_at=uploaded_at,
         )  # fmt: skip
 
-        def _in_tx2(tx) -> None:  # type: ignore[no-untyped-def]
+        def add_old_document(tx: RecordsTx) -> None:
             tx.add_claim(claim)
             tx.add_document(doc)
             tx.append_audit(
@@ -374,7 +376,7 @@ def _add_document(data_dir: Path, uploaded_at: datetime) -> tuple[str, str]:
                 uploaded_at,
             )  # fmt: skip
 
-        await service.store.write(_in_tx2)
+        await service.store.write(add_old_document)
         return doc.document_id, sha
 
     return _with_service(data_dir, work)

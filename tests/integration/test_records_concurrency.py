@@ -27,9 +27,12 @@ from server.adapters.sql.wiring import open_records
 from server.auth.demo import ensure_demo_accounts
 from server.domain.claims import ClaimState, new_booked_claim
 from server.ports.live_state import LiveSession
-from server.ports.records import OutcomeFilter
+from server.ports.records import (
+    OutcomeFilter,
+    RecordsTx,
+)
 from server.principal import AccountRole, Principal
-from server.records import SessionFinder, new_id
+from server.records import new_id
 from server.settings import Settings
 from signaling.messages import ClaimType
 from signaling.session import SessionState
@@ -44,7 +47,7 @@ async def _claims(service, count: int) -> list[str]:  # type: ignore[no-untyped-
     now = datetime.now(UTC)
     ids = []
 
-    def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+    def add_checked_in_claims(tx: RecordsTx) -> None:
         for i in range(count):
             claim = new_booked_claim(
                 new_id(), f"BK-C{i:04d}", valid_nik(i + 1), "12345678901",
@@ -54,20 +57,19 @@ async def _claims(service, count: int) -> list[str]:  # type: ignore[no-untyped-
             tx.set_claim_state(claim.claim_id, ClaimState.CHECKED_IN)  # at a booth
             ids.append(claim.claim_id)
 
-    await service.store.write(_in_tx1)
+    await service.store.write(add_checked_in_claims)
     return ids
 
 
 async def test_100_concurrent_outcomes_with_retries_store_one_each(db_settings) -> None:
     await migrate.upgrade(db_settings)
-    engine, service = await open_records(db_settings)
+    async with open_records(db_settings) as (_, service):
 
-    async def serving(claim_id: str) -> LiveSession:
-        return LiveSession(f"s-{claim_id}", f"b-{claim_id}", "siti", SessionState.FOCUSED, 0.0,
-                           claim_id=claim_id)  # fmt: skip
+        async def serving(claim_id: str) -> LiveSession:
+            return LiveSession(f"s-{claim_id}", f"b-{claim_id}", "siti", SessionState.FOCUSED, 0.0,
+                               claim_id=claim_id)  # fmt: skip
 
-    service.sessions = SessionFinder(of_claim=serving, of_booth=serving)
-    try:
+        service.session_of_claim = serving
         ids = await _claims(service, 100)
 
         async def submit(claim_id: str, key: str) -> tuple[int, str]:
@@ -96,8 +98,6 @@ async def test_100_concurrent_outcomes_with_retries_store_one_each(db_settings) 
         for claim_id in ids:
             claim = await service.store.get_claim(claim_id)
             assert claim is not None and claim.state is ClaimState.REJECTED
-    finally:
-        await engine.dispose()
 
 
 @contextlib.asynccontextmanager
@@ -141,11 +141,8 @@ async def test_sigkill_mid_outcome_then_retry_yields_exactly_one(tmp_path, crash
     settings = Settings(data_dir=tmp_path, jwt_secret="crash-test-" + "x" * 32)
     await migrate.upgrade(settings)
     accounts = await ensure_demo_accounts(settings, booths=1)
-    engine, service = await open_records(settings)
-    try:
+    async with open_records(settings) as (_, service):
         [claim_id] = await _claims(service, 1)
-    finally:
-        await engine.dispose()
     port = free_port()
     base, ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     key = str(uuid.uuid4())
@@ -181,12 +178,9 @@ async def test_sigkill_mid_outcome_then_retry_yields_exactly_one(tmp_path, crash
         again = await post_outcome(cso_token)
         assert again.json() == res.json()
 
-    engine, service = await open_records(settings)
-    try:
+    async with open_records(settings) as (_, service):
         outcomes = await service.store.list_outcomes(OutcomeFilter())
         assert [o.claim_id for o in outcomes] == [claim_id]
         audit = [e async for e in service.store.audit_entries()]
         assert [e.claim_id for e in audit if e.action == "outcome.recorded"] == [claim_id]
         assert (await service.verify_audit())[1] == []
-    finally:
-        await engine.dispose()

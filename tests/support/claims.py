@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from server.domain.claims import Claim, new_booked_claim
+from server.ports.records import RecordsTx
 from server.records import RecordsService, new_id
 from signaling.messages import ClaimType
 from tests.support.live_server import LiveServer
@@ -33,8 +34,8 @@ async def seed_claim(
         now + timedelta(hours=1), now, balance_idr=balance_idr,
     )  # fmt: skip
 
-    def _in_tx1(tx) -> None:  # type: ignore[no-untyped-def]
+    def add(tx: RecordsTx) -> None:
         tx.add_claim(claim)
 
-    await records.store.write(_in_tx1)
+    await records.store.write(add)
     return claim

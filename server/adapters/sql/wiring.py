@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,16 +25,19 @@ async def _no_session(_: str) -> None:
     return None
 
 
-async def open_records(settings: Settings) -> tuple[AsyncEngine, RecordsService]:
+@asynccontextmanager
+async def open_records(settings: Settings) -> AsyncIterator[tuple[AsyncEngine, RecordsService]]:
     """The records service without a live floor (CLI, batch jobs): nobody is 'serving'
-    a claim here, so only operator and reader actions succeed."""
+    a claim here, so only operator and reader actions succeed. Closed on exit."""
     from server.adapters.blobs import BlobStore
     from server.adapters.sql.records import SqlRecordStore
-    from server.records import RecordsService, SessionFinder, documents_key
+    from server.records import RecordsService, documents_key
 
     engine = make_engine(settings)
     blobs = BlobStore(settings.data_dir / "documents", documents_key(settings))
-    service = RecordsService(
-        settings, SqlRecordStore(engine), blobs, SessionFinder(_no_session, _no_session)
-    )
-    return engine, service
+    store = SqlRecordStore(engine)
+    try:
+        yield engine, RecordsService(settings, store, blobs, session_of_claim=_no_session)
+    finally:
+        await store.close()
+        await engine.dispose()
