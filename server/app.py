@@ -26,12 +26,13 @@ from server.api import health, ws
 from server.api import records as records_api
 from server.api.errors import install_error_handlers
 from server.api.records import install_records_errors
-from server.auth.ratelimit import LoginRateLimiter
+from server.auth.ratelimit import LoginThrottle
 from server.auth.secrets import load_or_create_jwt_secret
 from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
-from server.floor import Floor
+from server.floor import FloorRuntime
 from server.metrics import Metrics
+from server.ports.live_state import LiveSession
 from server.records import RecordsService, documents_key
 from server.settings import Settings
 from signaling.schema import protocol_schema
@@ -59,19 +60,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             access_ttl=settings.access_token_ttl,
             refresh_ttl=settings.refresh_token_ttl,
         )
-        limiter = LoginRateLimiter(settings.login_max_failures, settings.login_window)
-        auth = AuthService(accounts, issuer, limiter, settings)
+        auth = AuthService(accounts, issuer, LoginThrottle.from_settings(settings), settings)
         router, live = LocalRouter(), LocalLiveState()
-        floor = Floor(settings, router, live, metrics)
-        await floor.start()
         blobs = BlobStore(settings.data_dir / "documents", documents_key(settings))
         store = SqlRecordStore(engine)
-        records = RecordsService(
+        # The records service asks the floor which session serves a claim (its access
+        # decisions follow the session's state); the floor asks records to resolve the
+        # claim of a check-in it accepted. Late binding ties the two.
+        floor_ref: list[FloorRuntime] = []
+
+        async def session_of_claim(claim_id: str) -> LiveSession | None:
+            return await floor_ref[0].session_of_claim(claim_id)
+
+        records = RecordsService(settings, store, blobs, session_of_claim=session_of_claim)
+        floor = FloorRuntime.from_settings(
             settings,
-            store,
-            blobs,
-            session_of_claim=floor.session_of_claim,
+            router,
+            live,
+            metrics,
+            resolve_claim=ws.claim_resolver(records),
+            record_fingerprints=ws.fingerprint_recorder(records),
+            broadcast_interval=settings.broadcast_interval,
         )
+        floor_ref.append(floor)
+        await floor.start()
 
         async def readiness() -> list[str]:
             problems = []
@@ -92,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await floor.stop()
+            auth.close()
             await store.close()
             await engine.dispose()
 

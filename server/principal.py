@@ -24,3 +24,7 @@ class Principal:
     pools: frozenset[str] = field(default_factory=frozenset)
     skills: frozenset[str] = field(default_factory=frozenset)
     capacity: int = 6
+    # Unix time the access token behind this principal expires (None: not from a token).
+    # Token metadata, not identity: left out of ==, so a re-authenticated socket's
+    # principal still equals the one it had.
+    expires_at: float | None = field(default=None, compare=False)

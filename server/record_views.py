@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from server.domain.access import Reach
 from server.domain.claims import Claim
 from server.domain.documents import (
     Checklist,
@@ -52,6 +53,26 @@ def claim_json(claim: Claim, *, full_nik: bool) -> dict[str, Any]:
         "walk_in": claim.walk_in,
         "registered_at": claim.registered_at.isoformat(),
     }
+
+
+def claim_summary_json(claim: Claim) -> dict[str, Any]:
+    """What a CSO's lookup shows: enough to say "found" and pick the claim, nothing more
+    (no KPJ, balance, booking code or branch)."""
+    return {
+        "claim_id": claim.claim_id,
+        "claim_type": str(claim.claim_type),
+        "state": str(claim.state),
+        "nik": mask_nik(claim.nik),
+    }
+
+
+def claim_json_for(claim: Claim, reach: Reach) -> dict[str, Any]:
+    """The claim as much as an access decision's `reach` allows."""
+    if reach is Reach.MASKED:
+        return claim_summary_json(claim)
+    if reach in (Reach.FULL, Reach.FULL_NIK):
+        return claim_json(claim, full_nik=reach is Reach.FULL_NIK)
+    raise ValueError(f"no view of a claim for reach {reach}")
 
 
 def document_json(doc: DocumentRecord) -> dict[str, Any]:

@@ -1,26 +1,32 @@
 """Claims, documents and outcomes: the use cases behind the REST API, the CLI and check-in.
 
 The rules are in server/domain (pure); storage behind server/ports/records.RecordStore;
-document bytes in the encrypted BlobStore. Here: who may do what, in which order, and
-the audit entry that goes with every change and every read of personal data.
+document bytes in the encrypted BlobStore. Who may do what is decided by the one access
+policy (server/domain/access.decide), from the principal and the claim's live session
+(`session_of_claim`); nothing here checks a role by itself. Here: the order of things,
+and the audit entry that goes with every change and every read of personal data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import functools
 import hashlib
 import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from server.adapters.blobs import BlobMissing, BlobStore, decode_check, load_or_create_key
+from server.domain.access import AccessDecision, AccessFacts, Action, SessionFacts
+from server.domain.access import decide as decide_access
 from server.domain.audit import ChainProblem, ProblemKind, verify_chain
 from server.domain.claims import (
     Claim,
@@ -54,7 +60,7 @@ from server.principal import AccountRole, Principal
 from server.record_views import (
     checklist_json,
     claim_checklist,
-    claim_json,
+    claim_json_for,
     document_json,
     outcome_json,
 )
@@ -64,7 +70,6 @@ from signaling.messages import BookingRef, ClaimType, WalkInRef
 log = structlog.get_logger("loket.records")
 
 CONTENT_TYPES = {ImageKind.JPEG: "image/jpeg", ImageKind.PNG: "image/png"}
-READERS = frozenset({AccountRole.SUPERVISOR, AccountRole.AUDITOR})
 
 
 class RecordsError(Exception):
@@ -79,8 +84,26 @@ def not_found(what: str) -> RecordsError:
     return RecordsError(404, "not_found", f"no {what}; check the id")
 
 
-def forbidden(message: str) -> RecordsError:
-    return RecordsError(403, "forbidden", message)
+def refused(decision: AccessDecision) -> RecordsError:
+    """The HTTP refusal for a negative access decision (403, with the policy's code)."""
+    return RecordsError(403, decision.code, decision.reason)
+
+
+def session_facts(live: LiveSession | None) -> SessionFacts | None:
+    """What the access policy needs of a live session."""
+    if live is None:
+        return None
+    return SessionFacts(live.session_id, live.booth_id, live.cso_id, live.state)
+
+
+def document_kind(kind: str) -> DocumentKind:
+    try:
+        return DocumentKind(kind)
+    except ValueError:
+        kinds = ", ".join(k.value for k in DocumentKind)
+        raise RecordsError(
+            422, "invalid_request", f"unknown kind {kind!r}; one of {kinds}"
+        ) from None
 
 
 def from_rule(exc: ClaimRuleError) -> RecordsError:
@@ -135,6 +158,13 @@ class ImportRow:
     balance_idr: str
 
 
+@dataclass
+class PurgeReport:
+    purged: list[DocumentRecord] = field(default_factory=list)  # records marked purged
+    deleted: set[str] = field(default_factory=set)  # files deleted (sha256)
+    kept: set[str] = field(default_factory=set)  # files kept: other documents use them
+
+
 @dataclass(frozen=True)
 class ImportResult:
     line: int
@@ -165,29 +195,39 @@ class RecordsService:
 
         No quota: nothing here refuses a participant for lack of a slot. Refusals are
         only for an unknown booking code (check in as a walk-in) or a decided claim.
+        Everything it writes (a walk-in's registration, the check-in and their audit
+        entries) is one transaction: a refusal raises inside it, so it writes nothing.
+        The socket layer calls this only once the floor has accepted the booth's state.
         """
         now = self._now()
 
-        def work(tx: RecordsTx) -> Claim:
+        def work(tx: RecordsTx) -> tuple[Claim, bool]:
+            registered = False
             if isinstance(ref, BookingRef):
                 found = tx.find_claim_by_booking(ref.booking_code)
                 if found is None:
                     raise RecordsError(404, "claim_not_found", f"no booking {ref.booking_code}")
                 claim = found
             else:
-                claim = self._walk_in(tx, booth, ref, now)
+                claim, registered = self._walk_in(tx, booth, ref, now)
             if claim.state is not ClaimState.CHECKED_IN:
+                # Decided before any write: a refused booking leaves no audit entry.
                 try:
                     claim = transition(claim, ClaimState.CHECKED_IN)
                 except ClaimRuleError as exc:
                     raise RecordsError(409, "claim_refused", exc.message) from None
                 tx.set_claim_state(claim.claim_id, claim.state)
                 tx.append_audit(_draft(booth, "claim.checked_in", claim_id=claim.claim_id), now)
-            return claim
+            return claim, registered
 
-        return await self.store.write(work)
+        claim, registered = await self.store.write(work)
+        if registered:  # logged once committed, never for a registration rolled back
+            log.info("walk_in_registered", claim_id=claim.claim_id, nik=mask_nik(claim.nik))
+        return claim
 
-    def _walk_in(self, tx: RecordsTx, booth: Principal, ref: WalkInRef, now: datetime) -> Claim:
+    def _walk_in(
+        self, tx: RecordsTx, booth: Principal, ref: WalkInRef, now: datetime
+    ) -> tuple[Claim, bool]:
         # The same participant and claim, still open: they are back (follow-up, crash).
         for existing in tx.find_claims_by_nik(ref.nik):
             if (
@@ -198,7 +238,7 @@ class RecordsService:
             ):
                 claim = tx.get_claim(existing.claim_id, for_update=True)
                 assert claim is not None
-                return claim
+                return claim, False
         try:
             claim = register_walk_in(new_id(), ref.nik, ref.kpj, ref.claim_type, booth.branch, now)
         except ClaimRuleError as exc:
@@ -209,31 +249,17 @@ class RecordsService:
                    details={"walk_in": True, "claim_type": str(claim.claim_type)}),
             now,
         )  # fmt: skip
-        log.info("walk_in_registered", claim_id=claim.claim_id, nik=mask_nik(ref.nik))
-        return claim
+        return claim, True
 
-    # --- who may see a claim --------------------------------------------------------------
+    # --- access: every decision through server.domain.access.decide ------------------------
 
-    async def _serving_session(self, who: Principal, claim_id: str) -> LiveSession | None:
-        session = await self.session_of_claim(claim_id)
-        if session is not None and session.has_end(who.subject):
-            return session
-        return None
-
-    async def _may_read(self, who: Principal, claim_id: str, *, booth_ok: bool) -> None:
-        if who.role in READERS:
-            return
-        if who.role is AccountRole.CSO and await self._serving_session(who, claim_id):
-            return
-        booth_in_session = booth_ok and who.role is AccountRole.BOOTH
-        if booth_in_session and await self._serving_session(who, claim_id):
-            return
-        raise forbidden(
-            "only the CSO serving this claim, supervisors and auditors may see it"
-            if not booth_ok
-            else "only the booth and CSO in this claim's live session, supervisors and "
-            "auditors may see it"
-        )
+    async def _decide(
+        self, who: Principal, action: Action, claim_id: str, *, claim_branch: str | None = None
+    ) -> tuple[AccessDecision, LiveSession | None]:
+        """The policy's decision about `claim_id`, given its live session (also returned)."""
+        live = await self.session_of_claim(claim_id)
+        facts = AccessFacts(session=session_facts(live), claim_branch=claim_branch)
+        return decide_access(who, action, facts), live
 
     async def _claim(self, claim_id: str) -> Claim:
         claim = await self.store.get_claim(claim_id)
@@ -241,12 +267,26 @@ class RecordsService:
             raise not_found(f"claim {claim_id}")
         return claim
 
+    async def _audit_read(self, who: Principal, action: str, **fields: Any) -> None:
+        """Record a read of personal data; it commits before the data leaves."""
+        draft, now = _draft(who, action, **fields), self._now()
+        await self.store.write(lambda tx: tx.append_audit(draft, now))
+
+    # --- reads of personal data: each one audited -------------------------------------------
+
     async def claim_view(self, who: Principal, claim_id: str) -> dict[str, Any]:
         claim = await self._claim(claim_id)
-        await self._may_read(who, claim_id, booth_ok=True)
+        decision, _ = await self._decide(
+            who, Action.CLAIM_READ, claim_id, claim_branch=claim.branch
+        )
+        if not decision:
+            raise refused(decision)
         docs = await self.store.documents_of(claim_id)
+        await self._audit_read(
+            who, "claim.viewed", claim_id=claim_id, details={"reach": str(decision.reach)}
+        )
         return {
-            "claim": claim_json(claim, full_nik=who.role is AccountRole.AUDITOR),
+            "claim": claim_json_for(claim, decision.reach),
             "checklist": checklist_json(claim_checklist(claim, docs)),
             "documents": [document_json(d) for d in docs],
         }
@@ -254,37 +294,120 @@ class RecordsService:
     async def lookup(
         self, who: Principal, *, booking_code: str | None, nik: str | None
     ) -> list[dict[str, Any]]:
-        if who.role not in READERS | {AccountRole.CSO}:
-            raise forbidden("claim lookup is for CSOs, supervisors and auditors")
+        """Claims by booking code or NIK, each shown as far as the caller's role needs
+        (CSOs: a masked summary). Audited with the filter and the claims found."""
+        decision = decide_access(who, Action.CLAIM_LOOKUP, AccessFacts())
+        if not decision:
+            raise refused(decision)
         if booking_code:
             found = await self.store.find_claim_by_booking(booking_code)
             claims = [found] if found else []
+            by: dict[str, Any] = {"booking_code": booking_code}
         elif nik:
             claims = await self.store.find_claims_by_nik(nik)
+            by = {"nik": mask_nik(nik)}
         else:
             raise RecordsError(422, "invalid_request", "give booking_code or nik")
-        full = who.role is AccountRole.AUDITOR
-        return [claim_json(c, full_nik=full) for c in claims]
+        shown = []
+        for claim in claims:
+            each = decide_access(who, Action.CLAIM_LOOKUP, AccessFacts(claim_branch=claim.branch))
+            if each:
+                shown.append((claim, each.reach))
+        await self._audit_read(
+            who, "claims.looked_up",
+            details={"by": by, "claims": [c.claim_id for c, _ in shown],
+                     "reach": sorted({str(r) for _, r in shown})},
+        )  # fmt: skip
+        return [claim_json_for(claim, reach) for claim, reach in shown]
+
+    async def read_document(self, who: Principal, document_id: str) -> tuple[DocumentRecord, bytes]:
+        """The picture, for the serving CSO, supervisors and auditors. Never for a booth.
+        Each read is audited before the bytes leave."""
+        doc = await self.store.get_document(document_id)
+        if doc is None:
+            raise not_found(f"document {document_id}")
+        claim = await self._claim(doc.claim_id)
+        decision, _ = await self._decide(
+            who, Action.DOCUMENT_READ, doc.claim_id, claim_branch=claim.branch
+        )
+        if not decision:
+            raise refused(decision)
+        if doc.purged_at is not None:
+            raise RecordsError(
+                410, "purged", "this document was deleted after its retention period"
+            )
+        try:
+            data = await asyncio.to_thread(self.blobs.get, doc.sha256)
+        except BlobMissing:
+            raise RecordsError(410, "purged", "the document's file is gone") from None
+        await self._audit_read(
+            who, "document.viewed", claim_id=doc.claim_id, evidence=(doc.sha256,),
+            details={"document_id": document_id},
+        )  # fmt: skip
+        return doc, data
+
+    async def outcomes(
+        self, who: Principal, where: OutcomeFilter
+    ) -> tuple[list[OutcomeRecord], AccessDecision]:
+        """Outcomes matching `where`, within the reader's branches, and the decision (its
+        `reach` says whether exports may show full NIKs). Not audited here: the caller
+        audits what it hands out (`audit_outcomes_read`)."""
+        decision = decide_access(who, Action.OUTCOME_LIST, AccessFacts(claim_branch=where.branch))
+        if not decision:
+            raise refused(decision)
+        if decision.branches is not None:
+            where = dataclasses.replace(where, branches=decision.branches)
+        return await self.store.list_outcomes(where), decision
+
+    async def audit_outcomes_read(
+        self, who: Principal, where: OutcomeFilter, *, fmt: str, rows: int, full_nik: bool
+    ) -> None:
+        filters = {
+            "branch": where.branch, "cso": where.decided_by, "decision": where.decision,
+            "since": where.since.isoformat() if where.since else None,
+            "until": where.until.isoformat() if where.until else None,
+            "limit": where.limit, "offset": where.offset,
+        }  # fmt: skip
+        action = "outcomes.exported" if fmt == "csv" else "outcomes.listed"
+        await self._audit_read(
+            who, action,
+            details={"format": fmt, "rows": rows, "full_nik": full_nik, "filters": filters},
+        )  # fmt: skip
 
     # --- documents ------------------------------------------------------------------------
+
+    def check_uploader(self, who: Principal) -> None:
+        """Refuse at once a principal whose role never uploads (no lookups needed)."""
+        decision = decide_access(who, Action.DOCUMENT_UPLOAD)
+        if not decision and decision.code == "forbidden":
+            raise refused(decision)
+
+    async def prepare_upload(
+        self, booth: Principal, claim_id: str, kind: str, idempotency_key: str
+    ) -> DocumentKind:
+        """Every check an upload needs before its body is read: the kind, and whether this
+        principal may upload to this claim now (a live session, accepted, not ended).
+        Refused at once unless the key holds an answer this could be the retry of; then
+        the body decides (`upload`: the stored answer, or a 409 for another body)."""
+        decision, _ = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        if not decision and (
+            decision.code == "forbidden"  # the role: never an upload, so never a retry
+            or await self.store.stored_request_hash(booth.subject, idempotency_key) is None
+        ):
+            raise refused(decision)
+        return document_kind(kind)
 
     async def upload(
         self, booth: Principal, claim_id: str, kind: str, data: bytes, idempotency_key: str
     ) -> StoredResponse:
-        if booth.role is not AccountRole.BOOTH:
-            raise forbidden("documents are uploaded by the booth in the claim's live session")
-        try:
-            doc_kind = DocumentKind(kind)
-        except ValueError:
-            kinds = ", ".join(k.value for k in DocumentKind)
-            raise RecordsError(
-                422, "invalid_request", f"unknown kind {kind!r}; one of {kinds}"
-            ) from None
         digest = request_hash("upload", claim_id, kind, data)
-        session = await self._serving_session(booth, claim_id)
-        if session is None:
-            error = forbidden("this booth has no live session for that claim")
-            return await self._refused_unless_replay(booth, idempotency_key, digest, error)
+        decision, session = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        if not decision:
+            return await self._refused_unless_replay(
+                booth, idempotency_key, digest, refused(decision)
+            )
+        assert session is not None
+        doc_kind = document_kind(kind)
         # Checks and the encrypted, fsynced blob come first: the blob is content-addressed,
         # so a retry writes nothing new, and a blob without a record is only unreferenced.
         image_kind, clean = check_image(data, self.settings.max_document_bytes)
@@ -294,7 +417,8 @@ class RecordsService:
         await asyncio.wait([decoded, stored])
         if decoded.exception() is not None:
             if stored.exception() is None:
-                # Bytes that fail to decode never become a document: drop their file.
+                # Bytes that fail to decode never become a document: drop their file (no
+                # document can share it: the same bytes would have failed the same way).
                 await asyncio.to_thread(self.blobs.delete, stored.result())
             raise decoded.exception()  # type: ignore[misc]
         width, height = decoded.result()
@@ -320,30 +444,12 @@ class RecordsService:
             )  # fmt: skip
             return 201, document_json(doc)
 
-        return await self.store.idempotent(booth.subject, idempotency_key, digest, work)
-
-    async def read_document(self, who: Principal, document_id: str) -> tuple[DocumentRecord, bytes]:
-        """The picture, for the serving CSO, supervisors and auditors. Never for a booth.
-        Each read is audited before the bytes leave."""
-        doc = await self.store.get_document(document_id)
-        if doc is None:
-            raise not_found(f"document {document_id}")
-        if who.role is AccountRole.BOOTH:
-            raise forbidden("booths cannot read documents back")
-        await self._may_read(who, doc.claim_id, booth_ok=False)
-        if doc.purged_at is not None:
-            raise RecordsError(
-                410, "purged", "this document was deleted after its retention period"
-            )
-        try:
-            data = await asyncio.to_thread(self.blobs.get, doc.sha256)
-        except BlobMissing:
-            raise RecordsError(410, "purged", "the document's file is gone") from None
-        viewed = _draft(who, "document.viewed", claim_id=doc.claim_id, evidence=(doc.sha256,),
-                        details={"document_id": document_id})  # fmt: skip
-        now = self._now()
-        await self.store.write(lambda tx: tx.append_audit(viewed, now))
-        return doc, data
+        result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        # A retention purge may have deleted this very picture (an old document's copy)
+        # between our put and our commit; it cannot after the commit (see `purge`).
+        if not result.replayed and not await asyncio.to_thread(self.blobs.exists, sha):
+            await asyncio.to_thread(self.blobs.put, clean)
+        return result
 
     async def judge(
         self,
@@ -356,18 +462,18 @@ class RecordsService:
         doc = await self.store.get_document(document_id)
         if doc is None:
             raise not_found(f"document {document_id}")
-        if cso.role is not AccountRole.CSO:
-            raise forbidden("only the CSO serving this claim may judge its documents")
+        digest = request_hash("verdict", document_id, verdict, *reason_codes)
+        decision, _ = await self._decide(cso, Action.DOCUMENT_JUDGE, doc.claim_id)
+        if not decision:
+            return await self._refused_unless_replay(
+                cso, idempotency_key, digest, refused(decision)
+            )
         try:
             judged = judge_document(DocumentKind(doc.kind), Verdict(verdict), tuple(reason_codes))
         except ClaimRuleError as exc:
             raise from_rule(exc) from None
         except ValueError:
             raise RecordsError(422, "invalid_request", "verdict is accepted or rejected") from None
-        digest = request_hash("verdict", document_id, verdict, *reason_codes)
-        if not await self._serving_session(cso, doc.claim_id):
-            error = forbidden("only the CSO serving this claim may judge its documents")
-            return await self._refused_unless_replay(cso, idempotency_key, digest, error)
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(doc.claim_id, for_update=True)
@@ -418,18 +524,16 @@ class RecordsService:
         note: str,
         idempotency_key: str,
     ) -> StoredResponse:
-        if cso.role is not AccountRole.CSO:
-            raise forbidden("only the CSO serving this claim records its outcome")
         digest = request_hash("outcome", claim_id, decision, note, *reason_codes)
+        allowed, session = await self._decide(cso, Action.OUTCOME_RECORD, claim_id)
+        if not allowed:
+            return await self._refused_unless_replay(cso, idempotency_key, digest, refused(allowed))
+        assert session is not None
         try:
             chosen = Decision(decision)
         except ValueError:
             choices = ", ".join(d.value for d in Decision)
             raise RecordsError(422, "invalid_request", f"decision is one of {choices}") from None
-        session = await self._serving_session(cso, claim_id)
-        if session is None:
-            error = forbidden("only the CSO serving this claim records its outcome")
-            return await self._refused_unless_replay(cso, idempotency_key, digest, error)
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(claim_id, for_update=True)
@@ -474,11 +578,6 @@ class RecordsService:
             log.warning("crash_point_reached", point=point)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    async def outcomes(self, who: Principal, where: OutcomeFilter) -> list[OutcomeRecord]:
-        if who.role not in READERS:
-            raise forbidden("outcome lists are for supervisors and auditors")
-        return await self.store.list_outcomes(where)
-
     # --- import, retention, audit -------------------------------------------------------------
 
     async def import_claims(
@@ -489,8 +588,9 @@ class RecordsService:
     ) -> list[ImportResult]:
         """Each row on its own: a bad row is reported and never stops the good ones."""
         actor = who or Principal("cli", AccountRole.OPERATOR, "loket CLI", "")
-        if actor.role not in (AccountRole.OPERATOR,):
-            raise forbidden("claims are imported by operators")
+        decision = decide_access(actor, Action.CLAIM_IMPORT)
+        if not decision:
+            raise refused(decision)
         results = []
         for line, row in enumerate(rows, start=1):
             results.append(await self._import_one(actor, line, row))
@@ -526,26 +626,51 @@ class RecordsService:
             return ImportResult(line, False, error=f"booking {claim.booking_code} exists already")
         return ImportResult(line, True, claim_id=claim.claim_id)
 
-    async def purge(self, older_than_days: int) -> list[DocumentRecord]:
-        """Delete document files past retention; the records and audit keep their hashes."""
+    async def purge(self, older_than_days: int) -> PurgeReport:
+        """Purge documents past retention: each record is marked purged (it and the audit
+        keep the picture's hash) and its file deleted, unless a document not purged (of
+        this claim or any other: files are content-addressed) still uses the same picture.
+
+        Each document is one transaction: mark it, look for other users of the file,
+        delete the file if there are none, audit, commit. The look is serialised with
+        uploads (`RecordsTx.blob_in_use`), and the file goes before the commit: an upload
+        of the same picture either is seen (file kept) or commits after, sees the file
+        gone and writes it again (`upload`).
+        """
         cutoff = self._now() - timedelta(days=older_than_days)
-        purged = []
+        report = PurgeReport()
         system = Principal("retention", AccountRole.OPERATOR, "retention purge", "")
-        for doc in await self.store.documents_older_than(cutoff):
-            # The same picture may serve a newer document (content addressing): keep it.
-            still_used = [
-                d for d in await self.store.documents_of(doc.claim_id)
-                if d.sha256 == doc.sha256 and d.uploaded_at >= cutoff
-            ]  # fmt: skip
-            if not still_used:
-                await asyncio.to_thread(self.blobs.delete, doc.sha256)
-            await self.store.mark_purged(
-                doc.document_id, self._now(),
-                _draft(system, "document.purged", claim_id=doc.claim_id, evidence=(doc.sha256,),
-                       details={"document_id": doc.document_id}),
-            )  # fmt: skip
-            purged.append(doc)
-        return purged
+        for candidate in await self.store.documents_older_than(cutoff):
+            done = await self.store.write(
+                functools.partial(self._purge_one, system, candidate.document_id)
+            )
+            if done is None:
+                continue
+            doc, deleted = done
+            report.purged.append(doc)
+            (report.deleted if deleted else report.kept).add(doc.sha256)
+        report.kept -= report.deleted  # a file kept for a while, then its last user went
+        return report
+
+    def _purge_one(
+        self, system: Principal, document_id: str, tx: RecordsTx
+    ) -> tuple[DocumentRecord, bool] | None:
+        doc = tx.get_document(document_id, for_update=True)
+        if doc is None or doc.purged_at is not None:
+            return None  # purged meanwhile by another run
+        now = self._now()
+        tx.set_purged(doc.document_id, now)
+        in_use = tx.blob_in_use(doc.sha256)
+        if not in_use:
+            # Inside the transaction (a short unlink and fsync; purge is a batch job).
+            self.blobs.delete(doc.sha256)
+        tx.append_audit(
+            _draft(system, "document.purged", claim_id=doc.claim_id, evidence=(doc.sha256,),
+                   details={"document_id": doc.document_id,
+                            "file": "kept: used by another document" if in_use else "deleted"}),
+            now,
+        )  # fmt: skip
+        return doc, not in_use
 
     async def verify_audit(self) -> tuple[int, list[ChainProblem]]:
         """Check the chain up to the recorded head; safe while outcomes are being written.

@@ -7,6 +7,7 @@ With nothing set, Loket runs on embedded defaults: one process, SQLite and files
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -50,8 +51,22 @@ class Settings(BaseSettings):
     )
     access_token_ttl: int = Field(default=600, ge=30, le=900, description="seconds, <= 15 min")
     refresh_token_ttl: int = Field(default=12 * 3600, ge=60)
-    login_max_failures: int = Field(default=5, ge=1)
+    # Failed logins. Per account: after login_max_failures the name waits
+    # login_backoff_base seconds, doubling per further failure up to login_backoff_max;
+    # forgotten login_window seconds after its last failure. Per address (a branch NAT):
+    # far higher limits, people and booths counted apart, so no one name locks a branch.
+    login_max_failures: int = Field(default=5, ge=1, description="per account")
     login_window: float = Field(default=300.0, gt=0, description="seconds")
+    login_backoff_base: float = Field(default=1.0, gt=0, description="seconds")
+    login_backoff_max: float = Field(default=300.0, gt=0, description="seconds")
+    login_address_max_failures: int = Field(default=50, ge=1, description="people, per window")
+    booth_login_address_max_failures: int = Field(default=50, ge=1, description="per window")
+    # Argon2 runs in worker threads, this many at once (default: half the cores, so
+    # signaling keeps a core); logins waiting beyond password_hash_queue get a 503.
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) // 2), ge=1
+    )
+    password_hash_queue: int = Field(default=32, ge=0)
 
     # Documents
     documents_key: SecretStr | None = Field(
@@ -78,6 +93,18 @@ class Settings(BaseSettings):
     hello_timeout: float = Field(default=10.0, gt=0)
     max_message_bytes: int = Field(default=69_632, ge=1024)
     max_messages_per_second: float = Field(default=200.0, gt=0)
+    outbox_size: int = Field(
+        default=1024, ge=8, description="messages queued for one socket before it is closed"
+    )
+    max_unauthenticated_sockets: int = Field(
+        default=512, ge=1, description="sockets that have not yet said hello, in total"
+    )
+    account_check_interval: float = Field(
+        default=30.0, gt=0, description="seconds between re-reads of a socket's account"
+    )
+    broadcast_interval: float = Field(
+        default=0.2, gt=0, description="supervisor updates and queue places: one pass per"
+    )
 
     # ICE: e.g. ["stun:stun.branch.local:3478", "turn:turn.agency.go.id:3478?transport=udp"]
     ice_servers: CommaList = Field(default_factory=list)
@@ -86,6 +113,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # /metrics: open when unset; when set, scrapers send `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token required by /metrics (unset: open)"
+    )
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -9,7 +9,9 @@ gets the most specific code.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
+from itertools import accumulate
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -27,6 +29,23 @@ from signaling.messages import (
 from signaling.version import PROTOCOL_VERSION
 
 DEFAULT_MAX_MESSAGE_BYTES = 65_536 + 4_096
+# Deeper than any real message (they nest a handful of levels); checked before parsing,
+# so hostile nesting (`[[[[...`) gets `malformed_json` instead of a RecursionError.
+MAX_JSON_DEPTH = 32
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than `limit`, brackets inside
+    strings not counted. Linear and in C loops (regex, map, accumulate): a 64 KiB message
+    costs a few milliseconds at worst, and nothing when it has few brackets at all."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # the common case: cannot nest deeper than it has brackets
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > limit
 
 
 @cache
@@ -51,9 +70,26 @@ def _decode(
             ErrorCode.TOO_LARGE, f"message is {size} bytes; the limit is {max_bytes}"
         )
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = (
+            raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+        )
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ProtocolError(ErrorCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}") from None
+    if json_depth_exceeds(text):
+        raise ProtocolError(
+            ErrorCode.MALFORMED_JSON,
+            f"JSON nested deeper than {MAX_JSON_DEPTH} levels; no message needs that",
+        )
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError; also int() digit limits
         raise ProtocolError(ErrorCode.MALFORMED_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.MALFORMED_JSON, "JSON nested too deeply") from None
+    except Exception as exc:  # nothing a peer sends may escape as an untyped error
+        raise ProtocolError(
+            ErrorCode.MALFORMED_JSON, f"not valid JSON ({type(exc).__name__})"
+        ) from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
     ref = data.get("id") if isinstance(data.get("id"), str) else None

@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from signaling.errors import ErrorCode
+from signaling.session import SessionState
 from signaling.version import PROTOCOL_VERSION
 
 MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -30,6 +31,7 @@ Sdp = Annotated[str, Field(min_length=1, max_length=65_536)]
 Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit national ID (NIK)")]
 KpjNumber = Annotated[str, Field(pattern=r"^\d{11}$", description="11-digit KPJ participant no.")]
 BookingCode = Annotated[str, Field(pattern=r"^[A-Z0-9-]{4,32}$")]
+EndReason = Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
 
 
 def new_message_id() -> str:
@@ -137,7 +139,60 @@ class Hello(Envelope):
     client: Annotated[str, Field(max_length=128)] | None = None
 
 
+class SessionEndNote(Body):
+    """How the booth's last session ended, when it ended while the booth was away."""
+
+    session_id: SessionId
+    reason: EndReason
+
+
+class BoothStatus(Body):
+    """Where a booth stands, authoritative: a kiosk rebuilds its screen from this."""
+
+    state: SessionState
+    session_id: SessionId | None = None
+    focused: bool = Field(default=False, description="the CSO is talking to this booth")
+    position: int | None = Field(default=None, ge=0, description="0 = next, while queued")
+    waiting: int | None = Field(default=None, ge=0)
+    estimated_wait_s: float | None = Field(default=None, ge=0)
+    cso_name: str | None = None
+    claim_id: str | None = None
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    last_ended: SessionEndNote | None = None
+
+
+class CsoSession(Body):
+    """One booth a CSO serves (assigned), as its console tile needs it."""
+
+    session_id: SessionId
+    booth: BoothInfo
+    claim: ClaimSummary
+    language: Language
+    state: SessionState
+    checked_in_at: float
+    booth_connected: bool
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+
+class PendingOffer(Body):
+    session_id: SessionId
+    booth: BoothInfo
+    claim: ClaimSummary
+    language: Language
+    expires_in: float = Field(ge=0, description="seconds left to accept")
+
+
+class CsoStatus(Body):
+    available: bool
+    focused: SessionId | None = None
+    sessions: list[CsoSession] = Field(default_factory=list)
+    offers: list[PendingOffer] = Field(default_factory=list)
+
+
 class Welcome(Envelope):
+    """Answer to `hello`, and the peer's whole authoritative state: clients rebuild from it
+    after every (re)connect instead of relying on replayed messages."""
+
     type: Literal["welcome"] = "welcome"
     role: Role
     peer_id: PeerId
@@ -146,6 +201,19 @@ class Welcome(Envelope):
     heartbeat_timeout: float = Field(description="silence after which the peer is dead (s)")
     resume_token: str
     resumed: bool = False
+    token_expires_at: float | None = Field(
+        default=None, description="unix time the access token expires; send `reauth` before"
+    )
+    booth: BoothStatus | None = None
+    cso: CsoStatus | None = None
+    floor: FloorView | None = None
+
+
+class Reauth(Envelope):
+    """A fresh access token for this socket, before the current one expires (else 4401)."""
+
+    type: Literal["reauth"] = "reauth"
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class Ping(Envelope):
@@ -199,7 +267,16 @@ class PeerState(Envelope):
 class SessionEnded(Envelope):
     type: Literal["session_ended"] = "session_ended"
     session_id: SessionId
-    reason: Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
+    reason: EndReason
+
+
+class SessionUpdate(Envelope):
+    """To the CSO: a session's state changed on the booth's side (e.g. it is reconnecting)."""
+
+    type: Literal["session_update"] = "session_update"
+    session_id: SessionId
+    state: SessionState
+    booth_connected: bool
 
 
 # --- booth ------------------------------------------------------------------------------
@@ -334,6 +411,11 @@ class CsoView(Body):
     sessions: list[SessionView]
 
 
+class FloorView(Body):
+    queue: QueueStats
+    csos: list[CsoView]
+
+
 class FloorSnapshot(Envelope):
     type: Literal["floor_snapshot"] = "floor_snapshot"
     queue: QueueStats
@@ -348,6 +430,8 @@ class FloorEvent(Envelope):
         "booth_assigned",
         "booth_requeued",
         "booth_left",
+        "booth_lost",
+        "booth_resumed",
         "session_ended",
         "cso_joined",
         "cso_lost",
@@ -372,6 +456,7 @@ class Subscribe(Envelope):
 
 BOOTH_INBOUND: tuple[type[Envelope], ...] = (
     Hello,
+    Reauth,
     Ping,
     Pong,
     CheckIn,
@@ -396,6 +481,7 @@ BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
 )
 CSO_INBOUND: tuple[type[Envelope], ...] = (
     Hello,
+    Reauth,
     Ping,
     Pong,
     SetAvailability,
@@ -420,8 +506,9 @@ CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     Candidate,
     PeerState,
     SessionEnded,
+    SessionUpdate,
 )
-SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (Hello, Ping, Pong, Subscribe)
+SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (Hello, Reauth, Ping, Pong, Subscribe)
 SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,
     Ping,

@@ -8,9 +8,13 @@ queued resumes in the queue; one that drops mid-call resumes by renegotiating me
     idle -check_in-> queued -reserve-> reserved -accept-> connecting -media_up-> on_hold
     on_hold <-focus/unfocus-> focused
     queued/reserved -lapse-> queued (a reservation declined or expired)
-    any live state -connection_lost-> reconnecting -resume-> queued | connecting
+    any live state -connection_lost-> reconnecting -resume-> queued | where it was in the call
     any live state -requeue-> queued (CSO lost or paused past its grace period)
-    any state but idle/ended -end-> ended
+    any state but idle/ended -end-> ended -reset-> idle (ready for the next participant)
+
+A signaling drop mid-call leaves the peer connection up (media does not pass the server),
+so a booth that resumes goes back to where it was (on hold, focused, or still connecting)
+rather than renegotiating from scratch; the kiosk re-reports its peer state after resuming.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class SessionEvent(StrEnum):
     RESUME = "resume"
     REQUEUE = "requeue"
     END = "end"
+    RESET = "reset"
 
 
 S, E = SessionState, SessionEvent
@@ -68,6 +73,7 @@ TRANSITIONS: dict[tuple[SessionState, SessionEvent], SessionState] = {
     **{(s, E.CONNECTION_LOST): S.RECONNECTING for s in (S.QUEUED, S.RESERVED, *IN_CALL)},
     **{(s, E.REQUEUE): S.QUEUED for s in (*IN_CALL, S.RECONNECTING, S.RESERVED)},
     **{(s, E.END): S.ENDED for s in ACTIVE},
+    (S.ENDED, E.RESET): S.IDLE,
     # RESUME's target depends on what was lost; see BoothSession.handle.
     (S.RECONNECTING, E.RESUME): S.RECONNECTING,
 }
@@ -89,7 +95,8 @@ def next_state(
     except KeyError:
         raise IllegalTransition(state, event) from None
     if event is E.RESUME:
-        return S.QUEUED if lost_from in (S.QUEUED, S.RESERVED, None) else S.CONNECTING
+        # A lost reservation was withdrawn: back to the queue. A call resumes where it was.
+        return S.QUEUED if lost_from in (S.QUEUED, S.RESERVED, None) else lost_from
     return target
 
 

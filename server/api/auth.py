@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.deps import auth_http_error, current_principal
@@ -74,7 +74,14 @@ def _response(pair: TokenPair, principal: Principal) -> TokenResponse:
     )
 
 
-@router.post("/login", summary="Log in a CSO, supervisor or operator")
+@router.post(
+    "/login",
+    summary="Log in a CSO, supervisor or operator",
+    description="Repeated failures for one name make that name wait (429 with "
+    "Retry-After, doubling); an address is limited only at a much higher count, and "
+    "booth logins are counted apart. 503 with Retry-After when too many logins are "
+    "being checked at once.",
+)
 async def login(body: LoginRequest, request: Request) -> TokenResponse:
     try:
         pair, principal = await _service(request).login(
@@ -85,7 +92,11 @@ async def login(body: LoginRequest, request: Request) -> TokenResponse:
     return _response(pair, principal)
 
 
-@router.post("/booth", summary="Log in a booth kiosk with its enrolment credential")
+@router.post(
+    "/booth",
+    summary="Log in a booth kiosk with its enrolment credential",
+    description="Failed booth logins are limited per address, apart from people's logins.",
+)
 async def booth_login(body: BoothLoginRequest, request: Request) -> TokenResponse:
     try:
         pair, principal = await _service(request).booth_login(body.credential, _client_ip(request))
@@ -94,13 +105,37 @@ async def booth_login(body: BoothLoginRequest, request: Request) -> TokenRespons
     return _response(pair, principal)
 
 
-@router.post("/refresh", summary="Trade a refresh token for a fresh token pair")
+@router.post(
+    "/refresh",
+    summary="Trade a refresh token, once, for a fresh token pair",
+    description="Each refresh token works once: the answer carries its successor, which "
+    "the client must keep. Presenting a token that was already used revokes every token "
+    "of that login (its family) and answers 401 `token_revoked`: log in again.",
+)
 async def refresh(body: RefreshRequest, request: Request) -> TokenResponse:
     try:
         pair, principal = await _service(request).refresh(body.refresh_token)
     except AuthError as exc:
         raise auth_http_error(exc) from None
     return _response(pair, principal)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Log out: revoke the refresh token's login (its whole family)",
+    description="Body: the refresh token of this login. Every refresh token of the login "
+    "stops working; access tokens already issued live out their few minutes. A Bearer "
+    "access token may be sent but is not needed. Idempotent: an expired, used or already "
+    "revoked refresh token also answers 204; a token this server did not sign is a 401.",
+    responses={204: {"description": "logged out"}},
+)
+async def logout(body: RefreshRequest, request: Request) -> Response:
+    try:
+        await _service(request).logout(body.refresh_token)
+    except AuthError as exc:
+        raise auth_http_error(exc) from None
+    return Response(status_code=204)
 
 
 @router.get("/me", summary="Who this access token belongs to")

@@ -2,8 +2,10 @@
 
 Everything a peer sends passes `receive()`: size limit, rate limit, `decode_inbound`. The
 writer is the only coroutine that writes to the socket, so messages leave in the order
-they were delivered and a slow peer never blocks the floor (its mailbox is bounded; one
-that overflows is disconnected, since a console that cannot keep up is already broken).
+they were delivered and a slow peer never blocks the floor. Its mailbox is bounded; one
+that overflows is closed at once with 4429 (never starved silently): what is queued is
+dropped, since the peer rebuilds its state from the next `welcome` anyway, and `closing`
+is set so the socket's handler ends even if the peer has stopped reading altogether.
 """
 
 from __future__ import annotations
@@ -60,15 +62,14 @@ class TokenBucket:
 
 
 class Connection:
-    MAILBOX_SIZE = 1024
-
     def __init__(self, ws: WebSocket, role: Role, settings: Settings, metrics: Metrics) -> None:
         self.ws = ws
         self.role = role
         self.id = uuid.uuid4().hex
         self._settings = settings
         self._metrics = metrics
-        self._outbox: asyncio.Queue[Delivery | None] = asyncio.Queue(self.MAILBOX_SIZE)
+        self._outbox: asyncio.Queue[Delivery | None] = asyncio.Queue(settings.outbox_size)
+        self.closing = asyncio.Event()  # set once a close is decided, for the handler
         self._bucket = TokenBucket(
             settings.max_messages_per_second, burst=settings.max_messages_per_second
         )
@@ -90,14 +91,31 @@ class Connection:
         return True
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the writer to flush what is queued, then close with code."""
-        if self._close is None:
-            self._close = (code, reason)
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)
+        """Ask the writer to flush what is queued, then close with code. A full mailbox
+        (the peer stopped reading) is dropped so the close goes out next."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self.closing.set()
+        try:
+            self._outbox.put_nowait(None)
+        except asyncio.QueueFull:
+            while not self._outbox.empty():
+                self._outbox.get_nowait()
+            self._outbox.put_nowait(None)
+
+    @property
+    def close_code(self) -> int | None:
+        return self._close[0] if self._close else None
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+
+    async def flushed(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait (at most `timeout`) for the writer to send what is queued and the close."""
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout)
 
     async def stop(self) -> None:
         if self._writer:

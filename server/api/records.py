@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.errors import error_body
 from server.auth.deps import current_principal
+from server.domain.access import Action, Reach, decide
 from server.domain.claims import REASONS
 from server.domain.images import ImageRejected, RejectCode
 from server.ports.records import IdempotencyConflict, OutcomeFilter, StoredResponse
-from server.principal import AccountRole, Principal
+from server.principal import Principal
 from server.record_views import EXPORT_FIELDS, export_rows, outcome_json
-from server.records import RecordsError, RecordsService
+from server.records import RecordsError, RecordsService, refused
 
 router = APIRouter(prefix="/api", tags=["records"])
 
@@ -131,17 +132,25 @@ async def read_claim(
     return await _service(request).claim_view(who, claim_id)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+def _too_large(limit: int) -> ImageRejected:
+    return ImageRejected(
+        RejectCode.TOO_LARGE, f"uploads are limited to {limit:,} bytes ({limit / 2**20:.1f} MiB)"
+    )
+
+
+def _check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ImageRejected(RejectCode.TOO_LARGE, f"uploads are limited to {limit // 1_000_000} MB")
+        raise _too_large(limit)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes `limit` (a missing or false Content-Length)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ImageRejected(
-                RejectCode.TOO_LARGE, f"uploads are limited to {limit // 1_000_000} MB"
-            )
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -166,6 +175,10 @@ async def upload_document(
     idempotency_key: IdempotencyKey = None,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
+    # Everything that needs no body first: a refused upload costs no 8 MB read.
+    service = _service(request)
+    limit = service.settings.max_document_bytes
+    service.check_uploader(who)  # the role: booths only
     key = _require_key(idempotency_key)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_TYPES:
@@ -173,8 +186,11 @@ async def upload_document(
             415, "unsupported_media_type", f"Content-Type {content_type or 'missing'}",
             "Send the picture's bytes as the body with Content-Type image/jpeg or image/png.",
         )  # fmt: skip
-    service = _service(request)
-    data = await _read_limited(request, service.settings.max_document_bytes)
+    _check_declared_length(request, limit)
+    await service.prepare_upload(who, claim_id, kind, key)  # role, live session, its state
+    data = await _read_limited(request, limit)
+    # Decided again on the body: the session may have ended while it arrived (a retry
+    # of an upload answered before then gets its stored answer).
     return _stored(await service.upload(who, claim_id, kind, data, key))
 
 
@@ -238,10 +254,14 @@ async def list_outcomes(
 ) -> Response:
     service = _service(request)
     where = OutcomeFilter(branch, cso, decision, since, until, limit, offset)
-    found = await service.outcomes(who, where)
+    found, allowed = await service.outcomes(who, where)  # within the reader's branches
     if format == "json":
-        return JSONResponse([outcome_json(o) for o in found])
-    rows = await export_rows(service.store, found, full_nik=who.role is AccountRole.AUDITOR)
+        body = [outcome_json(o) for o in found]
+        await service.audit_outcomes_read(who, where, fmt="json", rows=len(found), full_nik=False)
+        return JSONResponse(body)
+    full_nik = allowed.reach is Reach.FULL_NIK
+    rows = await export_rows(service.store, found, full_nik=full_nik)
+    await service.audit_outcomes_read(who, where, fmt="csv", rows=len(rows), full_nik=full_nik)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
     writer.writeheader()
@@ -265,8 +285,9 @@ async def reasons(_: Principal = Depends(current_principal)) -> list[dict[str, A
 async def verify_audit(
     request: Request, who: Principal = Depends(current_principal)
 ) -> dict[str, Any]:
-    if who.role not in (AccountRole.AUDITOR, AccountRole.SUPERVISOR):
-        raise RecordsError(403, "forbidden", "audit verification is for auditors and supervisors")
+    decision = decide(who, Action.AUDIT_VERIFY)
+    if not decision:
+        raise refused(decision)
     count, problems = await _service(request).verify_audit()
     return {
         "entries": count,

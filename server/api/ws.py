@@ -1,8 +1,14 @@
 """Websocket endpoints for booths, CSOs and supervisors.
 
-Thin glue: check Origin, authenticate the first message, then turn each valid message into
-one Floor call. Every refusal is a typed `error` reply; the socket stays open unless the
-error is fatal (bad version, bad token, wrong role, silence past the heartbeat timeout).
+Thin glue: check Origin, authenticate the first message, then hand each valid message to
+the floor runtime as an event. Every refusal is a typed `error` reply; the socket stays
+open unless the error is fatal (bad version, bad token, wrong role, silence past the
+heartbeat timeout).
+
+Authentication holds for the whole connection, not just `hello`: a socket whose access
+token expires is closed (4401) unless the client sent a fresh one (`reauth`) first, and
+the account is re-read every `account_check_interval` so a disabled account or a revoked
+booth loses its sockets within that time (4403).
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from fastapi import APIRouter, WebSocket
@@ -18,31 +25,25 @@ from fastapi import APIRouter, WebSocket
 from server.api.connection import CloseCode, Closed, Connection
 from server.auth.errors import AuthError
 from server.auth.service import AuthService
-from server.floor import Floor
+from server.floor import ClaimLookupError, FloorRuntime
+from server.floor.events import RecordFingerprints
+from server.floor.runtime import ClaimResolver, FingerprintRecorder
 from server.metrics import Metrics
+from server.ports.records import AuditDraft
 from server.ports.router import FLOOR_TOPIC, Router
 from server.principal import AccountRole, Principal
 from server.records import RecordsError, RecordsService
 from server.settings import Settings
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
-    Accept,
-    Answer,
-    Candidate,
+    Ack,
     CheckIn,
-    Decline,
-    EndSession,
     Envelope,
-    FocusBooth,
     Hello,
-    Leave,
-    Offer,
-    PeerState,
     Ping,
     Pong,
+    Reauth,
     Role,
-    SetAvailability,
-    Subscribe,
 )
 
 log = structlog.get_logger("loket.ws")
@@ -56,14 +57,15 @@ SOCKET_ROLES: dict[Role, frozenset[AccountRole]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class SocketServices:
     settings: Settings
     auth: AuthService
-    floor: Floor
+    floor: FloorRuntime
     router: Router
     metrics: Metrics
     records: RecordsService
+    unauthenticated: int = field(default=0)  # sockets open that have not said hello yet
 
 
 def _services(ws: WebSocket) -> SocketServices:
@@ -86,6 +88,13 @@ async def supervisor_socket(ws: WebSocket) -> None:
     await serve_socket(ws, Role.SUPERVISOR)
 
 
+class _Session:
+    """The authenticated identity of one socket; `principal` changes on `reauth`."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+
 async def serve_socket(ws: WebSocket, role: Role) -> None:
     svc = _services(ws)
     origin = ws.headers.get("origin")
@@ -99,35 +108,35 @@ async def serve_socket(ws: WebSocket, role: Role) -> None:
     conn = Connection(ws, role, svc.settings, svc.metrics)
     conn.start()
     svc.metrics.sockets.labels(role=str(role)).inc()
-    principal: Principal | None = None
+    me: _Session | None = None
     try:
         hello = await _await_hello(conn, svc)
         if hello is None:
             return
-        principal = _authenticate(conn, svc, hello, role)
+        principal = await _authenticate(conn, svc, hello.token, role, hello.id)
         if principal is None:
             return
+        me = _Session(principal)
         structlog.contextvars.bind_contextvars(peer_id=principal.subject, role=str(role))
         previous = await svc.router.attach(principal.subject, conn)
         if isinstance(previous, Connection):
             previous.close(CloseCode.REPLACED, "replaced by a newer connection")
-        if role is Role.BOOTH:
-            await svc.floor.booth_connected(principal, conn.id, hello.resume)
-        elif role is Role.CSO:
-            await svc.floor.cso_connected(principal, conn.id, hello.resume)
-        else:
+        if role is Role.SUPERVISOR:
             await svc.router.subscribe(FLOOR_TOPIC, conn)
-            await svc.floor.supervisor_connected(principal, conn.id)
-        # The reader and the heartbeat run side by side; whichever ends first (peer gone,
-        # or silent past heartbeat_timeout) ends the other.
-        reader = asyncio.create_task(_read_loop(conn, svc, principal))
-        heartbeat = asyncio.create_task(_heartbeat(conn, svc.settings))
+        await svc.floor.opened(principal, conn.id, hello.resume)
+        # Reader, watchdog (heartbeat, token expiry, account checks) and the connection's
+        # own close side by side; whichever ends first ends the others.
+        tasks = {
+            asyncio.create_task(_read_loop(conn, svc, me)),
+            asyncio.create_task(_watchdog(conn, svc, me)),
+            asyncio.create_task(_closing(conn)),
+        }
         try:
-            await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, heartbeat):
+            for task in tasks:
                 task.cancel()
-            results = await asyncio.gather(reader, heartbeat, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception) and not isinstance(result, Closed):
                 log.error("socket_task_failed", error=repr(result))
@@ -135,13 +144,21 @@ async def serve_socket(ws: WebSocket, role: Role) -> None:
         pass
     finally:
         svc.metrics.sockets.labels(role=str(role)).dec()
-        if principal is not None:
-            await _disconnected(conn, svc, principal)
+        if me is not None:
+            await _disconnected(conn, svc, me.principal)
         await conn.stop()
         structlog.contextvars.unbind_contextvars("peer_id", "role")
 
 
 async def _await_hello(conn: Connection, svc: SocketServices) -> Hello | None:
+    # Sockets that have not said who they are cost memory and a timer each: bound them.
+    if svc.unauthenticated >= svc.settings.max_unauthenticated_sockets:
+        conn.reply_error(
+            ProtocolError(ErrorCode.RATE_LIMITED, "too many connections waiting to say hello")
+        )
+        conn.close(CloseCode.OVERLOADED, "too many unauthenticated sockets")
+        return None
+    svc.unauthenticated += 1
     try:
         first = await conn.receive(svc.settings.hello_timeout)
     except TimeoutError:
@@ -152,6 +169,8 @@ async def _await_hello(conn: Connection, svc: SocketServices) -> Hello | None:
         conn.reply_error(exc)
         conn.close(CloseCode.PROTOCOL if exc.fatal else CloseCode.UNAUTHENTICATED, exc.code)
         return None
+    finally:
+        svc.unauthenticated -= 1
     if not isinstance(first, Hello):
         conn.reply_error(
             ProtocolError(
@@ -163,13 +182,13 @@ async def _await_hello(conn: Connection, svc: SocketServices) -> Hello | None:
     return first
 
 
-def _authenticate(
-    conn: Connection, svc: SocketServices, hello: Hello, role: Role
+async def _authenticate(
+    conn: Connection, svc: SocketServices, token: str, role: Role, ref: str
 ) -> Principal | None:
     try:
-        principal = svc.auth.authenticate(hello.token)
+        principal = svc.auth.authenticate(token)
     except AuthError as exc:
-        conn.reply_error(ProtocolError(ErrorCode.AUTH_FAILED, exc.message, ref=hello.id))
+        conn.reply_error(ProtocolError(ErrorCode.AUTH_FAILED, exc.message, ref=ref))
         conn.close(CloseCode.UNAUTHENTICATED, "auth failed")
         return None
     if principal.role not in SOCKET_ROLES[role]:
@@ -177,7 +196,7 @@ def _authenticate(
             ProtocolError(
                 ErrorCode.FORBIDDEN_FOR_ROLE,
                 f"a {principal.role} account may not open the {role} socket",
-                ref=hello.id,
+                ref=ref,
             )
         )
         conn.close(CloseCode.FORBIDDEN, "wrong role")
@@ -185,20 +204,61 @@ def _authenticate(
     return principal
 
 
-async def _heartbeat(conn: Connection, settings: Settings) -> None:
-    """Ping the peer every interval; a peer silent for heartbeat_timeout is dead. One timer
-    per socket, rather than a deadline on every message read."""
+async def _watchdog(conn: Connection, svc: SocketServices, me: _Session) -> None:
+    """One timer per socket: pings, silence, token expiry and account re-checks."""
+    settings = svc.settings
+    next_ping = time.monotonic() + settings.heartbeat_interval
+    next_check = time.monotonic() + settings.account_check_interval
     while True:
-        await asyncio.sleep(settings.heartbeat_interval)
-        silent = time.monotonic() - conn.last_heard
-        if silent > settings.heartbeat_timeout:
-            log.info("peer_silent", silent_s=round(silent, 1))
-            conn.close(CloseCode.TIMEOUT, "heartbeat timeout")
+        expires_at = me.principal.expires_at
+        until_expiry = (expires_at - time.time()) if expires_at is not None else float("inf")
+        wake = min(next_ping, next_check) - time.monotonic()
+        await asyncio.sleep(max(0.0, min(wake, until_expiry)))
+        now = time.monotonic()
+        if me.principal.expires_at is not None and time.time() >= me.principal.expires_at:
+            log.info("token_expired")
+            conn.reply_error(
+                ProtocolError(
+                    ErrorCode.AUTH_FAILED,
+                    "the access token expired; refresh it and send `reauth` before it does",
+                )
+            )
+            conn.close(CloseCode.UNAUTHENTICATED, "token expired")
             return
-        conn.send(Ping())
+        if now >= next_check:
+            next_check = now + settings.account_check_interval
+            try:
+                active = await svc.auth.is_active(me.principal)
+            except Exception:  # a database blip is not the user's fault: keep the socket
+                log.warning("account_check_failed", exc_info=True)
+                active = True
+            if not active:
+                log.info("account_no_longer_active")
+                conn.reply_error(
+                    ProtocolError(
+                        ErrorCode.AUTH_FAILED, "this account was disabled; ask an operator"
+                    )
+                )
+                conn.close(CloseCode.FORBIDDEN, "account disabled")
+                return
+        if now >= next_ping:
+            next_ping = now + settings.heartbeat_interval
+            silent = now - conn.last_heard
+            if silent > settings.heartbeat_timeout:
+                log.info("peer_silent", silent_s=round(silent, 1))
+                conn.close(CloseCode.TIMEOUT, "heartbeat timeout")
+                return
+            conn.send(Ping())
 
 
-async def _read_loop(conn: Connection, svc: SocketServices, principal: Principal) -> None:
+async def _closing(conn: Connection) -> None:
+    """End the handler once a close is decided (slow consumer, replaced, expired), even
+    when the peer has stopped reading and the writer cannot finish the close handshake."""
+    await conn.closing.wait()
+    await conn.flushed(timeout=1.0)
+
+
+async def _read_loop(conn: Connection, svc: SocketServices, me: _Session) -> None:
     while True:
         try:
             message = await conn.receive()
@@ -212,7 +272,7 @@ async def _read_loop(conn: Connection, svc: SocketServices, principal: Principal
             continue
         received_at = time.monotonic()
         try:
-            await _handle(conn, svc, principal, message, received_at)
+            await _handle(conn, svc, me, message, received_at)
         except ProtocolError as exc:
             conn.reply_error(exc)
         except Exception:
@@ -225,13 +285,8 @@ async def _read_loop(conn: Connection, svc: SocketServices, principal: Principal
 
 
 async def _handle(
-    conn: Connection,
-    svc: SocketServices,
-    principal: Principal,
-    message: Envelope,
-    received_at: float,
+    conn: Connection, svc: SocketServices, me: _Session, message: Envelope, received_at: float
 ) -> None:
-    floor, me = svc.floor, principal.subject
     match message:
         case Ping():
             conn.send(Pong(reply_to=message.id))
@@ -239,48 +294,70 @@ async def _handle(
             pass  # liveness only; receive() already noted it
         case Hello():
             raise ProtocolError(ErrorCode.CONFLICT, "already authenticated", ref=message.id)
-        case Offer() | Answer() | Candidate() | PeerState():
-            await floor.relay(principal, message, received_at)
-        case CheckIn():
-            claim_id = await _resolve_claim(svc, principal, message)
-            await floor.check_in(me, message, claim_id)
-        case Leave():
-            await floor.leave(me, message.id)
-        case SetAvailability():
-            await floor.set_availability(me, message.available, message.id)
-        case Accept():
-            await floor.accept(me, message.session_id, message.id)
-        case Decline():
-            await floor.decline(me, message.session_id, message.id)
-        case FocusBooth():
-            await floor.focus(me, message.session_id, message.id)
-        case EndSession():
-            await floor.end_session(me, message.session_id, message.id)
-        case Subscribe():
-            conn.send(await floor.snapshot())
-        case _:  # decode_inbound only lets through what this role may send
-            raise ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, "not handled here", ref=message.id)
+        case Reauth():
+            await _reauth(conn, svc, me, message)
+        case _:
+            await svc.floor.received(me.principal, conn.id, message, received_at)
+
+
+async def _reauth(conn: Connection, svc: SocketServices, me: _Session, message: Reauth) -> None:
+    try:
+        fresh = svc.auth.authenticate(message.token)
+    except AuthError as exc:
+        raise ProtocolError(ErrorCode.AUTH_FAILED, exc.message, ref=message.id) from None
+    if fresh.subject != me.principal.subject or fresh.role is not me.principal.role:
+        # Not a refresh but another identity: this socket cannot change hands.
+        conn.reply_error(
+            ProtocolError(
+                ErrorCode.AUTH_FAILED, "reauth must be for the same account", ref=message.id
+            )
+        )
+        conn.close(CloseCode.UNAUTHENTICATED, "reauth for another account")
+        return
+    me.principal = fresh
+    conn.send(Ack(reply_to=message.id))
 
 
 async def _disconnected(conn: Connection, svc: SocketServices, principal: Principal) -> None:
     with contextlib.suppress(Exception):
         await svc.router.detach(principal.subject, conn)
     try:
-        if conn.role is Role.BOOTH:
-            await svc.floor.booth_disconnected(principal.subject, conn.id)
-        elif conn.role is Role.CSO:
-            await svc.floor.cso_disconnected(principal.subject, conn.id)
-        else:
+        if conn.role is Role.SUPERVISOR:
             await svc.router.unsubscribe(FLOOR_TOPIC, conn)
+        await svc.floor.closed(principal, conn.id)
     except Exception:
         log.exception("disconnect_cleanup_failed")
 
 
-async def _resolve_claim(svc: SocketServices, booth: Principal, message: CheckIn) -> str:
-    """The recorded claim behind a check-in; a walk-in is registered here (no quota)."""
-    try:
-        claim = await svc.records.check_in(booth, message.claim)
-    except RecordsError as exc:
-        code = ErrorCode.CLAIM_NOT_FOUND if exc.status == 404 else ErrorCode.CLAIM_REFUSED
-        raise ProtocolError(code, exc.message, ref=message.id) from None
-    return claim.claim_id
+def claim_resolver(records: RecordsService) -> ClaimResolver:
+    """The floor's claim lookup: the recorded claim behind a check-in the floor accepted;
+    a walk-in is registered here (no quota)."""
+
+    async def resolve(booth: Principal, message: CheckIn) -> str:
+        try:
+            claim = await records.check_in(booth, message.claim)
+        except RecordsError as exc:
+            code = ErrorCode.CLAIM_NOT_FOUND if exc.status == 404 else ErrorCode.CLAIM_REFUSED
+            raise ClaimLookupError(code, exc.message) from None
+        return claim.claim_id
+
+    return resolve
+
+
+def fingerprint_recorder(records: RecordsService) -> FingerprintRecorder:
+    """Renegotiations that bring new DTLS certificates are audited additions: the first
+    fingerprints of a session, which outcomes carry as evidence, are never overwritten."""
+
+    async def record(added: RecordFingerprints) -> None:
+        draft = AuditDraft(
+            actor=added.peer_id,
+            role="session",
+            action="session.fingerprints_added",
+            claim_id=added.claim_id,
+            fingerprints=added.fingerprints,
+            details={"session_id": added.session_id},
+        )
+        now = datetime.now(UTC)
+        await records.store.write(lambda tx: tx.append_audit(draft, now))
+
+    return record

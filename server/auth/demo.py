@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from server.adapters.sql import migrate
 from server.adapters.sql.wiring import open_accounts
-from server.auth.passwords import hash_secret
-from server.auth.ratelimit import LoginRateLimiter
+from server.auth.ratelimit import LoginThrottle
 from server.auth.secrets import load_or_create_jwt_secret
 from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
@@ -43,8 +42,7 @@ def auth_service(settings: Settings, store: object) -> AuthService:
         access_ttl=settings.access_token_ttl,
         refresh_ttl=settings.refresh_token_ttl,
     )
-    limiter = LoginRateLimiter(settings.login_max_failures, settings.login_window)
-    return AuthService(store, issuer, limiter, settings)  # type: ignore[arg-type]
+    return AuthService(store, issuer, LoginThrottle.from_settings(settings), settings)  # type: ignore[arg-type]
 
 
 async def ensure_demo_accounts(settings: Settings, booths: int = 6) -> DemoAccounts:
@@ -65,8 +63,8 @@ async def ensure_demo_accounts(settings: Settings, booths: int = 6) -> DemoAccou
                     pools=frozenset({"*"}), skills=skills, capacity=6,
                 )  # fmt: skip
             else:
-                await store.set_password(username, hash_secret(password))
-                await store.set_disabled(username, False)
+                await auth.set_password(username, password)
+                await auth.set_disabled(username, False)
             people.append(DemoUser(username, password))
         kiosks = []
         for i in range(1, booths + 1):

@@ -23,6 +23,7 @@ def auth_http_error(exc: AuthError) -> HTTPException:
         401: "Log in again at /api/auth/login (booths: /api/auth/booth).",
         403: "Ask an operator to check this account.",
         429: "Wait for the time in Retry-After, then try again.",
+        503: "Wait for the time in Retry-After, then try again.",
     }.get(exc.status)
     return HTTPException(exc.status, error_body(exc.code, exc.message, hint), headers=headers)
 

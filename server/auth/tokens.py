@@ -1,4 +1,8 @@
-"""Short-lived HS256 access tokens (carry the whole Principal) and refresh tokens."""
+"""Short-lived HS256 access tokens (carry the whole Principal) and refresh tokens.
+
+A refresh token names its family (one per login) and its own id (`jti`); the server
+keeps a hash of each id so that a token is good for one refresh only (see AuthService).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ class TokenPair:
     refresh_token: str
     expires_in: int  # seconds until the access token expires
     token_type: str = "bearer"
+    refresh_id: str = ""  # the refresh token's jti: its hash is stored, never the token
+    family: str = ""
+    refresh_expires_at: float = 0.0  # unix time
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,8 @@ class RefreshClaims:
     subject: str
     role: AccountRole
     jti: str
+    family: str | None  # None: issued before refresh families existed
+    expires_at: float
 
 
 class TokenIssuer:
@@ -49,8 +58,12 @@ class TokenIssuer:
         self._refresh_ttl = refresh_ttl
         self._clock = clock
 
-    def issue(self, principal: Principal) -> TokenPair:
+    def issue(self, principal: Principal, family: str | None = None) -> TokenPair:
+        """A fresh pair; the refresh token joins `family` (a new one if None)."""
         now = int(self._clock())
+        family = family or uuid.uuid4().hex
+        refresh_id = uuid.uuid4().hex
+        refresh_exp = now + self._refresh_ttl
         base = {"iss": ISSUER, "aud": AUDIENCE, "sub": principal.subject, "iat": now}
         access = {
             **base,
@@ -67,17 +80,21 @@ class TokenIssuer:
         refresh = {
             **base,
             "typ": "refresh",
-            "exp": now + self._refresh_ttl,
-            "jti": uuid.uuid4().hex,
+            "exp": refresh_exp,
+            "jti": refresh_id,
+            "fam": family,
             "role": str(principal.role),
         }
         return TokenPair(
             access_token=jwt.encode(access, self._secret, ALGORITHM),
             refresh_token=jwt.encode(refresh, self._secret, ALGORITHM),
             expires_in=self._access_ttl,
+            refresh_id=refresh_id,
+            family=family,
+            refresh_expires_at=float(refresh_exp),
         )
 
-    def _decode(self, token: str, typ: str) -> dict[str, Any]:
+    def _decode(self, token: str, typ: str, *, allow_expired: bool = False) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -100,7 +117,7 @@ class TokenIssuer:
             raise AuthError("token_invalid", f"a {typ} token is needed here")
         if not isinstance(claims["exp"], int | float):
             raise AuthError("token_invalid", "the token is not valid; log in again")
-        if claims["exp"] <= self._clock():
+        if claims["exp"] <= self._clock() and not allow_expired:
             raise AuthError("token_expired", "the token has expired; log in again")
         return claims
 
@@ -115,13 +132,22 @@ class TokenIssuer:
                 pools=frozenset(claims.get("pools", ())),
                 skills=frozenset(claims.get("skills", ())),
                 capacity=int(claims.get("capacity", 6)),
+                expires_at=float(claims["exp"]),
             )
         except (KeyError, ValueError, TypeError):
             raise AuthError("token_invalid", "the token is not valid; log in again") from None
 
-    def verify_refresh(self, token: str) -> RefreshClaims:
-        claims = self._decode(token, "refresh")
+    def verify_refresh(self, token: str, *, allow_expired: bool = False) -> RefreshClaims:
+        """`allow_expired` is for logout: an expired token may still name its family."""
+        claims = self._decode(token, "refresh", allow_expired=allow_expired)
         try:
-            return RefreshClaims(claims["sub"], AccountRole(claims["role"]), claims["jti"])
-        except (KeyError, ValueError):
+            family = claims.get("fam")
+            return RefreshClaims(
+                claims["sub"],
+                AccountRole(claims["role"]),
+                str(claims["jti"]),
+                family if isinstance(family, str) and family else None,
+                float(claims["exp"]),
+            )
+        except (KeyError, ValueError, TypeError):
             raise AuthError("token_invalid", "the token is not valid; log in again") from None

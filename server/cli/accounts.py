@@ -121,18 +121,25 @@ def user_passwd(
     typer.echo(f"password changed for {username}")
 
 
-@user_app.command("disable", help="Disable an account (its tokens stop refreshing).")
+@user_app.command(
+    "disable",
+    help="Disable an account: its logins end (refresh tokens revoked) and its open "
+    "sockets close within a minute. --enable undoes it.",
+)
 def user_disable(
-    username: str,
+    username: str = typer.Argument(..., help="Login name, see `loket user list`."),
     enable: bool = typer.Option(False, "--enable", help="Re-enable instead."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     settings = load_settings(data_dir)
     try:
-        _with_auth(settings, lambda auth: auth.store.set_disabled(username, not enable))
+        revoked = _with_auth(settings, lambda auth: auth.set_disabled(username, not enable))
     except AccountNotFound:
         raise _fail(f"no user {username!r}; see `loket user list`") from None
-    typer.echo(f"{username} {'enabled' if enable else 'disabled'}")
+    if enable:
+        typer.echo(f"{username} enabled")
+    else:
+        typer.echo(f"{username} disabled ({revoked} login(s) ended)")
 
 
 @db_app.command("upgrade", help="Create or upgrade the database schema to this version.")
@@ -194,11 +201,18 @@ def register_booth_admin(booth_app: typer.Typer) -> None:
             table.add_row(b.booth_id, b.branch, b.label, "revoked" if b.revoked else "ok", seen)
         console.print(table)
 
-    @booth_app.command("revoke", help="Revoke a booth's credential (re-enrol to restore).")
-    def booth_revoke(booth_id: str, data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    @booth_app.command(
+        "revoke",
+        help="Revoke a booth's credential: its logins end (refresh tokens revoked) and its "
+        "socket closes within a minute. `loket booth enrol --booth-id ID` restores it.",
+    )
+    def booth_revoke(
+        booth_id: str = typer.Argument(..., help="Booth id, see `loket booth list`."),
+        data_dir: Path | None = DATA_DIR_OPTION,
+    ) -> None:
         settings = load_settings(data_dir)
         try:
-            _with_auth(settings, lambda auth: auth.store.revoke_booth(booth_id))
+            revoked = _with_auth(settings, lambda auth: auth.revoke_booth(booth_id))
         except AccountNotFound:
             raise _fail(f"no booth {booth_id!r}; see `loket booth list`") from None
-        typer.echo(f"booth {booth_id} revoked")
+        typer.echo(f"booth {booth_id} revoked ({revoked} login(s) ended)")

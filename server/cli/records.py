@@ -32,7 +32,7 @@ from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.ports.records import DocumentRecord, OutcomeFilter
-    from server.records import ImportResult, ImportRow, RecordsService
+    from server.records import ImportResult, ImportRow, PurgeReport, RecordsService
 
 T = TypeVar("T")
 console = Console()
@@ -387,18 +387,18 @@ def outcomes_export(
     )
 
     async def work(service: RecordsService) -> int:
+        # Every export hands out personal data (KPJ numbers, booking codes; with
+        # --full-nik whole NIKs): each one is recorded, before a file is put in place.
+        filters = {"branch": branch, "cso": cso, "decision": decision,
+                   "since": start.isoformat() if start else None,
+                   "until": end.isoformat() if end else None}  # fmt: skip
         with _output(output) as out:
             count = await _write_export(service, where, fmt, out, full_nik)
-        if full_nik:
-            filters = {"branch": branch, "cso": cso, "decision": decision,
-                       "since": start.isoformat() if start else None,
-                       "until": end.isoformat() if end else None}  # fmt: skip
             exported = AuditDraft(
-                actor="cli",
-                role="operator",
-                action="outcomes.exported",
-                details={"rows": count, "full_nik": True, "filters": filters},
-            )
+                actor="cli", role="operator", action="outcomes.exported",
+                details={"format": str(fmt), "rows": count, "full_nik": full_nik,
+                         "filters": filters},
+            )  # fmt: skip
             now = datetime.now(UTC)
             await service.store.write(lambda tx: tx.append_audit(exported, now))
         return count
@@ -443,8 +443,8 @@ def audit_verify(data_dir: Path | None = DATA_DIR_OPTION) -> None:
     help=(
         "Delete the files of documents uploaded more than DAYS days ago. The document "
         "records and the audit log keep each file's SHA-256 hash, so outcomes stay "
-        "verifiable; a file another newer document still uses is kept. Asks first unless "
-        "--yes."
+        "verifiable; a file that a document not purged (of any claim) still uses is kept. "
+        "Asks first unless --yes."
     ),
 )
 def retention_purge(
@@ -492,15 +492,15 @@ def retention_purge(
             abort=True,
         )
 
-    async def purge(service: RecordsService) -> tuple[int, int]:
-        shas = {doc.sha256 for doc in candidates}
-        present = {sha for sha in shas if service.blobs.exists(sha)}
-        purged = await service.purge(days)
-        deleted = {sha for sha in present if not service.blobs.exists(sha)}
-        return len(purged), len(deleted)
+    async def purge(service: RecordsService) -> PurgeReport:
+        return await service.purge(days)
 
-    purged, deleted = _with_records(settings, purge)
+    report = _with_records(settings, purge)
+    kept = (
+        f", kept {len(report.kept)} file(s) that newer documents still use" if report.kept else ""
+    )
     typer.echo(
-        f"purged {purged} document(s) older than {days} days: deleted {deleted} file(s); "
-        "the document records and the audit log keep their SHA-256 hashes"
+        f"purged {len(report.purged)} document(s) older than {days} days: deleted "
+        f"{len(report.deleted)} file(s){kept}; the document records and the audit log keep "
+        "their SHA-256 hashes"
     )

@@ -129,23 +129,32 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ CSO lifecycle
 
-    def add_cso(self, cso: CsoProfile, now: float) -> list[Decision]:
+    def add_cso(self, cso: CsoProfile, now: float, *, paused: bool = False) -> list[Decision]:
         """Register a CSO, or take back one that is lost/paused, or update its profile.
 
         A lost CSO coming back within grace keeps its in-service booths. Lowering capacity
         below the current load takes nothing away; the CSO just gets no new booths until
-        its load drops.
+        its load drops. `paused`: the CSO comes back on a break it took before (a console
+        that reconnects remembers it), so it is offered nothing and keeps its grace deadline.
         """
         rec = self._csos.get(cso.cso_id)
         if rec is None:
             rec = _Cso(profile=cso, seq=self._cso_seq, idle_since=now)
             self._cso_seq += 1
             self._csos[cso.cso_id] = rec
+            if paused:
+                rec.state = "paused"
+                self._set_grace(rec, now + self.config.grace_period)
         else:
             if rec.profile != cso:
                 rec.profile = cso
                 rec.buckets_version = -1
-            if rec.state != "active":
+            if paused:
+                if rec.state != "paused":
+                    rec.state = "paused"
+                    # A lost CSO already has its deadline; losing or pausing never extends.
+                    self._set_grace(rec, now + self.config.grace_period)
+            elif rec.state != "active":
                 rec.state = "active"
                 rec.grace_deadline = None
                 rec.idle_since = now  # time away does not count as idle

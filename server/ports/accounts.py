@@ -1,9 +1,11 @@
-"""Accounts port: people (CSO, supervisor, operator) and enrolled booth kiosks."""
+"""Accounts port: people (CSO, supervisor, operator), enrolled booth kiosks, and the
+refresh-token families that let a login stay alive."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from server.principal import AccountRole
@@ -42,6 +44,24 @@ class BoothRecord:
     last_seen_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    """One issued refresh token, as stored: the hash of its id, never the token."""
+
+    token_hash: str  # SHA-256 hex of the token's jti
+    family: str  # one per login; revoked as a whole
+    account: str  # "user:<username>" or "booth:<booth id>"
+    issued_at: datetime
+    expires_at: datetime
+
+
+class Rotation(StrEnum):
+    ROTATED = "rotated"  # the token was unused: it is used now, its successor stored
+    REUSED = "reused"  # the token had been used already: its family is revoked now
+    REVOKED = "revoked"  # its family was revoked earlier (logout, reuse, disabled)
+    UNKNOWN = "unknown"  # never stored (e.g. issued before this version)
+
+
 class AccountStore(Protocol):
     async def add_user(self, user: UserRecord) -> None: ...
     async def get_user(self, username: str) -> UserRecord | None: ...
@@ -54,3 +74,15 @@ class AccountStore(Protocol):
     async def set_booth_secret(self, booth_id: str, secret_hash: str) -> None: ...
     async def revoke_booth(self, booth_id: str) -> None: ...
     async def touch_booth(self, booth_id: str, at: datetime) -> None: ...
+    # Refresh-token families. `account` is "user:<name>" or "booth:<id>".
+    async def start_refresh_family(self, grant: RefreshGrant) -> None: ...
+    async def rotate_refresh_token(
+        self, used_hash: str, successor: RefreshGrant, at: datetime
+    ) -> Rotation:
+        """Atomically mark `used_hash` (of successor.family) used and store `successor`;
+        a token already used revokes the family instead. Safe against concurrent use."""
+        ...
+
+    async def revoke_refresh_family(self, family: str, reason: str, at: datetime) -> bool: ...
+    async def revoke_refresh_families(self, account: str, reason: str, at: datetime) -> int: ...
+    async def purge_refresh_tokens(self, expired_before: datetime) -> int: ...

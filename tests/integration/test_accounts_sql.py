@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from server.adapters.sql import migrate
 from server.adapters.sql.wiring import open_accounts
-from server.ports.accounts import AccountExists, AccountNotFound, BoothRecord, UserRecord
+from server.ports.accounts import (
+    AccountExists,
+    AccountNotFound,
+    BoothRecord,
+    RefreshGrant,
+    Rotation,
+    UserRecord,
+)
 from server.principal import AccountRole
 
 
@@ -104,3 +112,119 @@ async def test_times_keep_their_instant_across_zones(db_settings) -> None:
         stored = await service.store.get_claim("c-tz")
     assert stored is not None and stored.appointment is not None
     assert stored.appointment == appointment and stored.appointment.utcoffset() == timedelta(0)
+
+
+T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def _grant(
+    token: str, family: str = "fam-1", account: str = "user:siti", **at: int
+) -> RefreshGrant:
+    issued = T0 + timedelta(minutes=at.get("minute", 0))
+    return RefreshGrant(
+        f"hash-{token}", family, account, issued, issued + timedelta(hours=at.get("ttl_h", 12))
+    )
+
+
+async def test_refresh_migration_matches_the_tables(db_settings) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from server.adapters.sql.tables import metadata
+
+    await migrate.upgrade(db_settings)
+    engine, _ = await open_accounts(db_settings)
+
+    def diff(conn):  # type: ignore[no-untyped-def]
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return [d for d in compare_metadata(context, metadata) if "refresh_" in repr(d)]
+
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_refresh_tokens_rotate_once_and_reuse_revokes_the_family(db_settings) -> None:
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        await store.start_refresh_family(_grant("a"))
+        assert await store.rotate_refresh_token("hash-a", _grant("b", minute=1), T0) == (
+            Rotation.ROTATED
+        )
+        assert await store.rotate_refresh_token("hash-b", _grant("c", minute=2), T0) == (
+            Rotation.ROTATED
+        )
+        # "a" again: somebody replays a spent token. The family dies, newest token too.
+        assert await store.rotate_refresh_token("hash-a", _grant("x", minute=3), T0) == (
+            Rotation.REUSED
+        )
+        assert await store.rotate_refresh_token("hash-c", _grant("d", minute=3), T0) == (
+            Rotation.REVOKED
+        )
+        assert await store.rotate_refresh_token("hash-a", _grant("y", minute=3), T0) == (
+            Rotation.REVOKED
+        )  # reported once
+        assert await store.rotate_refresh_token("hash-zz", _grant("z"), T0) == Rotation.UNKNOWN
+        # A token is only good within its own family.
+        await store.start_refresh_family(_grant("p", family="fam-2"))
+        assert await store.rotate_refresh_token("hash-p", _grant("q", family="fam-1"), T0) == (
+            Rotation.UNKNOWN
+        )
+        assert await store.rotate_refresh_token("hash-p", _grant("q", family="fam-2"), T0) == (
+            Rotation.ROTATED
+        )
+    finally:
+        await engine.dispose()
+
+
+async def test_concurrent_uses_of_one_refresh_token_rotate_exactly_once(db_settings) -> None:
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        await store.start_refresh_family(_grant("a"))
+        outcomes = await asyncio.gather(
+            *(store.rotate_refresh_token("hash-a", _grant(f"n{i}"), T0) for i in range(8))
+        )
+        # One winner; the first loser is a reuse and revokes the family; the rest find
+        # it revoked.
+        assert sorted(outcomes) == sorted(
+            [Rotation.ROTATED, Rotation.REUSED] + [Rotation.REVOKED] * 6
+        ), outcomes
+    finally:
+        await engine.dispose()
+
+
+async def test_refresh_families_revoke_by_account_and_purge(db_settings) -> None:
+    from sqlalchemy import func, select
+
+    from server.adapters.sql.tables import refresh_families, refresh_tokens
+
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        for i in range(3):
+            await store.start_refresh_family(_grant(f"s{i}", family=f"siti-{i}"))
+        # A booth may share a user's name; its families are its own.
+        await store.start_refresh_family(_grant("b", family="booth-1", account="booth:siti"))
+        assert await store.revoke_refresh_family("siti-0", "logout", T0) is True
+        assert await store.revoke_refresh_family("siti-0", "logout", T0) is False  # idempotent
+        assert await store.revoke_refresh_families("user:siti", "disabled", T0) == 2
+        for i in range(3):
+            assert (
+                await store.rotate_refresh_token(f"hash-s{i}", _grant("n", family=f"siti-{i}"), T0)
+                == Rotation.REVOKED
+            )
+        assert await store.rotate_refresh_token("hash-b", _grant("b2", family="booth-1"), T0) == (
+            Rotation.ROTATED
+        )
+        await store.start_refresh_family(_grant("old", family="old", ttl_h=1))
+        assert await store.purge_refresh_tokens(T0 + timedelta(hours=2)) == 1
+        async with engine.connect() as conn:
+            families = await conn.scalar(select(func.count()).select_from(refresh_families))
+            tokens = await conn.scalar(select(func.count()).select_from(refresh_tokens))
+        assert (families, tokens) == (4, 5)
+    finally:
+        await engine.dispose()

@@ -9,10 +9,10 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -291,11 +291,19 @@ def test_export_filters_and_json(outcomes, tmp_path) -> None:
     assert bad.exit_code == 1 and "error: --since" in bad.stderr
 
 
-def test_full_nik_export_is_audited(outcomes, data_dir) -> None:
-    _ok("outcomes", "export")
-    assert "outcomes.exported" not in _audit_actions(data_dir)
-    _ok("outcomes", "export", "--full-nik")
-    assert _audit_actions(data_dir)[-1] == "outcomes.exported"
+def test_every_export_is_audited_full_nik_ones_as_such(outcomes, data_dir) -> None:
+    _ok("outcomes", "export", "--decision", "approved")
+    _ok("outcomes", "export", "--full-nik", "--format", "json")
+
+    async def work(service: RecordsService) -> list[Mapping[str, Any]]:
+        return [e.details async for e in service.store.audit_entries()
+                if e.action == "outcomes.exported"]  # fmt: skip
+
+    exports = _with_service(data_dir, work)
+    assert [(d["full_nik"], d["rows"], d["format"]) for d in exports] == [
+        (False, 1, "csv"), (True, 2, "json"),
+    ]  # fmt: skip
+    assert exports[0]["filters"]["decision"] == "approved"  # type: ignore[index]
     assert "intact" in _ok("audit", "verify").stdout
 
 

@@ -25,7 +25,6 @@ from signaling.messages import (
     CheckIn,
     Error,
     FloorEvent,
-    FloorSnapshot,
     Hello,
     Offer,
     Ping,
@@ -187,7 +186,7 @@ async def test_second_cso_takes_over_after_the_grace_period(server: LiveServer) 
     supervisor = await SignalClient.connect(
         server.ws_url, Role.SUPERVISOR, await user_token(server, "boss", role="supervisor")
     )
-    await supervisor.expect(FloorSnapshot)
+    assert supervisor.welcome and supervisor.welcome.floor is not None  # state in welcome
     booth = await _booth(server, "b1")
     first = await _cso(server, "first")
     session = (await _take(first)).session_id
@@ -216,8 +215,9 @@ async def test_cso_back_within_grace_keeps_its_booths(server: LiveServer) -> Non
     await cso.close()
     await asyncio.sleep(0.2)
     back = await SignalClient.connect(server.ws_url, Role.CSO, token, resume=resume)
-    replay = await back.expect(BoothAssigned)
-    assert replay.session_id == session
+    # Resume by state sync: the welcome carries the session, nothing is replayed.
+    assert back.welcome and back.welcome.resumed and back.welcome.cso
+    assert [s.session_id for s in back.welcome.cso.sessions] == [session]
     with pytest.raises(TimeoutError):
         await booth.expect(SessionEnded, timeout=1.5)  # past the 1 s grace: still served
 

@@ -61,3 +61,15 @@ async def login(server: LiveServer, username: str, password: str = PASSWORD) -> 
 async def user_token(server: LiveServer, username: str, **profile: object) -> str:
     await add_user(server, username, **profile)  # type: ignore[arg-type]
     return (await login(server, username))["access_token"]
+
+
+async def booth_login(
+    server: LiveServer, label: str, branch: str = "jkt01"
+) -> tuple[str, dict[str, str]]:
+    """Enrol a booth and log it in: (booth id, the whole token response)."""
+    booth_id, credential = await enrol_booth(server, label, branch)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        res = await http.post("/api/auth/booth", json={"credential": credential})
+        res.raise_for_status()
+        body: dict[str, str] = res.json()
+        return booth_id, body

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from server.domain.claims import Claim, new_booked_claim
-from server.ports.records import RecordsTx
+from server.domain.claims import Claim, ClaimState, new_booked_claim
+from server.ports.records import DocumentRecord, RecordsTx
 from server.records import RecordsService, new_id
 from signaling.messages import ClaimType
 from tests.support.live_server import LiveServer
@@ -26,16 +27,62 @@ async def seed_claim(
     claim_type: ClaimType = ClaimType.RESIGNATION,
     balance_idr: int = 20_000_000,
     branch: str = "jkt01",
+    nik: str | None = None,
+    state: ClaimState | None = None,
 ) -> Claim:
     records: RecordsService = server.app.state.records
+    return await add_claim(
+        records, booking_code, claim_type=claim_type, balance_idr=balance_idr, branch=branch,
+        nik=nik, state=state,
+    )  # fmt: skip
+
+
+async def add_claim(
+    records: RecordsService,
+    booking_code: str,
+    *,
+    claim_type: ClaimType = ClaimType.RESIGNATION,
+    balance_idr: int = 20_000_000,
+    branch: str = "jkt01",
+    nik: str | None = None,
+    state: ClaimState | None = None,
+) -> Claim:
+    """A booked claim written straight to the store (optionally already in `state`)."""
     now = datetime.now(UTC)
     claim = new_booked_claim(
-        new_id(), booking_code, valid_nik(next(_serial)), "12345678901", claim_type, branch,
-        now + timedelta(hours=1), now, balance_idr=balance_idr,
+        new_id(), booking_code, nik or valid_nik(next(_serial)), "12345678901", claim_type,
+        branch, now + timedelta(hours=1), now, balance_idr=balance_idr,
     )  # fmt: skip
 
     def add(tx: RecordsTx) -> None:
         tx.add_claim(claim)
+        if state is not None:
+            tx.set_claim_state(claim.claim_id, state)
 
     await records.store.write(add)
-    return claim
+    return claim if state is None else dataclasses.replace(claim, state=state)
+
+
+async def add_document(
+    records: RecordsService,
+    claim_id: str,
+    data: bytes,
+    *,
+    kind: str = "ktp",
+    uploaded_at: datetime | None = None,
+    uploaded_by: str = "booth-seed",
+) -> DocumentRecord:
+    """A document as an upload would leave it (encrypted file and record), at any age."""
+    sha = records.blobs.put(data)
+    doc = DocumentRecord(
+        document_id=new_id(), claim_id=claim_id, kind=kind, sha256=sha,
+        content_type="image/jpeg" if data[:2] == b"\xff\xd8" else "image/png",
+        size_bytes=len(data), width=320, height=200, session_id=None, uploaded_by=uploaded_by,
+        uploaded_at=uploaded_at or datetime.now(UTC),
+    )  # fmt: skip
+
+    def add(tx: RecordsTx) -> None:
+        tx.add_document(doc)
+
+    await records.store.write(add)
+    return doc

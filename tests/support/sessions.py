@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+import httpx
+
+from server.ports.live_state import LiveSession
 from signaling.messages import (
     Accept,
     Answer,
@@ -15,7 +19,8 @@ from signaling.messages import (
     Offer,
     Role,
 )
-from tests.support.accounts import add_user, booth_token, login
+from signaling.session import SessionState
+from tests.support.accounts import add_user, booth_token, enrol_booth, login
 from tests.support.live_server import LiveServer
 from tests.support.ws_client import SignalClient
 
@@ -76,3 +81,41 @@ async def pair_with_tokens(ws_url: str, b_token: str, c_token: str, booking_code
     await booth_client.send(Answer(session_id=assigned.session_id, sdp=_sdp(BOOTH_PRINT)))
     await cso_client.expect(Answer)
     return LivePair(booth_client, cso_client, assigned, b_token, c_token)
+
+
+@dataclass
+class StagedSessions:
+    """Stands in for the floor's "which live session is this claim in" lookup, so a test
+    puts a claim's session in any state (offered, accepted, ended) without sockets.
+    Install with `records.session_of_claim = staged`."""
+
+    sessions: dict[str, LiveSession] = field(default_factory=dict)
+
+    async def __call__(self, claim_id: str) -> LiveSession | None:
+        return self.sessions.get(claim_id)
+
+    def put(
+        self, claim_id: str, *, booth: str, cso: str, state: SessionState, session_id: str = ""
+    ) -> LiveSession:
+        live = LiveSession(
+            session_id or f"s-{claim_id[:12]}", booth, cso, state, time.time(),
+            booth_fingerprints=(BOOTH_PRINT,), cso_fingerprints=(CSO_PRINT,), claim_id=claim_id,
+        )  # fmt: skip
+        self.sessions[claim_id] = live
+        return live
+
+    def move(self, claim_id: str, state: SessionState) -> None:
+        self.sessions[claim_id] = self.sessions[claim_id].with_state(state)
+
+    def end(self, claim_id: str) -> None:
+        """The session is over and gone from live state (what the floor does)."""
+        self.sessions.pop(claim_id, None)
+
+
+async def booth_login(server: LiveServer, label: str, branch: str = "jkt01") -> tuple[str, str]:
+    """Enrol a booth and log it in: (booth_id, access token)."""
+    booth_id, credential = await enrol_booth(server, label, branch)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        res = await http.post("/api/auth/booth", json={"credential": credential})
+        res.raise_for_status()
+        return booth_id, str(res.json()["access_token"])

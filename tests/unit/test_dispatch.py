@@ -241,6 +241,18 @@ class TestLostCso:
         assert d.tick(40.0) == []  # grace deadline was cancelled
         assert d.cso_of("a") == "x"
 
+    def test_paused_cso_reconnecting_stays_paused_and_keeps_its_deadline(
+        self, d: Dispatcher
+    ) -> None:
+        self._busy(d)
+        d.pause_cso("x", 10.0)  # grace deadline 40
+        d.cso_lost("x", 12.0)
+        d.enqueue(booth("c"), 13.0)
+        # Back on its break: nothing is offered, nothing lapses, the old deadline holds.
+        assert d.add_cso(cso("x", 2), 20.0, paused=True) == []
+        assert d.cso_state("x") == "paused" and d.next_deadline() == 40.0
+        assert d.resume_cso("x", 21.0) == [Reserved("c", "x", 36.0)]
+
     def test_past_grace_sessions_requeue_to_front_and_cso_retires(self, d: Dispatcher) -> None:
         self._busy(d)
         d.cso_lost("x", 10.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -39,7 +41,7 @@ def test_declined_reservation_goes_back_to_queue() -> None:
 
 
 @pytest.mark.parametrize("lost_in", [S.CONNECTING, S.ON_HOLD, S.FOCUSED])
-def test_lost_mid_call_resumes_by_renegotiating(lost_in: SessionState) -> None:
+def test_lost_mid_call_resumes_where_it_was(lost_in: SessionState) -> None:
     path = {
         S.CONNECTING: [E.CHECK_IN, E.RESERVE, E.ACCEPT],
         S.ON_HOLD: [E.CHECK_IN, E.RESERVE, E.ACCEPT, E.MEDIA_UP],
@@ -47,7 +49,8 @@ def test_lost_mid_call_resumes_by_renegotiating(lost_in: SessionState) -> None:
     }[lost_in]
     s = walk(*path, E.CONNECTION_LOST)
     assert s.state is S.RECONNECTING and s.lost_from is lost_in
-    assert s.handle(E.RESUME) is S.CONNECTING
+    # Media does not pass the server: a signaling blip leaves the call where it was.
+    assert s.handle(E.RESUME) is lost_in
 
 
 def test_lost_while_queued_resumes_in_the_queue() -> None:
@@ -75,7 +78,8 @@ def test_every_pair_is_either_in_the_table_or_illegal(
 
 def test_ended_and_idle_are_outside_the_session() -> None:
     assert S.ENDED not in ACTIVE and S.IDLE not in ACTIVE
-    assert not [k for k in TRANSITIONS if k[0] is S.ENDED]
+    assert [k for k in TRANSITIONS if k[0] is S.ENDED] == [(S.ENDED, E.RESET)]
+    assert walk(E.CHECK_IN, E.END, E.RESET).state is S.IDLE
 
 
 class SessionWalk(RuleBasedStateMachine):
@@ -102,9 +106,12 @@ class SessionWalk(RuleBasedStateMachine):
             assert self.session.lost_from is None
 
     @invariant()
-    def ended_is_final(self) -> None:
-        if S.ENDED in [s for _, s in self.session.history]:
-            assert self.session.state is S.ENDED
+    def ended_only_resets(self) -> None:
+        # After `ended` the only way on is `reset` to idle (the next participant).
+        history = self.session.history
+        for (_, state), (event, _) in itertools.pairwise(history):
+            if state is S.ENDED:
+                assert event is E.RESET
 
 
 TestSessionWalk = SessionWalk.TestCase

@@ -192,3 +192,77 @@ def test_a_browser_candidate_with_username_fragment_is_accepted() -> None:
     })  # fmt: skip
     message = decode_inbound(raw, Role.CSO)
     assert message.candidate.usernameFragment == "abcd"  # type: ignore[attr-defined]
+
+
+# --- hostile nesting: a typed `malformed_json`, never a RecursionError -------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 20_000 + "]" * 20_000,  # the 20,000-deep array of the issue
+        "[" * 20_000,  # and unterminated
+        '{"a":' * 20_000 + "1" + "}" * 20_000,  # deep objects
+        ('{"v": 1, "type": "ping", "x": ' + "[" * 5_000 + "]" * 5_000 + "}").encode(),  # bytes
+        '{"v": 1, "type": "ping", "x": ' + "[{" * 17 + "}]" * 17 + "}",  # 35 levels: just over
+    ],
+    ids=["deep_array", "unterminated", "deep_objects", "bytes", "just_over_the_limit"],
+)
+def test_hostile_nesting_gets_malformed_json(raw: str | bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_inbound(raw, Role.BOOTH, max_bytes=1_000_000)
+    assert info.value.code is ErrorCode.MALFORMED_JSON
+    assert "nested" in info.value.message and "32" in info.value.message
+
+
+def test_nesting_up_to_the_limit_and_brackets_inside_strings_are_fine() -> None:
+    from signaling.codec import MAX_JSON_DEPTH
+
+    # 32 levels: parsed, then refused only for the unexpected field.
+    inner = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    assert code_of('{"v": 1, "type": "ping", "x": ' + inner + "}") is ErrorCode.INVALID_MESSAGE
+    # Brackets in a string (even escaped quotes before them) are text, not nesting.
+    sdp = 'v=0\r\na=x:"\\"' + "[{" * 5_000
+    offer = decode_inbound(encode(Offer(session_id="s1", sdp=sdp)), Role.CSO)
+    assert offer.sdp == sdp  # type: ignore[attr-defined]
+
+
+def test_any_other_json_failure_is_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signaling.codec as codec
+
+    def explode(_: str) -> object:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(codec.json, "loads", explode)
+    assert code_of('{"v": 1, "type": "ping"}') is ErrorCode.MALFORMED_JSON
+
+    def odd(_: str) -> object:
+        raise TypeError("something unexpected")
+
+    monkeypatch.setattr(codec.json, "loads", odd)
+    assert code_of('{"v": 1, "type": "ping"}') is ErrorCode.MALFORMED_JSON
+
+
+nested_json = st.recursive(
+    st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=60,
+)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=nested_json, limit=st.integers(min_value=0, max_value=8))
+def test_depth_scan_agrees_with_the_parsed_depth(value: object, limit: int) -> None:
+    from signaling.codec import json_depth_exceeds
+
+    assert json_depth_exceeds(json.dumps(value), limit) is (_depth(value) > limit)

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.adapters.sql.tables import booths, users
-from server.ports.accounts import AccountExists, AccountNotFound, BoothRecord, UserRecord
+from server.adapters.sql.engine import readonly
+from server.adapters.sql.tables import booths, refresh_families, refresh_tokens, users
+from server.ports.accounts import (
+    AccountExists,
+    AccountNotFound,
+    BoothRecord,
+    RefreshGrant,
+    Rotation,
+    UserRecord,
+)
 from server.principal import AccountRole
 
 
@@ -49,9 +57,21 @@ def _booth(row: RowMapping) -> BoothRecord:
     )
 
 
+def _token_values(grant: RefreshGrant) -> dict[str, Any]:
+    return {
+        "token_hash": grant.token_hash,
+        "family_id": grant.family,
+        "issued_at": grant.issued_at,
+        "expires_at": grant.expires_at,
+        "used_at": None,
+    }
+
+
 class SqlAccountStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Lookups take no SQLite write lock (sockets re-check their account often).
+        self._reader = readonly(engine)
 
     async def add_user(self, user: UserRecord) -> None:
         now = datetime.now(UTC)
@@ -75,7 +95,7 @@ class SqlAccountStore:
             raise AccountExists(user.username) from None
 
     async def get_user(self, username: str) -> UserRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (
                 (await conn.execute(select(users).where(users.c.username == username)))
                 .mappings()
@@ -84,7 +104,7 @@ class SqlAccountStore:
         return _user(row) if row else None
 
     async def list_users(self) -> list[UserRecord]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(select(users).order_by(users.c.username))).mappings()
             return [_user(r) for r in rows]
 
@@ -121,7 +141,7 @@ class SqlAccountStore:
             raise AccountExists(booth.booth_id) from None
 
     async def get_booth(self, booth_id: str) -> BoothRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             row = (
                 (await conn.execute(select(booths).where(booths.c.booth_id == booth_id)))
                 .mappings()
@@ -130,7 +150,7 @@ class SqlAccountStore:
         return _booth(row) if row else None
 
     async def list_booths(self) -> list[BoothRecord]:
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(select(booths).order_by(booths.c.booth_id))).mappings()
             return [_booth(r) for r in rows]
 
@@ -150,3 +170,106 @@ class SqlAccountStore:
 
     async def touch_booth(self, booth_id: str, at: datetime) -> None:
         await self._update_booth(booth_id, last_seen_at=at)
+
+    # --- refresh-token families -----------------------------------------------------------
+
+    async def start_refresh_family(self, grant: RefreshGrant) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                refresh_families.insert().values(
+                    family_id=grant.family,
+                    account=grant.account,
+                    created_at=grant.issued_at,
+                    expires_at=grant.expires_at,
+                    revoked_at=None,
+                    revoked_reason=None,
+                )
+            )
+            await conn.execute(refresh_tokens.insert().values(**_token_values(grant)))
+
+    async def rotate_refresh_token(
+        self, used_hash: str, successor: RefreshGrant, at: datetime
+    ) -> Rotation:
+        family = successor.family
+        async with self._engine.begin() as conn:
+            # One conditional UPDATE decides: of two concurrent uses, exactly one finds
+            # used_at still NULL (PostgreSQL re-checks the row after the other commits;
+            # SQLite writers take turns).
+            live_family = exists().where(
+                refresh_families.c.family_id == family, refresh_families.c.revoked_at.is_(None)
+            )
+            used = await conn.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.token_hash == used_hash,
+                    refresh_tokens.c.family_id == family,
+                    refresh_tokens.c.used_at.is_(None),
+                    live_family,
+                )
+                .values(used_at=at)
+            )
+            if used.rowcount == 1:
+                await conn.execute(refresh_tokens.insert().values(**_token_values(successor)))
+                await conn.execute(
+                    update(refresh_families)
+                    .where(refresh_families.c.family_id == family)
+                    .values(expires_at=successor.expires_at)
+                )
+                return Rotation.ROTATED
+            return await self._refused(conn, used_hash, family, at)
+
+    async def _refused(
+        self, conn: AsyncConnection, used_hash: str, family: str, at: datetime
+    ) -> Rotation:
+        token = (
+            await conn.execute(
+                select(refresh_tokens.c.used_at).where(
+                    refresh_tokens.c.token_hash == used_hash,
+                    refresh_tokens.c.family_id == family,
+                )
+            )
+        ).first()
+        if token is None:
+            return Rotation.UNKNOWN
+        revoked = await conn.execute(
+            update(refresh_families)
+            .where(refresh_families.c.family_id == family, refresh_families.c.revoked_at.is_(None))
+            .values(revoked_at=at, revoked_reason="reuse")
+        )
+        return Rotation.REUSED if revoked.rowcount == 1 else Rotation.REVOKED
+
+    async def revoke_refresh_family(self, family: str, reason: str, at: datetime) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(refresh_families)
+                .where(
+                    refresh_families.c.family_id == family,
+                    refresh_families.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=at, revoked_reason=reason)
+            )
+            return bool(result.rowcount == 1)
+
+    async def revoke_refresh_families(self, account: str, reason: str, at: datetime) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(refresh_families)
+                .where(
+                    refresh_families.c.account == account,
+                    refresh_families.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=at, revoked_reason=reason)
+            )
+            return int(result.rowcount)
+
+    async def purge_refresh_tokens(self, expired_before: datetime) -> int:
+        """Forget tokens (and families) whose JWTs have expired: nobody can present
+        them any more, so there is nothing left to detect."""
+        async with self._engine.begin() as conn:
+            tokens = await conn.execute(
+                delete(refresh_tokens).where(refresh_tokens.c.expires_at < expired_before)
+            )
+            await conn.execute(
+                delete(refresh_families).where(refresh_families.c.expires_at < expired_before)
+            )
+            return int(tokens.rowcount)

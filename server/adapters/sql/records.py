@@ -157,6 +157,11 @@ _SET_PURGED = (
     .where(documents.c.document_id == _P("p_document_id"))
     .values(purged_at=_P("p_purged_at"))
 )
+_BLOB_IN_USE = (
+    select(documents.c.document_id)
+    .where(and_(documents.c.sha256 == _P("sha256"), documents.c.purged_at.is_(None)))
+    .limit(1)
+)
 _STORED_RESPONSE = select(idempotency).where(
     and_(idempotency.c.principal == _P("principal"), idempotency.c.key == _P("key"))
 )
@@ -246,6 +251,14 @@ class SqlRecordsTx:
 
     def set_purged(self, document_id: str, at: datetime) -> None:
         self._conn.execute(_SET_PURGED, {"p_document_id": document_id, "p_purged_at": at})
+
+    def blob_in_use(self, sha256: str) -> bool:
+        # Every transaction that adds a document appends to the audit chain, which locks
+        # the head row first (PostgreSQL; SQLite writers are serialised by BEGIN IMMEDIATE).
+        # Taking that lock before looking means an upload of the same picture either
+        # committed before (and is seen here) or commits after this transaction.
+        self._one(_HEAD_LOCKED)
+        return self._one(_BLOB_IN_USE, sha256=sha256) is not None
 
     def add_outcome(self, outcome: OutcomeRecord) -> None:
         o = outcome
@@ -427,6 +440,8 @@ class SqlRecordStore:
         query = select(outcomes)
         if where.branch:
             query = query.where(outcomes.c.branch == where.branch)
+        if where.branches is not None:
+            query = query.where(outcomes.c.branch.in_(sorted(where.branches)))
         if where.decided_by:
             query = query.where(outcomes.c.decided_by == where.decided_by)
         if where.decision:
@@ -468,9 +483,9 @@ class SqlRecordStore:
         )
         return [_document(r) for r in await self._read(query)]
 
-    async def mark_purged(self, document_id: str, at: datetime, audit: AuditDraft) -> None:
-        def purge(tx: RecordsTx) -> None:
-            tx.set_purged(document_id, at)
-            tx.append_audit(audit, at)
-
-        await self.write(purge)
+    async def stored_request_hash(self, principal: str, key: str) -> str | None:
+        query = select(idempotency.c.request_hash).where(
+            and_(idempotency.c.principal == principal, idempotency.c.key == key)
+        )
+        rows = await self._read(query)
+        return str(rows[0]["request_hash"]) if rows else None

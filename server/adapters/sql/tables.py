@@ -176,3 +176,34 @@ idempotency = Table(
     Column("response", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# --- refresh-token families (migration 0003) ------------------------------------------
+# One family per login; every refresh uses up its token and adds a successor. Only the
+# SHA-256 of each token's id is kept, so the table grants nothing if it leaks.
+
+refresh_families = Table(
+    "refresh_families",
+    metadata,
+    Column("family_id", String(64), primary_key=True),
+    Column("account", String(80), nullable=False, index=True),  # user:<name> / booth:<id>
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),  # newest token's
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revoked_reason", String(32), nullable=True),  # logout, reuse, disabled, ...
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "family_id",
+        String(64),
+        ForeignKey("refresh_families.family_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
+    Column("used_at", UtcDateTime(), nullable=True),
+)

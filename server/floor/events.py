@@ -1,0 +1,163 @@
+"""What goes into the floor core (events) and what comes out (effects): plain frozen data.
+
+The core never performs I/O. The runtime turns socket traffic and timers into events,
+calls `FloorCore.handle(event, now)`, and carries out the effects it gets back, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from server.ports.live_state import LiveSession
+from server.principal import Principal
+from signaling.errors import ErrorCode
+from signaling.messages import CheckIn, Envelope
+
+EndReason = Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """Both clocks at one instant: monotonic for deadlines, wall (unix) for people."""
+
+    mono: float
+    wall: float
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOpened:
+    """A socket said a valid `hello`. `new_token` is a fresh resume token, should the
+    peer start afresh (the core makes no randomness of its own)."""
+
+    principal: Principal
+    connection: str
+    resume: str | None
+    new_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosed:
+    principal: Principal
+    connection: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A validated inbound message from an authenticated socket."""
+
+    principal: Principal
+    connection: str
+    message: Envelope
+    received_at: float | None = None  # monotonic, for relay latency
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResolved:
+    """The records service found (or registered) the claim behind a check-in."""
+
+    booth_id: str
+    request: CheckIn
+    claim_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRefused:
+    booth_id: str
+    request: CheckIn
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """The deadline the core last asked for (or any later moment) has come."""
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastDue:
+    """Time to tell waiting booths their place and supervisors the floor (debounced)."""
+
+
+Event = (
+    PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | TimerFired | BroadcastDue
+)
+
+
+# --- effects ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Deliver to a peer's current socket. The core emits it only for connected peers;
+    what an offline peer misses is in the state its next `welcome` carries."""
+
+    peer_id: str
+    message: Envelope
+    received_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """To every supervisor socket (the runtime coalesces these)."""
+
+    message: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class FloorChanged:
+    """Something supervisors see has changed: the runtime sends one snapshot per pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersistSession:
+    session: LiveSession
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSession:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Fire `TimerFired` at this monotonic time (None: nothing pending)."""
+
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveClaim:
+    """Look up (or register, for a walk-in) the claim of a check-in the floor accepted;
+    answer with ClaimResolved or ClaimRefused."""
+
+    principal: Principal
+    request: CheckIn
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFingerprints:
+    """A renegotiation announced new DTLS fingerprints: an audited addition; the session's
+    first fingerprints (the outcome's evidence) are never overwritten."""
+
+    session_id: str
+    claim_id: str | None
+    peer_id: str
+    fingerprints: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Observe:
+    """A metric sample: counters get `value` added, histograms observe it."""
+
+    metric: Literal["assignments", "requeues", "wait_seconds"]
+    value: float = 1.0
+
+
+Effect = (
+    Send | Publish | FloorChanged | PersistSession | DeleteSession | SetTimer | ResolveClaim
+    | RecordFingerprints | Observe
+)  # fmt: skip

@@ -1,0 +1,240 @@
+"""Pure builders of what peers are told: welcomes (the whole state of a peer), offers,
+assignments, queue places and the supervisors' floor snapshot. Read-only over the core."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal
+
+from server.domain.turn import ice_servers_for
+from server.principal import Principal
+from signaling.messages import (
+    Assigned,
+    BoothAssigned,
+    BoothInfo,
+    BoothOffered,
+    BoothStatus,
+    ClaimSummary,
+    CsoSession,
+    CsoStatus,
+    CsoView,
+    FloorSnapshot,
+    FloorView,
+    IceServer,
+    PendingOffer,
+    QueueStats,
+    Role,
+    SessionView,
+    Welcome,
+)
+from signaling.session import IN_CALL, SessionState
+
+if TYPE_CHECKING:
+    from server.floor.core import BoothRecord, CsoRecord, FloorCore, SessionRecord
+
+S = SessionState
+NO_CLAIM = ClaimSummary(kind="walk_in")
+
+
+def booth_info(booth: BoothRecord) -> BoothInfo:
+    p = booth.principal
+    return BoothInfo(booth_id=p.subject, branch=p.branch, label=p.display_name)
+
+
+def ice_servers(core: FloorCore, peer_id: str) -> list[IceServer]:
+    cfg = core.config
+    specs = ice_servers_for(
+        list(cfg.ice_urls), peer_id, secret=cfg.turn_secret, now=core._now.wall, ttl=cfg.turn_ttl
+    )
+    return [
+        IceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in specs
+    ]
+
+
+def queue_place(core: FloorCore, booth: BoothRecord) -> tuple[int, int, float | None] | None:
+    """(position, waiting, estimated wait) of a booth waiting in the queue, else None."""
+    d = core.dispatcher
+    if booth.state is not S.QUEUED or not d.has_booth(booth.booth_id):
+        return None
+    if d.state_of(booth.booth_id) != "waiting":
+        return None
+    eta: float | None = d.estimated_wait(booth.booth_id)
+    if eta is not None and not math.isfinite(eta):
+        eta = None  # no CSO on duty: there is no honest estimate
+    return d.position(booth.booth_id), d.waiting_count(), eta
+
+
+def _cso_name(core: FloorCore, record: SessionRecord | None) -> str | None:
+    if record is None:
+        return None
+    cso = core.csos.get(record.live.cso_id)
+    return cso.principal.display_name if cso else None
+
+
+def booth_status(core: FloorCore, booth: BoothRecord) -> BoothStatus:
+    record = core.sessions.get(booth.session_id or "")
+    place = queue_place(core, booth)
+    in_call = booth.state in IN_CALL and record is not None
+    return BoothStatus(
+        state=booth.state,
+        session_id=booth.session_id,
+        focused=core._is_focused(booth),
+        position=place[0] if place else None,
+        waiting=place[1] if place else None,
+        estimated_wait_s=place[2] if place else None,
+        cso_name=_cso_name(core, record) if in_call else None,
+        claim_id=booth.claim.claim_id if booth.claim else None,
+        ice_servers=ice_servers(core, booth.booth_id) if in_call else [],
+        last_ended=booth.last_ended,
+    )
+
+
+def _welcome(
+    core: FloorCore, principal: Principal, role: Role, token: str, resumed: bool
+) -> Welcome:
+    return Welcome(
+        role=role,
+        peer_id=principal.subject,
+        display_name=principal.display_name,
+        heartbeat_interval=core.config.heartbeat_interval,
+        heartbeat_timeout=core.config.heartbeat_timeout,
+        resume_token=token,
+        resumed=resumed,
+        token_expires_at=principal.expires_at,
+    )
+
+
+def booth_welcome(core: FloorCore, booth: BoothRecord, resumed: bool) -> Welcome:
+    w = _welcome(core, booth.principal, Role.BOOTH, booth.resume_token, resumed)
+    return w.model_copy(update={"booth": booth_status(core, booth)})
+
+
+def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
+    sessions: list[CsoSession] = []
+    offers: list[PendingOffer] = []
+    for record in core.sessions_of(cso.cso_id):
+        booth = core.booths.get(record.live.booth_id)
+        if booth is None:
+            continue
+        if record.live.state is S.RESERVED:
+            offers.append(
+                PendingOffer(
+                    session_id=record.live.session_id,
+                    booth=booth_info(booth),
+                    claim=booth.claim or NO_CLAIM,
+                    language=booth.language,
+                    expires_in=_expires_in(core, record),
+                )
+            )
+        else:
+            sessions.append(
+                CsoSession(
+                    session_id=record.live.session_id,
+                    booth=booth_info(booth),
+                    claim=booth.claim or NO_CLAIM,
+                    language=booth.language,
+                    state=record.live.state,
+                    checked_in_at=booth.checked_in_at,
+                    booth_connected=booth.connected,
+                    ice_servers=ice_servers(core, cso.cso_id),
+                )
+            )
+    return CsoStatus(
+        available=not cso.paused, focused=cso.focused, sessions=sessions, offers=offers
+    )
+
+
+def cso_welcome(core: FloorCore, cso: CsoRecord, resumed: bool) -> Welcome:
+    w = _welcome(core, cso.principal, Role.CSO, cso.resume_token, resumed)
+    return w.model_copy(update={"cso": cso_status(core, cso)})
+
+
+def supervisor_welcome(core: FloorCore, principal: Principal, connection: str) -> Welcome:
+    w = _welcome(core, principal, Role.SUPERVISOR, connection, False)
+    return w.model_copy(update={"floor": floor_view(core)})
+
+
+def _expires_in(core: FloorCore, record: SessionRecord) -> float:
+    if record.offer_expires_at is None:
+        return 0.0
+    return max(0.0, record.offer_expires_at - core._now.mono)
+
+
+def offer(core: FloorCore, record: SessionRecord, booth: BoothRecord) -> BoothOffered:
+    return BoothOffered(
+        session_id=record.live.session_id,
+        booth=booth_info(booth),
+        claim=booth.claim or NO_CLAIM,
+        language=booth.language,
+        expires_in=_expires_in(core, record),
+    )
+
+
+def assigned_for_booth(core: FloorCore, booth: BoothRecord) -> Assigned:
+    record = core.sessions[booth.session_id or ""]
+    return Assigned(
+        session_id=record.live.session_id,
+        cso_name=_cso_name(core, record) or "",
+        ice_servers=ice_servers(core, booth.booth_id),
+        claim_id=booth.claim.claim_id if booth.claim else None,
+    )
+
+
+def assigned_for_cso(core: FloorCore, record: SessionRecord, booth: BoothRecord) -> BoothAssigned:
+    return BoothAssigned(
+        session_id=record.live.session_id,
+        booth=booth_info(booth),
+        claim=booth.claim or NO_CLAIM,
+        language=booth.language,
+        ice_servers=ice_servers(core, record.live.cso_id),
+        checked_in_at=booth.checked_in_at,
+    )
+
+
+def floor_view(core: FloorCore) -> FloorView:
+    now = core._now.wall
+    waiting = [b for b in core.booths.values() if b.state is S.QUEUED]
+    by_branch: dict[str, int] = {}
+    for b in waiting:
+        by_branch[b.principal.branch] = by_branch.get(b.principal.branch, 0) + 1
+    oldest = min((b.checked_in_at for b in waiting), default=now)
+    by_cso: dict[str, list[SessionView]] = {}
+    for record in core.sessions.values():
+        live = record.live
+        booth = core.booths.get(live.booth_id)
+        by_cso.setdefault(live.cso_id, []).append(
+            SessionView(
+                session_id=live.session_id,
+                booth_id=live.booth_id,
+                branch=booth.principal.branch if booth else "",
+                state=str(live.state),
+                since=live.created_at,
+            )
+        )
+    csos = []
+    for cso in core.csos.values():
+        state: Literal["available", "paused", "lost"] = (
+            "lost" if not cso.connected else "paused" if cso.paused else "available"
+        )
+        sessions = sorted(by_cso.get(cso.cso_id, []), key=lambda v: (v.since, v.session_id))
+        csos.append(
+            CsoView(
+                cso_id=cso.cso_id,
+                name=cso.principal.display_name,
+                state=state,
+                capacity=min(cso.principal.capacity, core.config.cso_capacity),
+                load=len(sessions),
+                sessions=sessions,
+            )
+        )
+    return FloorView(
+        queue=QueueStats(
+            waiting=len(waiting), oldest_wait_s=max(0.0, now - oldest), by_branch=by_branch
+        ),
+        csos=csos,
+    )
+
+
+def snapshot(core: FloorCore) -> FloorSnapshot:
+    view = floor_view(core)
+    return FloorSnapshot(queue=view.queue, csos=view.csos)
