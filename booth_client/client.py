@@ -1,8 +1,19 @@
 """The kiosk's signaling loop: log in, hold a websocket, check in, answer the CSO.
 
-Follows signaling.session.BoothSession for where the booth stands. A dropped socket is
-reconnected with backoff and the `resume` token from `welcome`; the peer connection is
-left alone meanwhile, so media keeps flowing through a signaling blip.
+Resume is by state sync: on every (re)connect the kiosk rebuilds where it stands from
+`welcome.booth` (booth_client.kiosk.resync) and never waits for missed messages to be
+replayed. A dropped socket is reconnected with backoff and the `resume` token; the peer
+connection is left alone meanwhile, so media keeps flowing through a signaling blip, and
+the kiosk re-reports the peer connection's state once it is back.
+
+Every request is matched to its reply (`ack`, or `error` naming the request): a check-in
+counts only once acknowledged, and a refused one leaves the kiosk idle with the refusal
+recorded (`last_refusal`), never queued.
+
+The access token is refreshed (the refresh token rotates: the newest is always kept) and
+sent over the socket with `reauth` before it expires. Close codes: 4401/4403 log in again
+with the credential once, then give up (BoothAuthError); 4409 means another process with
+this credential took over, so the kiosk backs off instead of fighting it.
 """
 
 from __future__ import annotations
@@ -12,7 +23,9 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import structlog
@@ -22,12 +35,29 @@ from websockets.asyncio.client import ClientConnection
 
 from booth_client.config import BoothConfig
 from booth_client.ice import use_host_addresses
+from booth_client.kiosk import (
+    CLOSE_FORBIDDEN,
+    CLOSE_OVERLOADED,
+    CLOSE_PROTOCOL,
+    CLOSE_UNAUTHENTICATED,
+    TRANSIENT_REFUSALS,
+    CloseKind,
+    KioskView,
+    Reaction,
+    Refusal,
+    Requests,
+    Settled,
+    close_reaction,
+    refresh_margin,
+    resync,
+)
 from booth_client.peer import BoothPeer
 from booth_client.sources.documents import render_document
 from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_outbound, encode
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
+    Ack,
     Answer,
     Assigned,
     Candidate,
@@ -36,23 +66,32 @@ from signaling.messages import (
     Error,
     Focus,
     Hello,
-    IceServer,
     Offer,
     PeerState,
     Ping,
     Pong,
     Queued,
+    Reauth,
     Reserved,
     Role,
     SessionEnded,
     Welcome,
 )
-from signaling.session import BoothSession, SessionEvent, SessionState
+from signaling.session import IN_CALL, BoothSession, SessionEvent, SessionState
 
 log = structlog.get_logger("loket.booth")
 
-CLIENT_NAME = "loket-booth/0.1"
-_FATAL_AUTH = {ErrorCode.AUTH_FAILED, ErrorCode.FORBIDDEN_FOR_ROLE}
+CLIENT_NAME = "loket-booth/0.2"
+# peer connection states the protocol carries (aiortc's "new" is not one of them)
+REPORTED_PEER_STATES = ("connecting", "connected", "disconnected", "failed", "closed")
+# hello refused: the close code the server follows the error with
+_HELLO_REFUSALS = {
+    ErrorCode.AUTH_FAILED: CLOSE_UNAUTHENTICATED,
+    ErrorCode.UNAUTHENTICATED: CLOSE_UNAUTHENTICATED,
+    ErrorCode.FORBIDDEN_FOR_ROLE: CLOSE_FORBIDDEN,
+    ErrorCode.RATE_LIMITED: CLOSE_OVERLOADED,
+}
+REPLACED_BACKOFF_MAX = 1800.0
 
 
 class DocumentRefused(Exception):
@@ -67,97 +106,252 @@ class BoothAuthError(Exception):
     """The server refused the credential: retrying will not help; re-enrol the booth."""
 
 
+class _HelloRefused(Exception):
+    def __init__(self, close_code: int, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
 @dataclass
 class Tokens:
     access: str
-    refresh: str
+    refresh: str  # rotates on every refresh: only the newest works
     expires_at: float  # monotonic
+    lifetime: float  # seconds the access token was issued for
 
 
 class BoothClient:
     def __init__(self, config: BoothConfig, *, label: str | None = None) -> None:
         self.config = config
-        self.machine = BoothSession()
-        self.session_id: str | None = None
-        self.claim_id: str | None = None  # the claim being verified in this session
-        self.position: int | None = None
+        self.view = KioskView()
         self.booth_id: str | None = None
         self.changed = asyncio.Event()  # set on every state change (tests, UI)
+        self.last_refusal: Refusal | None = None  # the latest request the server refused
+        self.refusals: list[Refusal] = []  # the last few, oldest first
+        self.last_close: Reaction | None = None  # how the last connection ended
+        self.connections = 0  # welcomes received (1 + reconnects)
+        self.reauths = 0  # fresh tokens the server took over the socket (`reauth` acked)
         self._label = label
         self._tokens: Tokens | None = None
+        self._auth_lock = asyncio.Lock()  # one refresh at a time: a reused token is fatal
         self._resume: str | None = None
         self._ws: ClientConnection | None = None
+        self._requests = Requests()
+        self._checking_in: str | None = None  # id of the check-in awaiting its reply
+        self._wants_check_in = True  # a participant waits to check in
+        self._socket_deadline: float | None = None  # monotonic expiry of the socket's token
+        self._reauth_deadlines: dict[str, float] = {}
+        self._reauthed = asyncio.Event()
+        self._auth_strikes = 0
+        self._replaced = 0
+        self._documents_sent_for: str | None = None
         self._peer: BoothPeer | None = None
-        self._ice_servers: list[IceServer] = []
         self._relay = MediaRelay()
         self._video: SyntheticVideoTrack | None = None
         self._audio = SyntheticToneTrack(config.tone_hz)
         self._stopping = asyncio.Event()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
 
+    # --- what the kiosk shows ---------------------------------------------------------
+
+    @property
+    def machine(self) -> BoothSession:
+        return self.view.machine
+
     @property
     def state(self) -> SessionState:
-        return self.machine.state
+        return self.view.state
+
+    @property
+    def session_id(self) -> str | None:
+        return self.view.session_id
+
+    @property
+    def claim_id(self) -> str | None:
+        """The claim being verified in this visit (known from check-in on)."""
+        return self.view.claim_id
+
+    @property
+    def position(self) -> int | None:
+        return self.view.position
+
+    @property
+    def focused(self) -> bool:
+        return self.view.focused
+
+    @property
+    def checking_in(self) -> bool:
+        """A check-in was sent and is not answered yet (the kiosk is still idle)."""
+        return self._checking_in is not None
+
+    @property
+    def peer_state(self) -> str | None:
+        return self._peer.state if self._peer is not None else None
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def run(self) -> None:
         """Until stop(): connect, serve, reconnect with backoff. Raises BoothAuthError."""
+        try:
+            await self._run()
+        finally:
+            await self._close_peer()
+            for task in list(self._background):
+                task.cancel()
+
+    async def _run(self) -> None:
         backoff = self.config.reconnect_min
         async with httpx.AsyncClient(base_url=self.config.server_url, timeout=10) as http:
             while not self._stopping.is_set():
+                code: int | None = None
+                ws: ClientConnection | None = None
+                welcomes = self.connections
                 try:
                     await self._ensure_tokens(http)
                     async with websockets.connect(
                         f"{self.config.ws_url}/ws/booth", max_size=2**20, ping_interval=None
                     ) as ws:
                         self._ws = ws
-                        await self._serve(ws)
-                    backoff = self.config.reconnect_min
+                        await self._serve(ws, http)
                 except BoothAuthError:
                     raise
+                except _HelloRefused as exc:
+                    code = exc.close_code
+                    log.warning("hello_refused", error=str(exc), close_code=code)
                 except (OSError, TimeoutError, websockets.ConnectionClosed, httpx.HTTPError) as exc:
                     log.info("server_unreachable", error=str(exc) or type(exc).__name__)
                 finally:
                     self._ws = None
+                    self._socket_deadline = None
+                if code is None and ws is not None:
+                    code = ws.close_code
                 if self._stopping.is_set():
                     break
+                if self.connections > welcomes:
+                    backoff = self.config.reconnect_min  # it worked for a while: start over
                 self._lost_connection()
-                delay = backoff * (0.5 + random.random())
-                backoff = min(backoff * 2, self.config.reconnect_max)
+                if code in (CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN):
+                    self._auth_strikes += 1
+                reaction = close_reaction(
+                    code,
+                    auth_strikes=self._auth_strikes,
+                    backoff=backoff * (0.5 + random.random()),
+                    backoff_max=self.config.reconnect_max,
+                    replaced_backoff=min(
+                        self.config.replaced_backoff * 2**self._replaced, REPLACED_BACKOFF_MAX
+                    ),
+                )
+                self.last_close = reaction
+                delay = await self._react(reaction, code)
+                if reaction.kind is CloseKind.RETRY:
+                    backoff = min(backoff * 2, self.config.reconnect_max)
+                self.changed.set()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
-        await self._close_peer()
+
+    async def _react(self, reaction: Reaction, code: int | None) -> float:
+        """Carry out what close_reaction decided; returns the delay before reconnecting."""
+        match reaction.kind:
+            case CloseKind.GIVE_UP:
+                raise BoothAuthError(f"{reaction.note} (close code {code})")
+            case CloseKind.RELOGIN:
+                log.warning("booth_reauthenticating", close_code=code, note=reaction.note)
+                self._tokens = None  # log in afresh with the credential
+            case CloseKind.REPLACED:
+                self._replaced += 1
+                log.error(
+                    "booth_replaced", close_code=code, note=reaction.note, retry_in_s=reaction.delay
+                )
+                # The other process holds this booth's visit now; ours is not live.
+                await self._close_peer()
+                self._resume = None
+            case CloseKind.SLOW_DOWN:
+                log.warning("server_overloaded", close_code=code, retry_in_s=reaction.delay)
+            case CloseKind.RETRY:
+                if code not in (None, 1000, 1001, 1006):
+                    log.info("connection_closed", close_code=code)
+        return reaction.delay
 
     async def stop(self) -> None:
         self._stopping.set()
         if self._ws is not None:
             await self._ws.close()
         await self._close_peer()
+        for task in list(self._background):
+            task.cancel()
+
+    async def check_in(self) -> None:
+        """The participant (again) asks to check in, e.g. after correcting a refused claim."""
+        self._wants_check_in = True
+        await self._check_in()
 
     # --- auth -------------------------------------------------------------------------
 
-    async def _ensure_tokens(self, http: httpx.AsyncClient) -> None:
-        tokens = self._tokens
-        if tokens is not None and tokens.expires_at - time.monotonic() > 60:
-            return
-        response = None
-        if tokens is not None:
-            response = await http.post("/api/auth/refresh", json={"refresh_token": tokens.refresh})
-        if response is None or response.status_code != 200:
-            credential = self.config.credential.get_secret_value()
-            response = await http.post("/api/auth/booth", json={"credential": credential})
-        if response.status_code in (401, 403):
-            error = response.json().get("error", {})
-            raise BoothAuthError(error.get("message", "the server refused this booth"))
-        response.raise_for_status()
-        body = response.json()
-        self.booth_id = body["subject"]
-        self._tokens = Tokens(
-            body["access_token"], body["refresh_token"], time.monotonic() + body["expires_in"]
-        )
+    async def _ensure_tokens(self, http: httpx.AsyncClient, *, force: bool = False) -> Tokens:
+        """Fresh tokens: refresh (storing the rotated refresh token) or log in afresh."""
+        async with self._auth_lock:
+            tokens = self._tokens
+            if (
+                tokens is not None
+                and not force
+                and tokens.expires_at - time.monotonic() > refresh_margin(tokens.lifetime)
+            ):
+                return tokens
+            response = None
+            if tokens is not None:
+                response = await http.post(
+                    "/api/auth/refresh", json={"refresh_token": tokens.refresh}
+                )
+                if response.status_code != 200:
+                    log.info("refresh_refused", status=response.status_code)
+            if response is None or response.status_code != 200:
+                credential = self.config.credential.get_secret_value()
+                response = await http.post("/api/auth/booth", json={"credential": credential})
+            if response.status_code in (401, 403):
+                error = response.json().get("error", {})
+                raise BoothAuthError(error.get("message", "the server refused this booth"))
+            response.raise_for_status()
+            body = response.json()
+            self.booth_id = body["subject"]
+            lifetime = float(body["expires_in"])
+            # `exp` is in whole seconds, so the token may expire up to a second early.
+            expires_at = time.monotonic() + lifetime - 1.0
+            self._tokens = Tokens(body["access_token"], body["refresh_token"], expires_at, lifetime)
+            return self._tokens
+
+    async def _keep_authenticated(self, http: httpx.AsyncClient) -> None:
+        """Before the socket's token expires: a fresh token, sent with `reauth`."""
+        while True:
+            deadline = self._socket_deadline
+            if deadline is None:
+                return
+            lifetime = self._tokens.lifetime if self._tokens else 600.0
+            await asyncio.sleep(max(0.0, deadline - refresh_margin(lifetime) - time.monotonic()))
+            held = self._tokens
+            # The token we hold may already be newer than the socket's (an upload refreshed).
+            tokens = await self._ensure_tokens(
+                http, force=held is None or held.expires_at <= deadline + 1e-3
+            )
+            reauth = Reauth(token=tokens.access)
+            self._reauth_deadlines[reauth.id] = tokens.expires_at
+            self._reauthed.clear()
+            await self._request(reauth)
+            try:
+                async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                    await self._reauthed.wait()
+            except TimeoutError:
+                log.warning("reauth_unanswered")
+                await self._resync_socket()
+                return
+            if self._socket_deadline == deadline:  # refused: _settled closes the socket
+                return
+
+    async def _access_token(self, http: httpx.AsyncClient) -> str:
+        return (await self._ensure_tokens(http)).access
+
+    # --- documents --------------------------------------------------------------------
 
     async def _show_documents(self) -> None:
         """Demo participant: send one picture for each requirement still missing."""
@@ -168,7 +362,7 @@ class BoothClient:
         async with httpx.AsyncClient(base_url=self.config.server_url, timeout=30) as http:
             response = await http.get(
                 f"/api/claims/{self.claim_id}",
-                headers={"Authorization": f"Bearer {self._tokens.access}"},
+                headers={"Authorization": f"Bearer {await self._access_token(http)}"},
             )
         if response.status_code != 200:
             log.warning("claim_unreadable", status=response.status_code)
@@ -202,7 +396,7 @@ class BoothClient:
                         params={"kind": kind},
                         content=data,
                         headers={
-                            "Authorization": f"Bearer {self._tokens.access}",
+                            "Authorization": f"Bearer {await self._access_token(http)}",
                             "Content-Type": content_type,
                             "Idempotency-Key": key,
                         },
@@ -224,21 +418,27 @@ class BoothClient:
 
     # --- the socket ------------------------------------------------------------------
 
-    async def _serve(self, ws: ClientConnection) -> None:
-        assert self._tokens is not None
-        await self._send(Hello(token=self._tokens.access, resume=self._resume, client=CLIENT_NAME))
+    async def _serve(self, ws: ClientConnection, http: httpx.AsyncClient) -> None:
+        tokens = self._tokens
+        assert tokens is not None
+        self._requests.clear()  # the last socket's requests died with it
+        self._checking_in = None
+        await self._send(Hello(token=tokens.access, resume=self._resume, client=CLIENT_NAME))
         welcome = await self._expect_welcome(ws)
+        self._auth_strikes = 0
+        self._replaced = 0
+        self.connections += 1
         self._resume = welcome.resume_token
-        if welcome.resumed and self.machine.state is SessionState.RECONNECTING:
-            self._handle(SessionEvent.RESUME)
-        elif not welcome.resumed:
-            await self._close_peer()  # the server forgot us: start a fresh visit
-            self.machine = BoothSession()
-            self.session_id = None
-        heartbeat = asyncio.create_task(self._heartbeat(welcome.heartbeat_interval))
+        self._socket_deadline = tokens.expires_at
+        if welcome.token_expires_at is not None:
+            told = time.monotonic() + (welcome.token_expires_at - time.time())
+            self._socket_deadline = min(self._socket_deadline, told)
+        helpers = [
+            asyncio.create_task(self._heartbeat(welcome.heartbeat_interval)),
+            asyncio.create_task(self._keep_authenticated(http)),
+        ]
         try:
-            if self.machine.state is SessionState.IDLE:
-                await self._check_in()
+            await self._resync(welcome)
             async for raw in ws:
                 try:
                     message = decode_outbound(raw, Role.BOOTH)
@@ -246,20 +446,61 @@ class BoothClient:
                     log.warning("bad_server_message", code=str(exc.code), error=exc.message)
                     continue
                 await self._on_message(message)
+        except websockets.ConnectionClosed:
+            pass  # run() reads the close code
         finally:
-            heartbeat.cancel()
+            for task in helpers:
+                task.cancel()
 
     async def _expect_welcome(self, ws: ClientConnection) -> Welcome:
         raw = await asyncio.wait_for(ws.recv(), 10)
         message = decode_outbound(raw, Role.BOOTH)
         if isinstance(message, Error):
-            if message.code in _FATAL_AUTH:
-                self._tokens = None  # maybe just expired: log in afresh once
-                raise OSError(f"server refused the token: {message.message}")
-            raise OSError(f"server error on hello: {message.message}")
+            code = _HELLO_REFUSALS.get(message.code, CLOSE_PROTOCOL)
+            raise _HelloRefused(code, f"{message.code}: {message.message}")
         if not isinstance(message, Welcome):
             raise OSError(f"expected welcome, got {type(message).__name__}")
         return message
+
+    async def _resync(self, welcome: Welcome) -> None:
+        """Rebuild the kiosk from the server's account of it (state sync)."""
+        peer = self._peer
+        plan = resync(
+            welcome.booth,
+            peer_session=peer.session_id if peer is not None else None,
+            wants_check_in=self._wants_check_in,
+            rejoin_after_session=self.config.rejoin_after_session,
+        )
+        if not plan.keep_peer:
+            await self._close_peer()
+        self.view = plan.view
+        self._wants_check_in = plan.wants_check_in
+        if self._video is not None:
+            self._video.focused = plan.view.focused
+        log.info(
+            "welcome",
+            resumed=welcome.resumed,
+            state=str(plan.view.state),
+            session_id=plan.view.session_id,
+            position=plan.view.position,
+        )
+        if plan.finished is not None:
+            log.info(
+                "session_ended",
+                session_id=plan.finished.session_id,
+                reason=plan.finished.reason,
+                while_away=True,
+            )
+        self.changed.set()
+        if plan.report_peer and self._peer is not None:
+            await self._report_peer(self._peer)
+        if plan.check_in:
+            await self._check_in()
+
+    async def _resync_socket(self) -> None:
+        """Our view and the server's disagree: reconnect, and rebuild from `welcome`."""
+        if self._ws is not None:
+            await self._ws.close()
 
     async def _heartbeat(self, interval: float) -> None:
         while True:
@@ -271,15 +512,24 @@ class BoothClient:
             with contextlib.suppress(websockets.ConnectionClosed):
                 await self._ws.send(encode(message))
 
+    async def _request(self, message: Envelope) -> None:
+        """Send a message whose reply (ack or error) we match by its id."""
+        self._requests.track(message)
+        await self._send(message)
+
     async def _check_in(self) -> None:
-        self._handle(SessionEvent.CHECK_IN)
-        await self._send(
-            CheckIn(
-                claim=self.config.claim(self.booth_id or "booth"),
-                language=self.config.language,
-                needs_assistance=self.config.needs_assistance,
-            )
+        if self.view.state is not SessionState.IDLE or self._checking_in is not None:
+            return
+        if self._ws is None or self._stopping.is_set():
+            return  # checked in on the next welcome, if still wanted
+        message = CheckIn(
+            claim=self.config.claim(self.booth_id or "booth"),
+            language=self.config.language,
+            needs_assistance=self.config.needs_assistance,
         )
+        self._checking_in = message.id
+        self.changed.set()
+        await self._request(message)
 
     # --- messages --------------------------------------------------------------------
 
@@ -287,18 +537,29 @@ class BoothClient:
         match message:
             case Ping():
                 await self._send(Pong(reply_to=message.id))
+            case Ack() | Error():
+                settled = self._requests.settle(message)
+                if settled is not None:
+                    await self._settled(settled)
+                elif isinstance(message, Error):
+                    log.warning("server_error", code=str(message.code), error=message.message)
             case Queued():
-                self.position = message.position
-                self.changed.set()
+                self._queued(message)
             case Reserved():
-                self.session_id = message.session_id
-                if self.machine.can(SessionEvent.RESERVE):
+                if self.state is SessionState.QUEUED:
                     self._handle(SessionEvent.RESERVE)
+                if self.state is SessionState.RESERVED:
+                    self.view.session_id = message.session_id
+                    self.view.position = None
+                self.changed.set()
             case Assigned():
-                self.session_id = message.session_id
-                self.claim_id = message.claim_id
-                self._ice_servers = message.ice_servers
-                if self.machine.state is SessionState.QUEUED:
+                view = self.view
+                view.session_id = message.session_id
+                view.claim_id = message.claim_id or view.claim_id
+                view.ice_servers = list(message.ice_servers)
+                view.cso_name = message.cso_name
+                view.position = view.waiting = view.estimated_wait_s = None
+                if self.state is SessionState.QUEUED:
                     self._handle(SessionEvent.RESERVE)  # reserved + assigned in one breath
                 if self.machine.can(SessionEvent.ACCEPT):
                     self._handle(SessionEvent.ACCEPT)
@@ -309,20 +570,77 @@ class BoothClient:
                 if self._peer is not None and self._peer.session_id == message.session_id:
                     await self._peer.add_candidate(message.candidate)
             case Focus():
-                if self._video is not None:
-                    self._video.focused = message.focused
-                event = SessionEvent.FOCUS if message.focused else SessionEvent.UNFOCUS
-                if self.machine.can(event):
-                    self._handle(event)
+                self._focus(message)
             case SessionEnded():
                 await self._session_ended(message)
-            case Error():
-                log.warning("server_error", code=str(message.code), error=message.message)
             case _:
                 pass
 
+    async def _settled(self, settled: Settled) -> None:
+        request, refusal = settled.request, settled.refusal
+        if refusal is not None:
+            self.last_refusal = refusal
+            self.refusals = [*self.refusals[-19:], refusal]
+            log.warning("request_refused", request=refusal.request, code=refusal.code,
+                        error=refusal.message)  # fmt: skip
+        match request:
+            case CheckIn():
+                if self._checking_in == request.id:
+                    self._checking_in = None
+                if refusal is None:
+                    if self.state is SessionState.IDLE:
+                        self._handle(SessionEvent.CHECK_IN)
+                        self.view.position = None
+                    log.info("checked_in")
+                elif refusal.code in TRANSIENT_REFUSALS:
+                    self._spawn(self._retry_check_in(), "retry-check-in")
+                elif refusal.code == ErrorCode.ILLEGAL_TRANSITION:
+                    # The server thinks we are already checked in: our view drifted.
+                    await self._resync_socket()
+                else:
+                    self._wants_check_in = False  # the participant must correct it
+            case Reauth():
+                deadline = self._reauth_deadlines.pop(request.id, None)
+                if refusal is None and deadline is not None:
+                    self._socket_deadline = deadline
+                    self.reauths += 1
+                elif refusal is not None:
+                    await self._resync_socket()  # a fresh hello with a fresh token
+                self._reauthed.set()
+            case _:
+                pass  # relayed messages: a refusal is logged above; the CSO re-offers
+        self.changed.set()
+
+    async def _retry_check_in(self) -> None:
+        await asyncio.sleep(self.config.check_in_retry_s)
+        await self._check_in()
+
+    def _queued(self, message: Queued) -> None:
+        if self.state is SessionState.RESERVED:
+            # The offer lapsed (declined or expired): waiting again, at our place.
+            log.info("offer_lapsed", session_id=self.view.session_id)
+            self._handle(SessionEvent.LAPSE)
+            self.view.session_id = None
+        if self.state is not SessionState.QUEUED:
+            return  # a stale place: we have moved on
+        self.view.position = message.position
+        self.view.waiting = message.waiting
+        self.view.estimated_wait_s = message.estimated_wait_s
+        self.changed.set()
+
+    def _focus(self, message: Focus) -> None:
+        if message.session_id != self.view.session_id:
+            return
+        self.view.focused = message.focused
+        if self._video is not None:
+            self._video.focused = message.focused
+        event = SessionEvent.FOCUS if message.focused else SessionEvent.UNFOCUS
+        if self.machine.can(event):
+            self._handle(event)
+        self.changed.set()
+
     async def _answer(self, offer: Offer) -> None:
-        if offer.session_id != self.session_id:
+        if offer.session_id != self.view.session_id or self.state not in IN_CALL:
             log.warning("offer_for_other_session", session_id=offer.session_id)
             return
         # Each offer starts a fresh peer: a console that reloads negotiates from scratch.
@@ -333,47 +651,71 @@ class BoothClient:
                 label, self.config.width, self.config.height, self.config.fps
             )
             self._video.language = str(self.config.language)
+            self._video.focused = self.view.focused
         session_id = offer.session_id
+        peer: BoothPeer | None = None
+
+        def on_state(state: str) -> None:
+            if peer is not None:
+                self._peer_state(peer, state)
+
         peer = BoothPeer(
-            session_id,
-            self._ice_servers,
-            self._video,
-            self._audio,
-            self._relay,
-            lambda state: self._peer_state(session_id, state),
+            session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state
         )
         self._peer = peer
         sdp = await peer.answer(offer.sdp)
-        await self._send(Answer(session_id=session_id, sdp=sdp))
+        await self._request(Answer(session_id=session_id, sdp=sdp))
 
-    def _peer_state(self, session_id: str, state: str) -> None:
+    def _peer_state(self, peer: BoothPeer, state: str) -> None:
+        if peer is not self._peer:
+            return  # a replaced peer closing: not news
         if state in ("connected", "failed", "disconnected", "closed"):
-            message = PeerState(session_id=session_id, state=state)  # type: ignore[arg-type]
-            asyncio.get_running_loop().create_task(self._send(message))
-        if state == "connected" and self.machine.can(SessionEvent.MEDIA_UP):
+            message = PeerState(session_id=peer.session_id, state=state)  # type: ignore[arg-type]
+            self._spawn(self._request(message), "peer-state")
+        if state == "connected":
+            self._media_up(peer.session_id)
+
+    async def _report_peer(self, peer: BoothPeer) -> None:
+        """Resumed mid-call: the server did not see our peer connection's changes."""
+        state = peer.state
+        if state not in REPORTED_PEER_STATES:
+            return
+        await self._request(PeerState(session_id=peer.session_id, state=state))  # type: ignore[arg-type]
+        if state == "connected":
+            self._media_up(peer.session_id)
+
+    def _media_up(self, session_id: str) -> None:
+        if session_id != self.view.session_id:
+            return
+        if self.state is SessionState.CONNECTING:
             self._handle(SessionEvent.MEDIA_UP)
-            if self.config.show_documents:
-                task = asyncio.get_running_loop().create_task(self._show_documents())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            if self.view.focused:  # focus that came before media takes effect now
+                self._handle(SessionEvent.FOCUS)
+        if self.config.show_documents and self._documents_sent_for != session_id:
+            self._documents_sent_for = session_id
+            self._spawn(self._show_documents(), "show-documents")
 
     async def _session_ended(self, message: SessionEnded) -> None:
-        if message.session_id != self.session_id:
+        if message.session_id != self.view.session_id:
             return
         log.info("session_ended", session_id=message.session_id, reason=message.reason)
         await self._close_peer()
-        self.session_id = None
-        if message.reason == "cso_lost":
+        view = self.view
+        if message.reason in ("cso_lost", "moved"):
             # Requeued at the front by the server: we are waiting again, not done.
+            view.session_id, view.focused, view.cso_name, view.ice_servers = None, False, None, []
             if self.machine.can(SessionEvent.REQUEUE):
                 self._handle(SessionEvent.REQUEUE)
+            self.changed.set()
             return
-        self.machine = BoothSession()
+        self.view = KioskView()
+        self._wants_check_in = self.config.rejoin_after_session
         self.changed.set()
-        if self.config.rejoin_after_session and not self._stopping.is_set():
+        if self._wants_check_in and not self._stopping.is_set():
             await self._check_in()
 
     def _lost_connection(self) -> None:
+        self._checking_in = None
         if self.machine.can(SessionEvent.CONNECTION_LOST):
             self._handle(SessionEvent.CONNECTION_LOST)
 
@@ -383,6 +725,11 @@ class BoothClient:
         except Exception as exc:  # our view drifted from the server's: log, carry on
             log.warning("unexpected_transition", event=str(event), error=str(exc))
         self.changed.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _close_peer(self) -> None:
         peer, self._peer = self._peer, None

@@ -47,6 +47,15 @@ class BoothConfig(BaseSettings):
     tone_hz: float = Field(default=440.0, gt=20, lt=20_000)
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=15.0, gt=0)
+    replaced_backoff: float = Field(
+        default=120.0,
+        gt=0,
+        description="after another process with this credential took the connection over "
+        "(close 4409): wait this long before trying again (doubling, at most 30 min)",
+    )
+    check_in_retry_s: float = Field(
+        default=10.0, gt=0, description="retry a check-in refused for a passing server fault"
+    )
 
     @property
     def ws_url(self) -> str:

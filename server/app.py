@@ -40,6 +40,7 @@ from signaling.schema import protocol_schema
 log = structlog.get_logger("loket.app")
 
 WEB_CSO_DIR = Path(__file__).resolve().parent.parent / "web_cso"
+WEB_SUPERVISOR_DIR = Path(__file__).resolve().parent.parent / "web_supervisor"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics,
             resolve_claim=ws.claim_resolver(records),
             record_fingerprints=ws.fingerprint_recorder(records),
+            record_audit=ws.audit_recorder(records),
             broadcast_interval=settings.broadcast_interval,
         )
         floor_ref.append(floor)
@@ -133,4 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     if WEB_CSO_DIR.is_dir():
         app.mount("/console", StaticFiles(directory=WEB_CSO_DIR, html=True), name="console")
+    if WEB_SUPERVISOR_DIR.is_dir():
+        app.mount(
+            "/supervisor",
+            StaticFiles(directory=WEB_SUPERVISOR_DIR, html=True),
+            name="supervisor",
+        )
     return app

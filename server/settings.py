@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     account_check_interval: float = Field(
         default=30.0, gt=0, description="seconds between re-reads of a socket's account"
     )
+    monitor_visible_to_cso: bool = Field(
+        default=True, description="the console marks a session a supervisor is monitoring"
+    )
     broadcast_interval: float = Field(
         default=0.2, gt=0, description="supervisor updates and queue places: one pass per"
     )

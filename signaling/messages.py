@@ -31,7 +31,9 @@ Sdp = Annotated[str, Field(min_length=1, max_length=65_536)]
 Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit national ID (NIK)")]
 KpjNumber = Annotated[str, Field(pattern=r"^\d{11}$", description="11-digit KPJ participant no.")]
 BookingCode = Annotated[str, Field(pattern=r"^[A-Z0-9-]{4,32}$")]
-EndReason = Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
+EndReason = Literal[
+    "completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved", "supervisor_ended"
+]
 
 
 def new_message_id() -> str:
@@ -172,6 +174,7 @@ class CsoSession(Body):
     checked_in_at: float
     booth_connected: bool
     ice_servers: list[IceServer] = Field(default_factory=list)
+    monitored: bool = False
 
 
 class PendingOffer(Body):
@@ -277,6 +280,54 @@ class SessionUpdate(Envelope):
     session_id: SessionId
     state: SessionState
     booth_connected: bool
+    monitored: bool = Field(default=False, description="a supervisor is watching (if shown)")
+
+
+# --- document capture (CSO asks, booth captures and uploads, server tells the CSO) --------
+
+DocumentKindName = Annotated[
+    str, Field(pattern=r"^[a-z][a-z_]{1,31}$", description="a document kind, e.g. ktp, kk")
+]
+CaptureStage = Literal["capturing", "retrying", "uploading", "done", "failed"]
+CaptureAdvice = Literal["hold_still", "avoid_glare", "place_document", "move_closer"]
+
+
+class RequestCapture(Envelope):
+    """CSO -> booth (relayed): take a full-resolution picture of this document."""
+
+    type: Literal["request_capture"] = "request_capture"
+    session_id: SessionId
+    capture_id: MessageId = Field(description="chosen by the CSO; every status carries it")
+    kind: DocumentKindName
+
+
+class CaptureStatus(Envelope):
+    """Booth -> CSO (relayed): how a capture is going, with the pipeline's scores."""
+
+    type: Literal["capture_status"] = "capture_status"
+    session_id: SessionId
+    capture_id: MessageId
+    kind: DocumentKindName
+    stage: CaptureStage
+    attempt: int = Field(default=1, ge=1, le=20)
+    sharpness: float | None = Field(default=None, ge=0, description="higher is sharper")
+    glare: float | None = Field(default=None, ge=0, le=1, description="share of blown pixels")
+    advice: CaptureAdvice | None = Field(default=None, description="what the booth told them")
+    document_id: str | None = Field(default=None, max_length=64, description="once stored")
+    detail: Annotated[str, Field(max_length=300)] | None = None
+
+
+class DocumentAdded(Envelope):
+    """Server -> the CSO serving the claim: a picture was stored (show it, no polling)."""
+
+    type: Literal["document_added"] = "document_added"
+    session_id: SessionId
+    claim_id: str
+    document_id: str
+    kind: DocumentKindName
+    sha256: str
+    width: int | None = None
+    height: int | None = None
 
 
 # --- booth ------------------------------------------------------------------------------
@@ -452,6 +503,68 @@ class Subscribe(Envelope):
     type: Literal["subscribe"] = "subscribe"
 
 
+class MoveBooth(Envelope):
+    """Supervisor: end this session (reason `moved`) and offer the booth to another CSO
+    first; the claim and its documents stay with the booth."""
+
+    type: Literal["move_booth"] = "move_booth"
+    session_id: SessionId
+    to_cso_id: PeerId
+
+
+class SetCsoAvailability(Envelope):
+    """Supervisor: pause or resume an officer (as if they pressed it themselves)."""
+
+    type: Literal["set_cso_availability"] = "set_cso_availability"
+    cso_id: PeerId
+    available: bool
+
+
+class AvailabilityChanged(Envelope):
+    """To a CSO: a supervisor paused or resumed you."""
+
+    type: Literal["availability_changed"] = "availability_changed"
+    available: bool
+    by: str
+
+
+LinkKind = Literal["monitor", "whisper"]
+
+
+class OpenLink(Envelope):
+    """Supervisor: `monitor` a session (the booth sends the participant's video and audio
+    and a relay of the CSO's audio, receive-only for the supervisor) or `whisper` to its
+    CSO (the supervisor's audio to the console only). Answered by `link_opened`."""
+
+    type: Literal["open_link"] = "open_link"
+    kind: LinkKind
+    session_id: SessionId
+
+
+class CloseLink(Envelope):
+    type: Literal["close_link"] = "close_link"
+    link_id: SessionId
+
+
+class LinkOpened(Envelope):
+    """To each end of a monitor or whisper link. The `offerer` creates the peer connection
+    and sends `offer` with `session_id = link_id`; the other end answers."""
+
+    type: Literal["link_opened"] = "link_opened"
+    link_id: SessionId
+    kind: LinkKind
+    session_id: SessionId
+    offerer: bool
+    supervisor_name: str
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+
+class LinkClosed(Envelope):
+    type: Literal["link_closed"] = "link_closed"
+    link_id: SessionId
+    reason: Literal["closed", "session_ended", "peer_gone"]
+
+
 # --- per-role unions --------------------------------------------------------------------
 
 BOOTH_INBOUND: tuple[type[Envelope], ...] = (
@@ -464,6 +577,8 @@ BOOTH_INBOUND: tuple[type[Envelope], ...] = (
     Answer,
     Candidate,
     PeerState,
+    CaptureStatus,
+    Offer,
 )
 BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,
@@ -475,9 +590,13 @@ BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
     Reserved,
     Assigned,
     Offer,
+    Answer,
     Candidate,
+    LinkOpened,
+    LinkClosed,
     Focus,
     SessionEnded,
+    RequestCapture,
 )
 CSO_INBOUND: tuple[type[Envelope], ...] = (
     Hello,
@@ -492,6 +611,7 @@ CSO_INBOUND: tuple[type[Envelope], ...] = (
     PeerState,
     FocusBooth,
     EndSession,
+    RequestCapture,
 )
 CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,
@@ -507,8 +627,28 @@ CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     PeerState,
     SessionEnded,
     SessionUpdate,
+    CaptureStatus,
+    DocumentAdded,
+    Offer,
+    AvailabilityChanged,
+    LinkOpened,
+    LinkClosed,
 )
-SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (Hello, Reauth, Ping, Pong, Subscribe)
+SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (
+    Hello,
+    Reauth,
+    Ping,
+    Pong,
+    Subscribe,
+    MoveBooth,
+    SetCsoAvailability,
+    EndSession,
+    OpenLink,
+    CloseLink,
+    Offer,
+    Answer,
+    Candidate,
+)
 SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,
     Ping,
@@ -517,6 +657,11 @@ SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
     Error,
     FloorSnapshot,
     FloorEvent,
+    LinkOpened,
+    LinkClosed,
+    Offer,
+    Answer,
+    Candidate,
 )
 
 INBOUND: dict[Role, tuple[type[Envelope], ...]] = {

@@ -7,6 +7,7 @@ first response (marked `Idempotent-Replayed: true`), the same key with another b
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from datetime import datetime
@@ -191,7 +192,12 @@ async def upload_document(
     data = await _read_limited(request, limit)
     # Decided again on the body: the session may have ended while it arrived (a retry
     # of an upload answered before then gets its stored answer).
-    return _stored(await service.upload(who, claim_id, kind, data, key))
+    stored = await service.upload(who, claim_id, kind, data, key)
+    if stored.status_code == 201 and not stored.replayed:
+        # Durable now: the CSO's console shows it at once (a push, not a poll).
+        with contextlib.suppress(Exception):
+            await request.app.state.floor.document_stored(stored.body)
+    return _stored(stored)
 
 
 @router.get("/documents/{document_id}", summary="The document picture (audited read)")

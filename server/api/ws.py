@@ -26,8 +26,8 @@ from server.api.connection import CloseCode, Closed, Connection
 from server.auth.errors import AuthError
 from server.auth.service import AuthService
 from server.floor import ClaimLookupError, FloorRuntime
-from server.floor.events import RecordFingerprints
-from server.floor.runtime import ClaimResolver, FingerprintRecorder
+from server.floor.events import Audit, RecordFingerprints
+from server.floor.runtime import AuditRecorder, ClaimResolver, FingerprintRecorder
 from server.metrics import Metrics
 from server.ports.records import AuditDraft
 from server.ports.router import FLOOR_TOPIC, Router
@@ -356,6 +356,23 @@ def fingerprint_recorder(records: RecordsService) -> FingerprintRecorder:
             claim_id=added.claim_id,
             fingerprints=added.fingerprints,
             details={"session_id": added.session_id},
+        )
+        now = datetime.now(UTC)
+        await records.store.write(lambda tx: tx.append_audit(draft, now))
+
+    return record
+
+
+def audit_recorder(records: RecordsService) -> AuditRecorder:
+    """Supervisors' steering and monitoring, on the hash-chained audit log."""
+
+    async def record(entry: Audit) -> None:
+        draft = AuditDraft(
+            actor=entry.actor,
+            role=entry.role,
+            action=entry.action,
+            claim_id=entry.claim_id,
+            details={k: v for k, v in entry.details.items() if v is not None},
         )
         now = datetime.now(UTC)
         await records.store.write(lambda tx: tx.append_audit(draft, now))

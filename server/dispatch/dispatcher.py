@@ -247,6 +247,31 @@ class Dispatcher:
         out += self._match(now)
         return out
 
+    def move(self, booth_id: str, to_cso_id: str, now: float) -> list[Decision]:
+        """A supervisor moves an in-service booth to another CSO: it leaves its CSO (not a
+        service-time sample), goes to the front tier, and is offered to `to_cso_id` first
+        if that CSO is active with room and serves it; otherwise it waits at the front."""
+        rec = self._booth(booth_id)
+        target = self._cso(to_cso_id)
+        if rec.state != "in_service":
+            raise NotInService(f"booth {booth_id!r} is {rec.state}, not in service")
+        old = self._csos[self._cso_id_of(rec)]
+        if old is target:
+            raise InvalidTransition(f"booth {booth_id!r} is already served by {to_cso_id!r}")
+        del old.in_service[booth_id]
+        rec.key = front_key(rec.key)
+        rec.state = "waiting"
+        rec.cso_id = None
+        rec.assigned_at = None
+        self._queue.add(rec.key, rec.bucket)
+        self._load_dropped(old, now)
+        self._exclusions.pop(booth_id, None)  # a cooldown must not block a deliberate move
+        out: list[Decision] = [Requeued(booth_id, old.cso_id)]
+        if target.has_room and target.profile.serves(rec.request.branch, rec.request.needs):
+            out.append(self._reserve(rec, target, now))
+        out += self._match(now)
+        return out
+
     def leave(self, booth_id: str, now: float) -> list[Decision]:
         """The booth is gone at any stage. Not a service-time sample (it did not finish)."""
         rec = self._booth(booth_id)

@@ -54,6 +54,10 @@ class Action(StrEnum):
     SESSION_FOCUS = "session.focus"
     SESSION_END = "session.end"
     FLOOR_VIEW = "floor.view"
+    # Supervisors on the live floor (their branches only; each is audited)
+    SESSION_MONITOR = "session.monitor"  # watch and hear a session, or whisper to its CSO
+    SESSION_STEER = "session.steer"  # move a booth to another CSO, end a stuck session
+    CSO_STEER = "cso.steer"  # pause or resume an officer
 
 
 class Reach(StrEnum):
@@ -246,6 +250,22 @@ def decide(
                              "illegal_transition")  # fmt: skip
             if session.state not in SERVING_STATES:
                 return _deny(f"session is {session.state}, not in a call", "illegal_transition")
+            return _allow()
+        case Action.SESSION_MONITOR | Action.SESSION_STEER:
+            if role is not AccountRole.SUPERVISOR:
+                return _deny("only supervisors monitor or steer sessions")
+            if not in_scope(principal, facts.claim_branch):
+                return _deny("that booth is in a branch you do not supervise")
+            if session is None:
+                return _deny("there is no such live session", "not_in_session")
+            if session.state not in SERVING_STATES:
+                return _deny(f"session is {session.state}, not in a call", "illegal_transition")
+            return _allow()
+        case Action.CSO_STEER:
+            if role is not AccountRole.SUPERVISOR:
+                return _deny("only supervisors pause or resume officers")
+            if not in_scope(principal, facts.claim_branch):
+                return _deny("that officer is in a branch you do not supervise")
             return _allow()
         case Action.FLOOR_VIEW:
             if role in (AccountRole.SUPERVISOR, AccountRole.OPERATOR):

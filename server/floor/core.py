@@ -42,6 +42,7 @@ from server.dispatch import (
     Reserved,
 )
 from server.domain.access import AccessFacts, Action, SessionFacts, decide
+from server.domain.documents import DocumentKind
 from server.domain.privacy import mask_nik
 from server.domain.sdp import dtls_fingerprints
 from server.floor import views
@@ -50,6 +51,7 @@ from server.floor.events import (
     ClaimRefused,
     ClaimResolved,
     DeleteSession,
+    DocumentStored,
     Effect,
     EndReason,
     Event,
@@ -67,6 +69,7 @@ from server.floor.events import (
     SetTimer,
     TimerFired,
 )
+from server.floor.supervision import Link, Supervision
 from server.ports.live_state import LiveSession
 from server.principal import AccountRole, Principal
 from signaling.codec import error_reply
@@ -76,9 +79,12 @@ from signaling.messages import (
     Ack,
     Answer,
     Candidate,
+    CaptureStatus,
     CheckIn,
     ClaimSummary,
+    CloseLink,
     Decline,
+    DocumentAdded,
     EndSession,
     Envelope,
     FloorEvent,
@@ -86,14 +92,18 @@ from signaling.messages import (
     FocusBooth,
     Language,
     Leave,
+    MoveBooth,
     Offer,
     OfferWithdrawn,
+    OpenLink,
     PeerState,
     Queued,
+    RequestCapture,
     SessionEnded,
     SessionEndNote,
     SessionUpdate,
     SetAvailability,
+    SetCsoAvailability,
     Subscribe,
     WalkInRef,
 )
@@ -106,6 +116,7 @@ from signaling.session import (
 )
 
 S, E = SessionState, SessionEvent
+DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
 BOOTH_ROLES = frozenset({AccountRole.BOOTH})
 CSO_ROLES = frozenset({AccountRole.CSO})
 
@@ -122,6 +133,7 @@ class FloorConfig:
     ice_urls: tuple[str, ...] = ()
     turn_secret: bytes | None = None
     turn_ttl: int = 3600
+    monitor_visible_to_cso: bool = True  # the console marks a session a supervisor watches
 
 
 @dataclass
@@ -212,7 +224,7 @@ def claim_key(message: CheckIn) -> str:
     return f"booking:{claim.booking_code}"
 
 
-class FloorCore:
+class FloorCore(Supervision):
     def __init__(
         self, config: FloorConfig, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     ) -> None:
@@ -236,6 +248,9 @@ class FloorCore:
         self._away: set[str] = set()
         # claim key or "claim:<id>" -> the booth holding it (checked on use).
         self._holders: dict[str, str] = {}
+        self.supervisors: dict[str, str] = {}  # supervisor id -> its socket
+        self._away_in_queue: list[str] = []  # see _apply
+        self.links: dict[str, Link] = {}  # monitor and whisper links by id
 
     # --- the one entry point --------------------------------------------------------------
 
@@ -260,6 +275,8 @@ class FloorCore:
                     self._claim_resolved(event)
                 case ClaimRefused():
                     self._claim_refused(event)
+                case DocumentStored():
+                    self._document_stored(event)
                 case TimerFired():
                     self._timer()
                 case BroadcastDue():
@@ -306,9 +323,7 @@ class FloorCore:
         elif role is AccountRole.CSO:
             self._cso_opened(ev)
         else:
-            self._send(
-                ev.principal.subject, views.supervisor_welcome(self, ev.principal, ev.connection)
-            )
+            self._supervisor_opened(ev.principal, ev.connection)
 
     def _closed(self, ev: PeerClosed) -> None:
         role = ev.principal.role
@@ -316,9 +331,12 @@ class FloorCore:
             self._booth_closed(ev.principal.subject, ev.connection)
         elif role is AccountRole.CSO:
             self._cso_closed(ev.principal.subject, ev.connection)
+        else:
+            self._supervisor_closed(ev.principal, ev.connection)
 
     def _booth_opened(self, ev: PeerOpened) -> None:
         booth_id = ev.principal.subject
+        self._close_links(peer_id=booth_id)  # a new socket has no peer for an old link
         rec = self.booths.get(booth_id)
         resumed = rec is not None and ev.resume is not None and ev.resume == rec.resume_token
         if rec is not None and not resumed:
@@ -340,11 +358,15 @@ class FloorCore:
             if rec.state is S.RECONNECTING:
                 self._transition(rec, E.RESUME)
                 self._align_focus(rec)
-        self._send(booth_id, views.booth_welcome(self, rec, resumed))
-        rec.last_ended = None  # told in the welcome
-        rec.last_queued = None
+        # Back in the queue first, so the welcome tells its place; the welcome still goes
+        # out before anything that re-queueing produced for this booth (e.g. `reserved`).
+        first = len(self._out)
         if rec.state is S.QUEUED and not self.dispatcher.has_booth(booth_id):
             self._enqueue(rec)
+        self._out.insert(first, Send(booth_id, views.booth_welcome(self, rec, resumed)))
+        rec.last_ended = None  # told in the welcome
+        place = views.queue_place(self, rec)
+        rec.last_queued = (place[0], -1 if place[2] is None else round(place[2])) if place else None
         if rec.session_id:
             self._tell_cso_session(rec)
         if resumed:
@@ -356,6 +378,7 @@ class FloorCore:
             return  # replaced by a newer socket
         rec.connection = None
         rec.pending = None  # a check-in in flight dies with its socket
+        self._close_links(peer_id=booth_id)
         if rec.state is S.IDLE:
             del self.booths[booth_id]
             return
@@ -376,6 +399,7 @@ class FloorCore:
 
     def _cso_opened(self, ev: PeerOpened) -> None:
         cso_id = ev.principal.subject
+        self._close_links(peer_id=cso_id)
         rec = self.csos.get(cso_id)
         resumed = rec is not None
         if rec is None:
@@ -401,6 +425,7 @@ class FloorCore:
         if rec is None or rec.connection != connection:
             return
         rec.connection = None
+        self._close_links(peer_id=cso_id)
         self._set_focus(rec, None)  # nobody is talking to that booth any more: tell it
         self._event("cso_lost", cso_id=cso_id)
         self._apply(self.dispatcher.cso_lost(cso_id, self._now.mono), "cso_lost")
@@ -415,6 +440,19 @@ class FloorCore:
         message = ev.message
         match message:
             case Candidate() | Offer() | Answer() | PeerState():  # the hot path: first
+                if message.session_id in self.links and not isinstance(message, PeerState):
+                    self._relay_link(ev.principal, message, ev.received_at)
+                elif ev.principal.role in (AccountRole.BOOTH, AccountRole.CSO):
+                    self._relay(ev.principal, message, ev.received_at)
+                else:
+                    raise ProtocolError(ErrorCode.NOT_IN_SESSION, "you are not an end of that link")
+            case RequestCapture() | CaptureStatus():
+                if isinstance(message, RequestCapture) and message.kind not in DOCUMENT_KINDS:
+                    raise ProtocolError(
+                        ErrorCode.INVALID_MESSAGE,
+                        f"unknown document kind {message.kind!r}",
+                        ref=message.id,
+                    )
                 self._relay(ev.principal, message, ev.received_at)
             case CheckIn():
                 self._check_in(self._booth(me), message)
@@ -428,8 +466,18 @@ class FloorCore:
                 self._decline(ev.principal, message)
             case FocusBooth():
                 self._focus(ev.principal, message)
-            case EndSession():
+            case EndSession() if ev.principal.role is AccountRole.CSO:
                 self._end(ev.principal, message)
+            case EndSession():
+                self._supervisor_end(ev.principal, message)
+            case MoveBooth():
+                self._move(ev.principal, message)
+            case SetCsoAvailability():
+                self._steer_availability(ev.principal, message)
+            case OpenLink():
+                self._open_link(ev.principal, message)
+            case CloseLink():
+                self._close_link_request(ev.principal, message)
             case Subscribe():
                 self._send(me, views.snapshot(self))
             case _:
@@ -528,13 +576,20 @@ class FloorCore:
         self._send(rec.cso_id, Ack(reply_to=msg.id))
         if msg.available == (not rec.paused):
             return
-        rec.paused = not msg.available
+        self._set_paused(rec, not msg.available)
+
+    def _set_paused(self, rec: CsoRecord, paused: bool) -> None:
+        rec.paused = paused
         now = self._now.mono
-        if msg.available:
-            decisions = self.dispatcher.resume_cso(rec.cso_id, now)
+        if rec.connected or not paused:
+            decisions = (
+                self.dispatcher.pause_cso(rec.cso_id, now)
+                if paused
+                else self.dispatcher.resume_cso(rec.cso_id, now)
+            )
         else:
-            decisions = self.dispatcher.pause_cso(rec.cso_id, now)
-        self._event("cso_resumed" if msg.available else "cso_paused", cso_id=rec.cso_id)
+            decisions = []  # lost: it comes back paused (add_cso remembers the break)
+        self._event("cso_paused" if paused else "cso_resumed", cso_id=rec.cso_id)
         self._apply(decisions)
 
     def _accept(self, who: Principal, msg: Accept) -> None:
@@ -607,10 +662,11 @@ class FloorCore:
     def _relay(
         self,
         sender: Principal,
-        msg: Offer | Answer | Candidate | PeerState,
+        msg: Offer | Answer | Candidate | PeerState | RequestCapture | CaptureStatus,
         received_at: float | None,
     ) -> None:
-        """Forward offer/answer/candidate/peer_state between the two ends of one session."""
+        """Forward signaling and capture messages between the two ends of one session.
+        (Which end may send which is fixed by the socket's role: see signaling.messages.)"""
         live = self._authorised(sender, Action.SESSION_SIGNAL, msg.session_id, msg.id)
         record = self.sessions[live.session_id]
         me = sender.subject
@@ -657,6 +713,25 @@ class FloorCore:
             self._align_focus(booth)
             self._tell_cso_session(booth)
             self._dirty()
+
+    def _document_stored(self, ev: DocumentStored) -> None:
+        live = self.session_of_claim(ev.claim_id)
+        if live is None or live.state is S.RESERVED:
+            return  # nobody serves the claim right now; the claim view lists it
+        cso = self.csos.get(live.cso_id)
+        if cso is not None and cso.connected:
+            self._send(
+                cso.cso_id,
+                DocumentAdded(
+                    session_id=live.session_id,
+                    claim_id=ev.claim_id,
+                    document_id=ev.document_id,
+                    kind=ev.kind,
+                    sha256=ev.sha256,
+                    width=ev.width,
+                    height=ev.height,
+                ),
+            )
 
     # --- time -----------------------------------------------------------------------------------
 
@@ -725,7 +800,7 @@ class FloorCore:
                 case ReservationLapsed():
                     self._on_lapsed(decision)
                 case Requeued():
-                    self._on_requeued(decision)
+                    self._on_requeued(decision, "moved" if end_reason == "moved" else "cso_lost")
                 case Released():
                     self._end_session_of(decision.booth_id, end_reason)
                 case Dequeued():
@@ -735,6 +810,13 @@ class FloorCore:
                     self._event("cso_left", cso_id=decision.cso_id)
         if decisions:
             self._dirty()
+        # Booths found away while a batch was carried out leave the queue only now: asking
+        # the dispatcher mid-batch would decide on booths whose decisions are still queued.
+        while self._away_in_queue:
+            booth_id = self._away_in_queue.pop()
+            d = self.dispatcher
+            if d.has_booth(booth_id) and d.state_of(booth_id) != "in_service":
+                self._apply(d.leave(booth_id, self._now.mono))
 
     def _on_reserved(self, d: Reserved) -> None:
         disp = self.dispatcher
@@ -744,7 +826,7 @@ class FloorCore:
         if not booth.connected:
             # Matched in the same breath as it was requeued while away: no CSO is offered
             # an empty booth; it waits again once back.
-            self._apply(disp.leave(d.booth_id, self._now.mono))
+            self._away_in_queue.append(d.booth_id)
             return
         session_id = self._new_id()
         booth.session_id = session_id
@@ -800,10 +882,10 @@ class FloorCore:
                 OfferWithdrawn(session_id=record.live.session_id, reason=reason),  # type: ignore[arg-type]
             )
 
-    def _on_requeued(self, d: Requeued) -> None:
+    def _on_requeued(self, d: Requeued, reason: EndReason) -> None:
         booth = self.booths[d.booth_id]
         if booth.session_id:
-            self._close_session(booth.session_id, "cso_lost")
+            self._close_session(booth.session_id, reason)
         booth.session_id = None
         booth.last_queued = None
         away = booth.state is S.RECONNECTING
@@ -811,8 +893,7 @@ class FloorCore:
         if away:
             # Away itself: it waits again once back; no CSO is offered an empty booth.
             self._transition(booth, E.CONNECTION_LOST)
-            if self.dispatcher.has_booth(d.booth_id):
-                self._apply(self.dispatcher.leave(d.booth_id, self._now.mono))
+            self._away_in_queue.append(d.booth_id)
         self._out.append(Observe("requeues"))
         self._event("booth_requeued", booth_id=d.booth_id, cso_id=d.former_cso_id)
         self._tell_position(booth)
@@ -833,6 +914,7 @@ class FloorCore:
         if record is None:
             return
         live = record.live
+        self._close_links(session_id=session_id)
         self._out.append(DeleteSession(session_id))
         ended = SessionEnded(session_id=session_id, reason=reason)
         booth, cso = self.booths.get(live.booth_id), self.csos.get(live.cso_id)

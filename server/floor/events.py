@@ -73,6 +73,18 @@ class ClaimRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentStored:
+    """A booth's picture is durable: tell the CSO serving the claim (no polling)."""
+
+    claim_id: str
+    document_id: str
+    kind: str
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """The deadline the core last asked for (or any later moment) has come."""
 
@@ -83,9 +95,9 @@ class BroadcastDue:
 
 
 Event = (
-    PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | TimerFired | BroadcastDue
-)
-
+    PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | DocumentStored
+    | TimerFired | BroadcastDue
+)  # fmt: skip
 
 # --- effects ----------------------------------------------------------------------------
 
@@ -150,6 +162,17 @@ class RecordFingerprints:
 
 
 @dataclass(frozen=True, slots=True)
+class Audit:
+    """An audit entry for a supervisor's action (steering, monitoring, whispering)."""
+
+    actor: str
+    role: str
+    action: str
+    claim_id: str | None
+    details: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
 class Observe:
     """A metric sample: counters get `value` added, histograms observe it."""
 
@@ -159,5 +182,5 @@ class Observe:
 
 Effect = (
     Send | Publish | FloorChanged | PersistSession | DeleteSession | SetTimer | ResolveClaim
-    | RecordFingerprints | Observe
+    | RecordFingerprints | Audit | Observe
 )  # fmt: skip

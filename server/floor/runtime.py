@@ -25,10 +25,12 @@ import structlog
 from server.floor import views
 from server.floor.core import FloorConfig, FloorCore
 from server.floor.events import (
+    Audit,
     BroadcastDue,
     ClaimRefused,
     ClaimResolved,
     DeleteSession,
+    DocumentStored,
     Effect,
     Event,
     FloorChanged,
@@ -58,6 +60,7 @@ log = structlog.get_logger("loket.floor")
 # (booth principal, check-in) -> claim id; raises ClaimLookupError to refuse.
 ClaimResolver = Callable[[Principal, CheckIn], Awaitable[str | None]]
 FingerprintRecorder = Callable[[RecordFingerprints], Awaitable[None]]
+AuditRecorder = Callable[[Audit], Awaitable[None]]
 MAX_EVENTS_PER_PASS = 500
 
 
@@ -81,6 +84,7 @@ def floor_config(settings: Settings) -> FloorConfig:
         ice_urls=tuple(settings.ice_servers),
         turn_secret=secret.get_secret_value().encode() if secret else None,
         turn_ttl=settings.turn_ttl,
+        monitor_visible_to_cso=settings.monitor_visible_to_cso,
     )
 
 
@@ -94,6 +98,7 @@ class FloorRuntime:
         *,
         resolve_claim: ClaimResolver | None = None,
         record_fingerprints: FingerprintRecorder | None = None,
+        record_audit: AuditRecorder | None = None,
         broadcast_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -104,6 +109,7 @@ class FloorRuntime:
         self._metrics = metrics
         self._resolve_claim = resolve_claim
         self._record_fingerprints = record_fingerprints
+        self._record_audit = record_audit
         self._broadcast_interval = broadcast_interval
         self._clock = clock
         self._wall = wall
@@ -152,6 +158,19 @@ class FloorRuntime:
         self, principal: Principal, connection: str, message: Envelope, received_at: float
     ) -> None:
         await self.handle(Received(principal, connection, message, received_at))
+
+    async def document_stored(self, document: dict[str, Any]) -> None:
+        """A picture was stored (the records API's answer body): push it to the console."""
+        await self.handle(
+            DocumentStored(
+                claim_id=document["claim_id"],
+                document_id=document["document_id"],
+                kind=document["kind"],
+                sha256=document["sha256"],
+                width=document.get("width"),
+                height=document.get("height"),
+            )
+        )
 
     async def handle(self, event: Event) -> None:
         async with self._lock:
@@ -205,6 +224,13 @@ class FloorRuntime:
                     )
                     if self._record_fingerprints is not None:
                         self._spawn(self._record_fingerprints(effect), "record-fingerprints")
+                case Audit():
+                    log.info("supervisor_action", action=effect.action, actor=effect.actor,
+                             **{k: str(v) for k, v in effect.details.items()})  # fmt: skip
+                    if self._record_audit is not None:
+                        # Written before the next event is decided: under the floor's lock,
+                        # so the audit order is the order things happened.
+                        await self._record_audit(effect)
                 case Observe():
                     self._observe(effect)
 

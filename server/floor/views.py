@@ -137,6 +137,8 @@ def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
                     checked_in_at=booth.checked_in_at,
                     booth_connected=booth.connected,
                     ice_servers=ice_servers(core, cso.cso_id),
+                    monitored=core.config.monitor_visible_to_cso
+                    and core.monitored(record.live.session_id),
                 )
             )
     return CsoStatus(

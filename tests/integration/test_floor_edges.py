@@ -24,8 +24,10 @@ from signaling.messages import (
     BookingRef,
     BoothAssigned,
     BoothOffered,
+    CaptureStatus,
     CheckIn,
     ClaimType,
+    DocumentAdded,
     EndSession,
     Error,
     Focus,
@@ -38,6 +40,7 @@ from signaling.messages import (
     Pong,
     Queued,
     Reauth,
+    RequestCapture,
     Reserved,
     Role,
     SessionEnded,
@@ -47,8 +50,9 @@ from signaling.messages import (
     Welcome,
 )
 from signaling.session import SessionState
-from tests.support.accounts import add_user, booth_token, login, user_token
+from tests.support.accounts import add_user, booth_login, booth_token, login, user_token
 from tests.support.claims import seed_claim, valid_nik
+from tests.support.images import jpeg
 from tests.support.live_server import LiveServer, running_server, server_settings
 from tests.support.ws_client import SignalClient
 
@@ -447,3 +451,42 @@ async def test_supervisors_get_the_floor_coalesced_not_every_peer_state(
             break
     # 100 peer reports cost the supervisor nothing per report (none changes the floor).
     assert len(received) <= 2, [type(m).__name__ for m in received]
+
+
+async def test_capture_round_trip_and_the_picture_is_pushed_to_the_console(
+    server: LiveServer,
+) -> None:
+    _, tokens = await booth_login(server, "b1")
+    booth = await _booth(server, "b1", token=tokens["access_token"])
+    cso = await _cso(server, "siti")
+    session = await _connected_call(server, booth, cso)
+    claim_id = server.app.state.floor.core.sessions[session].live.claim_id
+    ask = RequestCapture(session_id=session, capture_id="cap-1", kind="ktp")
+    await cso.send(ask)
+    got = await booth.expect(RequestCapture, capture_id="cap-1")
+    assert got.kind == "ktp"
+    await booth.send(
+        CaptureStatus(session_id=session, capture_id="cap-1", kind="ktp", stage="uploading",
+                      sharpness=412.0, glare=0.01)
+    )  # fmt: skip
+    status = await cso.expect(CaptureStatus, capture_id="cap-1")
+    assert status.stage == "uploading" and status.sharpness == 412.0
+    headers = {
+        "Authorization": f"Bearer {tokens['access_token']}",
+        "Content-Type": "image/jpeg",
+        "Idempotency-Key": "cap-1-upload",
+    }
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        res = await http.post(
+            f"/api/claims/{claim_id}/documents?kind=ktp", content=jpeg(), headers=headers
+        )
+        assert res.status_code == 201, res.text
+        added = await cso.expect(DocumentAdded, timeout=5)
+        assert added.document_id == res.json()["document_id"] and added.session_id == session
+        # A retry of the same upload is answered from storage and pushes nothing new.
+        again = await http.post(
+            f"/api/claims/{claim_id}/documents?kind=ktp", content=jpeg(), headers=headers
+        )
+        assert again.headers.get("Idempotent-Replayed") == "true"
+    with pytest.raises(TimeoutError):
+        await cso.expect(DocumentAdded, timeout=0.5)

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from signaling.session import SessionState
-from tests.support.booths import running_booths, running_cso
+from tests.support.booths import drop_signaling, running_booths, running_cso
 from tests.support.live_server import running_server, server_settings
 
 pytestmark = pytest.mark.media
@@ -99,3 +99,42 @@ async def test_demo_participant_shows_every_missing_document(tmp_path) -> None:
                 await asyncio.sleep(0.1)
         # A walk-in resignation below the NPWP threshold needs exactly these five.
         assert await kinds() == {"kpj_card", "ktp", "kk", "buku_tabungan", "paklaring"}
+
+
+async def test_signaling_drops_mid_call_leave_media_alone_and_both_ends_resume(tmp_path) -> None:
+    async with (
+        running_server(server_settings(tmp_path)) as server,
+        running_cso(server, "ayu", capacity=2) as cso,
+        running_booths(server, 2, reconnect_min=0.1, reconnect_max=0.5) as booths,
+    ):
+        await cso.wait_connected(2, within=60)
+        await _until(lambda: all(b.state is SessionState.ON_HOLD for b in booths))
+        sessions = sorted(cso.live_sessions())
+        booth = booths[0]
+        peer = booth._peer
+        await cso.focus(booth.session_id)
+        await _until(lambda: booth.state is SessionState.FOCUSED)
+
+        # The kiosk's network blips: it comes back from welcome, still in its call.
+        back = booth.connections + 1
+        drop_signaling(booth)
+        await _until(
+            lambda: booth.connections == back and booth.state is not SessionState.RECONNECTING
+        )
+        assert booth.state is SessionState.FOCUSED and booth.focused
+        assert booth._peer is peer and booth.peer_state == "connected"  # not renegotiated
+
+        # The console's network blips: it loses focus (the booth is told) and comes back
+        # from welcome.cso with the same calls, which it keeps.
+        frames = {s.session_id: s.video_frames for s in cso.stats()}
+        drop_signaling(cso)
+        await _until(lambda: booth.state is SessionState.ON_HOLD and not booth.focused)
+        await _until(lambda: cso.connections == 2)
+        assert cso.welcome is not None and cso.welcome.cso is not None
+        assert sorted(s.session_id for s in cso.welcome.cso.sessions) == sessions
+        assert sorted(cso.live_sessions()) == sessions
+        await asyncio.sleep(1.5)
+        for s in cso.stats():
+            assert s.video_frames > frames[s.session_id] + 5, s  # media never stopped
+        assert booth._peer is peer
+        assert cso.refusals == []

@@ -15,6 +15,15 @@ from tests.support.live_server import LiveServer
 LOOPBACK = ["127.0.0.1"]
 
 
+def drop_signaling(client: BoothClient | CsoStandIn) -> None:
+    """Cut a kiosk's (or the stand-in console's) websocket as a network loss does: the TCP
+    connection aborted, no close frame. It reconnects by itself and rebuilds from
+    `welcome`; its peer connections are left alone."""
+    ws = client._ws
+    assert ws is not None, "no socket to drop"
+    ws.transport.abort()
+
+
 @contextlib.asynccontextmanager
 async def running_booths(
     server: LiveServer, count: int, **config: object

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Quiet, offline Chromium: without these it keeps calling outside hosts (DESIGN.md).
@@ -45,3 +45,14 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+async def log_in(page: Page, base_url: str, username: str, password: str | None = None) -> None:
+    """Open the console and log in (the test accounts' password unless told)."""
+    from tests.support.accounts import PASSWORD
+
+    await page.goto(f"{base_url}/console/")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password or PASSWORD)
+    await page.click("#login button[type=submit]")
+    await page.wait_for_selector("#floor:not([hidden])")

@@ -7,6 +7,7 @@ the rules that matter most are also spelled out as tables.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -106,6 +107,10 @@ def expected(p: Principal, action: Action, f: AccessFacts) -> tuple[bool, Reach,
             return yes() if cso_end and serving else no
         case A.FLOOR_VIEW:
             return yes() if p.role in (R.SUPERVISOR, R.OPERATOR) else no
+        case A.SESSION_MONITOR | A.SESSION_STEER:
+            return yes() if supervising and serving else no
+        case A.CSO_STEER:
+            return yes() if supervising else no
     raise AssertionError(action)
 
 
@@ -289,6 +294,17 @@ def test_session_actions() -> None:
     offered = decide(cso, A.SESSION_END, facts(S.RESERVED))
     assert not offered and "decline" in offered.reason
     assert decide(who(R.OPERATOR), A.FLOOR_VIEW) and not decide(cso, A.FLOOR_VIEW)
+
+
+def test_supervisors_monitor_and_steer_only_live_calls_in_their_branches() -> None:
+    boss = who(R.SUPERVISOR, "boss", pools=frozenset({"jkt01"}))
+    here = dataclasses.replace(facts(S.FOCUSED), claim_branch="jkt01")
+    there = dataclasses.replace(facts(S.FOCUSED), claim_branch="bdg01")
+    assert decide(boss, A.SESSION_MONITOR, here) and not decide(boss, A.SESSION_MONITOR, there)
+    offered = dataclasses.replace(facts(S.RESERVED), claim_branch="jkt01")
+    assert not decide(boss, A.SESSION_STEER, offered)
+    assert not decide(who(R.OPERATOR), A.SESSION_MONITOR, here)
+    assert not decide(who(R.CSO), A.CSO_STEER)
 
 
 def test_no_facts_means_no_session() -> None:

@@ -253,6 +253,28 @@ class TestLostCso:
         assert d.cso_state("x") == "paused" and d.next_deadline() == 40.0
         assert d.resume_cso("x", 21.0) == [Reserved("c", "x", 36.0)]
 
+    def test_move_offers_the_booth_to_the_chosen_cso_first(self, d: Dispatcher) -> None:
+        d.add_cso(cso("x", 1), 0.0)
+        d.enqueue(booth("a"), 1.0)
+        d.accept("a", "x", 2.0)
+        d.add_cso(cso("y", 1), 3.0)
+        d.add_cso(cso("z", 1), 3.0)  # longer idle than y would win a normal match
+        out = d.move("a", "y", 5.0)
+        assert out[:2] == [Requeued("a", "x"), Reserved("a", "y", 20.0)]
+        with pytest.raises(NotInService):
+            d.move("a", "z", 6.0)  # only a booth in service can be moved
+
+    def test_move_to_a_full_cso_waits_at_the_front(self, d: Dispatcher) -> None:
+        d.add_cso(cso("x", 1), 0.0)
+        d.enqueue(booth("a"), 1.0)
+        d.accept("a", "x", 2.0)
+        d.pause_cso("x", 2.5)
+        d.add_cso(cso("y", 1), 3.0)
+        d.enqueue(booth("b"), 3.5)
+        d.accept("b", "y", 4.0)
+        assert d.move("a", "y", 5.0) == [Requeued("a", "x")]
+        assert d.state_of("a") == "waiting" and d.position("a") == 0
+
     def test_past_grace_sessions_requeue_to_front_and_cso_retires(self, d: Dispatcher) -> None:
         self._busy(d)
         d.cso_lost("x", 10.0)

@@ -29,6 +29,7 @@ from server.floor.events import (
     ClaimRefused,
     ClaimResolved,
     DeleteSession,
+    DocumentStored,
     Effect,
     Event,
     Now,
@@ -50,25 +51,35 @@ from signaling.messages import (
     Ack,
     Answer,
     Assigned,
+    AvailabilityChanged,
     BookingRef,
     BoothAssigned,
     BoothOffered,
+    CaptureStatus,
     CheckIn,
+    CloseLink,
     Decline,
+    DocumentAdded,
     EndSession,
     Envelope,
     Error,
     Focus,
     FocusBooth,
     Leave,
+    LinkClosed,
+    LinkOpened,
+    MoveBooth,
     Offer,
     OfferWithdrawn,
+    OpenLink,
     PeerState,
     Queued,
+    RequestCapture,
     Reserved,
     SessionEnded,
     SessionUpdate,
     SetAvailability,
+    SetCsoAvailability,
     Welcome,
 )
 from signaling.session import IN_CALL, SessionState
@@ -97,6 +108,7 @@ class BoothMirror:
     session_id: str | None
     focused: bool
     pending: dict[str, str] = field(default_factory=dict)  # request id -> kind
+    links: set[str] = field(default_factory=set)  # monitor links it sends to
 
     @classmethod
     def from_welcome(cls, welcome: Welcome) -> BoothMirror:
@@ -125,8 +137,13 @@ class BoothMirror:
                 if self.state in (S.ON_HOLD, S.FOCUSED):
                     self.state = S.FOCUSED if self.focused else S.ON_HOLD
             case SessionEnded() if message.session_id == self.session_id:
-                self.state = S.QUEUED if message.reason == "cso_lost" else S.IDLE
+                requeued = message.reason in ("cso_lost", "moved")
+                self.state = S.QUEUED if requeued else S.IDLE
                 self.session_id, self.focused = None, False
+            case LinkOpened():
+                self.links.add(message.link_id)
+            case LinkClosed():
+                self.links.discard(message.link_id)
 
     def media_up(self) -> None:
         if self.state is S.CONNECTING:
@@ -140,6 +157,7 @@ class CsoMirror:
     sessions: dict[str, bool]  # session id -> booth connected
     offers: set[str]
     pending: dict[str, tuple[str, object]] = field(default_factory=dict)
+    links: set[str] = field(default_factory=set)  # whisper links it hears
 
     @classmethod
     def from_welcome(cls, welcome: Welcome) -> CsoMirror:
@@ -175,6 +193,12 @@ class CsoMirror:
                 self.sessions.pop(message.session_id, None)
                 if self.focused == message.session_id:
                     self.focused = None
+            case AvailabilityChanged():
+                self.available = message.available
+            case LinkOpened():
+                self.links.add(message.link_id)
+            case LinkClosed():
+                self.links.discard(message.link_id)
 
 
 # --- the harness: the runtime's job, done by hand ----------------------------------------
@@ -217,6 +241,8 @@ class Harness:
         return effects
 
     def _deliver(self, peer: str, message: Envelope) -> None:
+        if peer == "boss":
+            return  # the supervisor's view is the snapshot; links are checked on the core
         if isinstance(message, Welcome):
             self.tokens[peer] = message.resume_token
             if message.booth is not None:
@@ -344,6 +370,18 @@ def check_invariants(h: Harness) -> None:
             assert rec.state is S.QUEUED
         if not rec.connected:
             assert rec.lost_deadline is not None
+    # Links live only within live calls, between connected ends, and their ends know them.
+    for link in core.links.values():
+        record = core.sessions.get(link.session_id)
+        assert record is not None and record.live.state in (*IN_CALL, S.RECONNECTING)
+        assert link.supervisor.subject in core.supervisors
+        assert link.peer_id == (
+            record.live.booth_id if link.kind == "monitor" else record.live.cso_id
+        )
+    for peer, mirror in h.booth_mirrors.items():
+        assert mirror.links == {k for k, lk in core.links.items() if lk.peer_id == peer}
+    for peer, cm in h.cso_mirrors.items():
+        assert cm.links == {k for k, lk in core.links.items() if lk.peer_id == peer}
     # Live state (what other processes see) is exactly the core's sessions.
     assert h.live == {sid: r.live for sid, r in core.sessions.items()}
     assert d.waiting_count() == sum(1 for b in core.booths.values() if b.state is S.QUEUED)
@@ -505,6 +543,7 @@ def test_lost_booth_past_grace_frees_the_cso(h: Harness) -> None:
 # --- the whole: random interleavings --------------------------------------------------------
 
 BOOTHS = [booth(f"b{i}") for i in range(4)]
+BOSS = Principal("boss", AccountRole.SUPERVISOR, "Boss", "jkt01", frozenset({"*"}))
 CSOS = [cso("c0", 2), cso("c1", 1)]
 CODES = ["BK-1", "BK-2", "BK-3", "BK-4", "BK-5"]
 
@@ -517,7 +556,7 @@ class FloorWalk(RuleBasedStateMachine):
     @initialize()
     def everyone_arrives(self) -> None:
         # Start from a busy floor, so the walk spends its steps on calls, not on setup.
-        for peer in (*CSOS, *BOOTHS):
+        for peer in (*CSOS, *BOOTHS, BOSS):
             self.h.open(peer)
         for b, code in zip(BOOTHS, CODES, strict=False):
             self.h.check_in(b, code)
@@ -623,6 +662,46 @@ class FloorWalk(RuleBasedStateMachine):
         if self.h.resolving:
             self.h.resolve(len(self.h.resolving) - 1)
 
+    @rule(open_=st.booleans())
+    def supervisor_socket(self, open_: bool) -> None:
+        if open_:
+            self.h.open(BOSS)
+        else:
+            self.h.close(BOSS)
+
+    @rule(data=st.data(), kind=st.sampled_from(["monitor", "whisper", "end", "move", "close"]))
+    def supervisor_acts(self, data: st.DataObject, kind: str) -> None:
+        if BOSS.subject not in self.h.connected:
+            return
+        sid = self._sid(data, "-")
+        if kind in ("monitor", "whisper"):
+            message: Envelope = OpenLink(kind=kind, session_id=sid)
+        elif kind == "end":
+            message = EndSession(session_id=sid)
+        elif kind == "move":
+            message = MoveBooth(session_id=sid, to_cso_id=data.draw(st.sampled_from(CSOS)).subject)
+        else:
+            links = sorted(self.h.core.links)
+            message = CloseLink(link_id=data.draw(st.sampled_from(links)) if links else "lk-none")
+        self.h.send(BOSS, message)
+
+    @rule(data=st.data(), kind=st.sampled_from(["monitor", "whisper", "move"]))
+    def supervisor_picks_a_call(self, data: st.DataObject, kind: str) -> None:
+        calls = sorted(s for s, r in self.h.core.sessions.items() if r.live.state in IN_CALL)
+        if not calls or BOSS.subject not in self.h.connected:
+            return
+        sid = data.draw(st.sampled_from(calls))
+        if kind == "move":
+            to = data.draw(st.sampled_from(CSOS)).subject
+            self.h.send(BOSS, MoveBooth(session_id=sid, to_cso_id=to))
+        else:
+            self.h.send(BOSS, OpenLink(kind=kind, session_id=sid))  # type: ignore[arg-type]
+
+    @rule(c=st.sampled_from(CSOS), available=st.booleans())
+    def supervisor_steers(self, c: Principal, available: bool) -> None:
+        if BOSS.subject in self.h.connected:
+            self.h.send(BOSS, SetCsoAvailability(cso_id=c.subject, available=available))
+
     @rule(c=st.sampled_from(CSOS))
     def unfocus(self, c: Principal) -> None:
         if c.subject in self.h.connected:
@@ -653,3 +732,46 @@ FloorWalk.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestFloorWalk = FloorWalk.TestCase
+
+
+def test_capture_requests_and_statuses_travel_only_within_a_live_call(h: Harness) -> None:
+    b, c = booth("b1"), cso("siti")
+    h.open(b), h.open(c)
+    h.check_in(b, "BK-1")
+    h.resolve(0)
+    offered = h.offer_of("siti")
+    ask = RequestCapture(session_id=offered, capture_id="cap-1", kind="ktp")
+    assert not [e for e in h.send(c, ask) if isinstance(e, Send) and e.peer_id == "b1"]
+    h.send(c, Accept(session_id=offered))
+    sent = [e for e in h.send(c, ask) if isinstance(e, Send) and e.peer_id == "b1"]
+    assert [type(e.message) for e in sent] == [RequestCapture]
+    h.send(c, RequestCapture(session_id=offered, capture_id="cap-2", kind="passport"))
+    status = CaptureStatus(session_id=offered, capture_id="cap-1", kind="ktp", stage="done")
+    to_cso = [e for e in h.send(b, status) if isinstance(e, Send) and e.peer_id == "siti"]
+    assert [type(e.message) for e in to_cso] == [CaptureStatus]
+    assert [e.code for e in h.errors] == [ErrorCode.ILLEGAL_TRANSITION, ErrorCode.INVALID_MESSAGE]
+
+
+def test_a_stored_document_is_pushed_to_the_serving_cso_only(h: Harness) -> None:
+    b, c = booth("b1"), cso("siti")
+    h.open(b), h.open(c)
+    stored = DocumentStored("claim-BK-1", "d1", "ktp", "ab" * 32, 800, 500)
+    assert h.handle(stored) == []  # nobody serves that claim yet
+    sid = _serve(h, b, c)
+    pushed = [e.message for e in h.handle(stored) if isinstance(e, Send)]
+    assert len(pushed) == 1 and isinstance(pushed[0], DocumentAdded)
+    assert pushed[0].session_id == sid and pushed[0].document_id == "d1"
+
+
+def test_a_queued_booth_resuming_hears_its_place_in_the_welcome(h: Harness) -> None:
+    b1, b2 = booth("b1"), booth("b2")
+    h.open(b1), h.open(b2)
+    h.check_in(b1, "BK-1"), h.resolve(0)
+    h.check_in(b2, "BK-2"), h.resolve(0)
+    h.close(b2)
+    conn = f"c{next(h.conns)}"
+    h.connected["b2"] = conn
+    effects = h.handle(PeerOpened(b2, conn, h.tokens["b2"], "t-x"))
+    welcome = next(e.message for e in effects if isinstance(e, Send) and e.peer_id == "b2")
+    assert isinstance(welcome, Welcome) and welcome.booth is not None
+    assert welcome.booth.state is S.QUEUED and welcome.booth.position == 1
