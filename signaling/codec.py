@@ -80,6 +80,17 @@ def _decode(
             ErrorCode.MALFORMED_JSON,
             f"JSON nested deeper than {MAX_JSON_DEPTH} levels; no message needs that",
         )
+    # The common case in one pass: pydantic parses and validates the JSON itself (about
+    # 2.5x cheaper than json.loads + validate_python). Anything it refuses, and any other
+    # protocol version, takes the step-by-step path below for the most specific error.
+    adapter = _adapter(allowed)
+    try:
+        message: Envelope = adapter.validate_json(text)
+    except (ValidationError, ValueError):
+        pass
+    else:
+        if message.v == PROTOCOL_VERSION and "v" in message.model_fields_set:
+            return message
     try:
         data = json.loads(text)
     except ValueError as exc:  # JSONDecodeError; also int() digit limits
@@ -113,7 +124,7 @@ def _decode(
             ErrorCode.FORBIDDEN_FOR_ROLE, f"a {role} socket may not send {kind!r}", ref=ref
         )
     try:
-        return _adapter(allowed).validate_python(data)  # type: ignore[no-any-return]
+        return adapter.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'][1:]) or '(message)'}: {err['msg']}"

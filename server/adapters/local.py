@@ -24,10 +24,15 @@ class LocalRouter:
             del self._peers[peer_id]
 
     async def send(
-        self, peer_id: str, message: Envelope, *, received_at: float | None = None
+        self,
+        peer_id: str,
+        message: Envelope,
+        *,
+        received_at: float | None = None,
+        raw: str | None = None,
     ) -> bool:
         mailbox = self._peers.get(peer_id)
-        return mailbox.deliver(Delivery(message, received_at)) if mailbox else False
+        return mailbox.deliver(Delivery(message, received_at, raw)) if mailbox else False
 
     async def subscribe(self, topic: str, mailbox: Mailbox) -> None:
         self._topics[topic].add(mailbox)

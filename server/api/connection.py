@@ -76,6 +76,7 @@ class Connection:
         self._close: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.last_heard = time.monotonic()
+        self.last_raw: str | None = None
         self._counters: dict[str, Any] = {}  # message counter per type
 
     # Mailbox port
@@ -129,7 +130,8 @@ class Connection:
                 delivery = await self._outbox.get()
                 if delivery is None:
                     break
-                await self.ws.send_text(encode(delivery.message))
+                raw = delivery.raw
+                await self.ws.send_text(raw if raw is not None else encode(delivery.message))
                 if delivery.received_at is not None:
                     self._metrics.relay_latency.observe(time.monotonic() - delivery.received_at)
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -166,6 +168,8 @@ class Connection:
         if not self._bucket.take():
             raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
         message = decode_inbound(raw, self.role, max_bytes=self._settings.max_message_bytes)
+        # The validated frame itself, so a relay can forward it without encoding again.
+        self.last_raw = raw if isinstance(raw, str) else None
         kind = type_name(type(message))
         counter = self._counters.get(kind)
         if counter is None:  # labels() costs more than the increment: keep the child

@@ -297,7 +297,7 @@ async def _handle(
         case Reauth():
             await _reauth(conn, svc, me, message)
         case _:
-            await svc.floor.received(me.principal, conn.id, message, received_at)
+            await svc.floor.received(me.principal, conn.id, message, received_at, conn.last_raw)
 
 
 async def _reauth(conn: Connection, svc: SocketServices, me: _Session, message: Reauth) -> None:

@@ -99,7 +99,12 @@ class AccessDecision:
         return self.allowed
 
 
+_ALLOWED: dict[Reach, AccessDecision] = {reach: AccessDecision(True, reach) for reach in Reach}
+
+
 def _allow(reach: Reach = Reach.FULL, branches: frozenset[str] | None = None) -> AccessDecision:
+    if branches is None:
+        return _ALLOWED[reach]  # decisions are immutable: share them (relays ask per message)
     return AccessDecision(True, reach, branches=branches)
 
 

@@ -117,6 +117,7 @@ from signaling.session import (
 
 S, E = SessionState, SessionEvent
 DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
+RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
 BOOTH_ROLES = frozenset({AccountRole.BOOTH})
 CSO_ROLES = frozenset({AccountRole.CSO})
 
@@ -259,6 +260,14 @@ class FloorCore(Supervision):
         self._now = now
         self._out = []
         try:
+            if type(event) is Received and type(event.message) in RELAYED:
+                # The hot path (trickled candidates): nothing here moves a deadline.
+                try:
+                    self._received(event)
+                except ProtocolError as exc:
+                    exc.ref = exc.ref or event.message.id
+                    self._send(event.principal.subject, error_reply(exc))
+                return self._out
             match event:
                 case PeerOpened():
                     self._opened(event)
@@ -441,9 +450,9 @@ class FloorCore(Supervision):
         match message:
             case Candidate() | Offer() | Answer() | PeerState():  # the hot path: first
                 if message.session_id in self.links and not isinstance(message, PeerState):
-                    self._relay_link(ev.principal, message, ev.received_at)
+                    self._relay_link(ev.principal, message, ev.received_at, ev.raw)
                 elif ev.principal.role in (AccountRole.BOOTH, AccountRole.CSO):
-                    self._relay(ev.principal, message, ev.received_at)
+                    self._relay(ev.principal, message, ev.received_at, ev.raw)
                 else:
                     raise ProtocolError(ErrorCode.NOT_IN_SESSION, "you are not an end of that link")
             case RequestCapture() | CaptureStatus():
@@ -453,7 +462,7 @@ class FloorCore(Supervision):
                         f"unknown document kind {message.kind!r}",
                         ref=message.id,
                     )
-                self._relay(ev.principal, message, ev.received_at)
+                self._relay(ev.principal, message, ev.received_at, ev.raw)
             case CheckIn():
                 self._check_in(self._booth(me), message)
             case Leave():
@@ -664,6 +673,7 @@ class FloorCore(Supervision):
         sender: Principal,
         msg: Offer | Answer | Candidate | PeerState | RequestCapture | CaptureStatus,
         received_at: float | None,
+        raw: str | None = None,
     ) -> None:
         """Forward signaling and capture messages between the two ends of one session.
         (Which end may send which is fixed by the socket's role: see signaling.messages.)"""
@@ -684,7 +694,7 @@ class FloorCore(Supervision):
             raise ProtocolError(
                 ErrorCode.PEER_UNAVAILABLE, "the other end is not connected", ref=msg.id
             )
-        self._send(target_id, msg, received_at)
+        self._send(target_id, msg, received_at, raw)
 
     def _fingerprints(
         self, record: SessionRecord, peer_id: str, from_booth: bool, prints: tuple[str, ...]
@@ -1017,8 +1027,14 @@ class FloorCore(Supervision):
             raise ProtocolError(ErrorCode.UNAUTHENTICATED, "CSO is not connected")
         return rec
 
-    def _send(self, peer_id: str, message: Envelope, received_at: float | None = None) -> None:
-        self._out.append(Send(peer_id, message, received_at))
+    def _send(
+        self,
+        peer_id: str,
+        message: Envelope,
+        received_at: float | None = None,
+        raw: str | None = None,
+    ) -> None:
+        self._out.append(Send(peer_id, message, received_at, raw))
 
     def _dirty(self) -> None:
         """Something supervisors see changed; the runtime coalesces these into one pass."""

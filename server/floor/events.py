@@ -7,7 +7,7 @@ calls `FloorCore.handle(event, now)`, and carries out the effects it gets back, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from server.ports.live_state import LiveSession
 from server.principal import Principal
@@ -17,9 +17,9 @@ from signaling.messages import CheckIn, Envelope
 EndReason = Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
 
 
-@dataclass(frozen=True, slots=True)
-class Now:
-    """Both clocks at one instant: monotonic for deadlines, wall (unix) for people."""
+class Now(NamedTuple):
+    """Both clocks at one instant: monotonic for deadlines, wall (unix) for people.
+    (A NamedTuple: one is made per event, and it is as immutable as the events.)"""
 
     mono: float
     wall: float
@@ -53,6 +53,7 @@ class Received:
     connection: str
     message: Envelope
     received_at: float | None = None  # monotonic, for relay latency
+    raw: str | None = None  # the frame as received (validated), forwarded as-is by relays
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,7 @@ class Send:
     peer_id: str
     message: Envelope
     received_at: float | None = None
+    raw: str | None = None  # the relayed frame itself; None: encode `message`
 
 
 @dataclass(frozen=True, slots=True)

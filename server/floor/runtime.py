@@ -155,9 +155,14 @@ class FloorRuntime:
         await self.handle(PeerClosed(principal, connection))
 
     async def received(
-        self, principal: Principal, connection: str, message: Envelope, received_at: float
+        self,
+        principal: Principal,
+        connection: str,
+        message: Envelope,
+        received_at: float,
+        raw: str | None = None,
     ) -> None:
-        await self.handle(Received(principal, connection, message, received_at))
+        await self.handle(Received(principal, connection, message, received_at, raw))
 
     async def document_stored(self, document: dict[str, Any]) -> None:
         """A picture was stored (the records API's answer body): push it to the console."""
@@ -197,7 +202,10 @@ class FloorRuntime:
             match effect:
                 case Send():
                     await self._router.send(
-                        effect.peer_id, effect.message, received_at=effect.received_at
+                        effect.peer_id,
+                        effect.message,
+                        received_at=effect.received_at,
+                        raw=effect.raw,
                     )
                 case Publish():
                     if isinstance(effect.message, FloorEvent):

@@ -263,6 +263,7 @@ class Supervision:
         sender: Principal,
         msg: Offer | Answer | Candidate,
         received_at: float | None,
+        raw: str | None = None,
     ) -> None:
         link = self.links[msg.session_id]
         if not link.has_end(sender.subject) or (
@@ -272,7 +273,7 @@ class Supervision:
         target = link.other_end(sender.subject)
         if not self._end_connected(link, target):
             raise ProtocolError(ErrorCode.PEER_UNAVAILABLE, "the other end is not connected")
-        self._send(target, msg, received_at)
+        self._send(target, msg, received_at, raw)
 
     def _end_connected(self: FloorCore, link: Link, end_id: str) -> bool:
         if end_id == link.supervisor.subject:

@@ -20,6 +20,9 @@ class Delivery:
     message: Envelope
     # monotonic time the message that caused this one arrived, for relay latency
     received_at: float | None = None
+    # A relayed message's own frame, as the sender sent it (validated): forwarded as-is
+    # rather than encoded again.
+    raw: str | None = None
 
 
 class Mailbox(Protocol):
@@ -38,7 +41,12 @@ class Router(Protocol):
         ...
 
     async def send(
-        self, peer_id: str, message: Envelope, *, received_at: float | None = None
+        self,
+        peer_id: str,
+        message: Envelope,
+        *,
+        received_at: float | None = None,
+        raw: str | None = None,
     ) -> bool: ...
 
     async def subscribe(self, topic: str, mailbox: Mailbox) -> None: ...

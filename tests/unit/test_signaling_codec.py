@@ -233,14 +233,15 @@ def test_any_other_json_failure_is_typed(monkeypatch: pytest.MonkeyPatch) -> Non
     def explode(_: str) -> object:
         raise RecursionError("maximum recursion depth exceeded")
 
+    # (A message the one-pass parser refuses, so the step-by-step path runs json.loads.)
     monkeypatch.setattr(codec.json, "loads", explode)
-    assert code_of('{"v": 1, "type": "ping"}') is ErrorCode.MALFORMED_JSON
+    assert code_of('{"v": 1, "type": "ping", "x": 1}') is ErrorCode.MALFORMED_JSON
 
     def odd(_: str) -> object:
         raise TypeError("something unexpected")
 
     monkeypatch.setattr(codec.json, "loads", odd)
-    assert code_of('{"v": 1, "type": "ping"}') is ErrorCode.MALFORMED_JSON
+    assert code_of('{"v": 1, "type": "ping", "x": 1}') is ErrorCode.MALFORMED_JSON
 
 
 nested_json = st.recursive(
