@@ -105,6 +105,14 @@ def http_uploader(http: httpx.AsyncClient, token: TokenSource) -> Uploader:
     return upload
 
 
+def default_outbox_dir(label: str | None) -> Path:
+    """Per booth, under the user's state directory (XDG), so kiosks on one machine (the
+    demo) never share one."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (label or "booth"))
+    return base / "loket-booth" / name / "outbox"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -125,8 +133,13 @@ def _write_durably(path: Path, data: bytes) -> None:
 class Outbox:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._sweep_partial()
+        self._ready = False  # the directory is made (and swept) on first use
+
+    def _open(self) -> None:
+        if not self._ready:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._sweep_partial()
+            self._ready = True
 
     def put(
         self,
@@ -139,6 +152,7 @@ class Outbox:
         session_id: str | None = None,
     ) -> OutboxItem:
         """Keep a capture; durable on return (before any upload is attempted)."""
+        self._open()
         item = OutboxItem(
             item_id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
             claim_id=claim_id,
@@ -157,6 +171,7 @@ class Outbox:
 
     def pending(self) -> list[OutboxItem]:
         """Items waiting for the server, oldest first."""
+        self._open()
         items = []
         for record in sorted(self.directory.glob("*" + RECORD)):
             try:

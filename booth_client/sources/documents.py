@@ -1,6 +1,10 @@
 """Synthetic document pictures, for the demo: what a participant would show the document
 camera. Each is a card with the document's name, a few fake fields and the booth's label,
-so a CSO can tell them apart in the console."""
+so a CSO can tell them apart in the console.
+
+`document_image` and `letter_image` give the raw pixels (an ID-1 card, an A4 letter) that
+`booth_client.sources.scenes` lays on a desk in front of a synthetic document camera.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,41 @@ import cv2
 import numpy as np
 
 WIDTH, HEIGHT = 1200, 760
+
+Colour = tuple[int, int, int]  # BGR
+
+
+def document_image(
+    title: str,
+    booth_label: str,
+    seed: int = 0,
+    *,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+    background: Colour = (236, 242, 246),
+    header: Colour = (108, 79, 11),
+) -> np.ndarray:
+    """A BGR card titled `title`: `render_document`'s card, with lengths scaled to `width`
+    and colours to choose (the scenes' ID-1 cards)."""
+    k = width / WIDTH  # every length below is the demo card's, scaled
+    rng = np.random.default_rng(seed)
+    card = np.full((height, width, 3), background, dtype=np.uint8)
+    cv2.rectangle(card, (0, 0), (width, round(120 * k)), header, thickness=-1)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    thick = max(1, round(3 * k))
+    fit = 1.4 * k * (width - 80 * k) / max(cv2.getTextSize(title, font, 1.4 * k, thick)[0][0], 1)
+    cv2.putText(card, title, (round(40 * k), round(80 * k)), font, min(1.4 * k, fit),
+                (255, 255, 255), thick)  # fmt: skip
+    fields = ["NAMA: PESERTA DEMO", "NIK: ************0001", "ALAMAT: JL. CONTOH NO. 1",
+              f"DIPERLIHATKAN DI {booth_label.upper()}"]  # fmt: skip
+    for row, text in enumerate(fields):
+        cv2.putText(card, text, (round(40 * k), round((220 + row * 80) * k)), font, 1.1 * k,
+                    (40, 40, 40), max(1, round(2 * k)))  # fmt: skip
+    # A photo box with texture, so the picture is not trivially compressible.
+    top, left = round(200 * k), width - round(300 * k)
+    photo = rng.integers(90, 200, size=(round(300 * k), round(240 * k), 3), dtype=np.uint8)
+    card[top : top + photo.shape[0], left : left + photo.shape[1]] = photo
+    return card
 
 
 def render_document(title: str, booth_label: str, seed: int = 0) -> bytes:
@@ -28,3 +67,58 @@ def render_document(title: str, booth_label: str, seed: int = 0) -> bytes:
     ok, buf = cv2.imencode(".jpg", card, [cv2.IMWRITE_JPEG_QUALITY, 88])
     assert ok
     return bytes(buf.tobytes())
+
+
+_WORDS = (  # fake Indonesian letter prose
+    "dengan", "ini", "menerangkan", "bahwa", "saudara", "yang", "namanya", "tersebut",
+    "di", "bawah", "telah", "bekerja", "pada", "perusahaan", "kami", "sejak", "tanggal",
+    "sampai", "dengan", "sebagai", "karyawan", "tetap", "dan", "selama", "bekerja",
+    "menunjukkan", "dedikasi", "serta", "loyalitas", "yang", "baik", "surat",
+    "keterangan", "ini", "dibuat", "untuk", "dipergunakan", "sebagaimana", "mestinya",
+    "demikian", "atas", "perhatian", "kami", "ucapkan", "terima", "kasih",
+)  # fmt: skip
+
+
+def letter_image(
+    title: str,
+    seed: int = 0,
+    *,
+    width: int = 992,
+    height: int = 1403,
+    paper: Colour = (238, 240, 240),
+) -> np.ndarray:
+    """A BGR A4-like letter: letterhead, title, paragraphs of words, signature and stamp."""
+    rng = np.random.default_rng(seed)
+    k = width / 992
+    page = np.full((height, width, 3), paper, dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    margin = round(80 * k)
+    ink = (30, 30, 30)
+    # Letterhead: a logo disc, the firm's name, a rule.
+    logo = tuple(int(c) for c in rng.integers(40, 160, 3))
+    cv2.circle(page, (margin + round(40 * k), margin + round(40 * k)), round(40 * k), logo, -1)
+    cv2.putText(page, f"PT CONTOH SEJAHTERA {rng.integers(1, 99)}", (margin + round(100 * k),
+                margin + round(55 * k)), font, 1.0 * k, logo, max(1, round(2 * k)))  # fmt: skip
+    rule_y = margin + round(100 * k)
+    cv2.line(page, (margin, rule_y), (width - margin, rule_y), ink, max(1, round(3 * k)))
+    size = cv2.getTextSize(title.upper(), font, 0.9 * k, max(1, round(2 * k)))[0]
+    cv2.putText(page, title.upper(), ((width - size[0]) // 2, rule_y + round(80 * k)), font,
+                0.9 * k, ink, max(1, round(2 * k)))  # fmt: skip
+    y = rule_y + round(150 * k)
+    line_h = round(38 * k)
+    for _paragraph in range(3):
+        for _line in range(int(rng.integers(3, 6))):
+            words = [str(w) for w in rng.choice(_WORDS, size=int(rng.integers(7, 11)))]
+            cv2.putText(page, " ".join(words), (margin, y), font, 0.62 * k, ink, max(1, round(k)))
+            y += line_h
+        y += line_h // 2
+        if y > height - round(420 * k):
+            break
+    # Signature (a scribble) and a blue stamp overlapping it, as on real letters.
+    sx, sy = width - margin - round(300 * k), height - margin - round(160 * k)
+    xs = np.linspace(sx, sx + 240 * k, 24)
+    ys = sy + rng.normal(0, 18 * k, xs.size)
+    cv2.polylines(page, [np.stack([xs, ys], 1).astype(np.int32)], False, (90, 40, 20),
+                  max(1, round(2 * k)))  # fmt: skip
+    cv2.circle(page, (sx + round(60 * k), sy), round(70 * k), (160, 70, 40), max(1, round(4 * k)))
+    return page

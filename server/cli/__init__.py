@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from booth_client.capture.cli import capture_app
 from server.cli.accounts import db_app, user_app
 from server.cli.booth import booth_app
 from server.cli.demo import demo
@@ -30,6 +31,7 @@ app.add_typer(claims_app, name="claims")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+app.add_typer(capture_app, name="capture")
 
 
 @app.command(help="Print the JSON Schema of every websocket message.")

@@ -72,7 +72,7 @@ def test_a_write_cut_short_leaves_no_half_item(tmp_path: Path) -> None:
     (box.directory / "00000000000000000001-deadbeef.jpg").write_bytes(b"orphan")
     (box.directory / "00000000000000000002-cafe.json.tmp").write_bytes(b"{")
     again = _outbox(tmp_path)
-    assert [i.item_id for i in again.pending()] == [kept.item_id]
+    assert [i.item_id for i in again.pending()] == [kept.item_id]  # swept on first use
     assert sorted(p.name for p in again.directory.iterdir()) == sorted(
         [kept.item_id + ".jpg", kept.item_id + ".json"]
     )

@@ -1,0 +1,155 @@
+"""Is this picture good enough: sharpness, glare, and the sharpest frame of a burst.
+
+Scores are computed at a fixed working size (the document's long side resized to
+`work_size` pixels), so the same thresholds hold for a 1080p and a 4K document camera and
+for an ID card and an A4 letter: what matters is blur relative to the document, which is
+what decides whether its text can be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+WORK_SIZE = 640
+
+
+def to_work_size(image: np.ndarray, work_size: int = WORK_SIZE) -> np.ndarray:
+    """`image` with its long side resized to `work_size` (area filter down, linear up)."""
+    h, w = image.shape[:2]
+    k = work_size / max(h, w)
+    if abs(k - 1) < 1e-3:
+        return image
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
+
+
+def to_work_grey(image: np.ndarray, work_size: int = WORK_SIZE) -> np.ndarray:
+    """Grey, long side resized to `work_size`."""
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return to_work_size(grey, work_size)
+
+
+_ORIENTATIONS = 8  # edge-normal bins of 22.5 degrees
+_CONTRAST_RADIUS = 6  # px at working size: wider than any blur worth measuring
+_MIN_CONTRAST = 60.0  # grey levels: print on paper, not sensor noise or paper grain
+
+
+def sharpness(image: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """How steep the picture's edges are: 0 (smeared) to about 0.5 (a clean step).
+
+    At every pixel with real contrast nearby (max - min around it), the gradient over
+    that contrast is 1 / (width of the edge in pixels), whatever the ink's contrast.
+    Its 95th percentile is taken per edge orientation and the worst orientation wins:
+    motion blur smears only the edges across its direction, and the plain variance of
+    the Laplacian, averaged over all of them, hardly moves. `image` should already be
+    at working size (`to_work_grey`); a light Gaussian keeps sensor noise out.
+    """
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    g = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 0.7)
+    # A square window (separable, so cheap): max - min around each pixel.
+    window = np.ones((2 * _CONTRAST_RADIUS + 1,) * 2, np.uint8)
+    contrast = cv2.dilate(g, window) - cv2.erode(g, window)
+    edge = contrast >= _MIN_CONTRAST
+    if mask is not None:
+        edge &= mask > 0
+    if np.count_nonzero(edge) < 50:
+        return 0.0  # nothing printed (or nothing left of it) to judge
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)[edge] * 0.125  # Sobel's weights sum to 8
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)[edge] * 0.125
+    steepness = cv2.magnitude(gx, gy).ravel() / contrast[edge]
+    # Orientation of the edge normal, modulo 180 degrees, in bins.
+    angle = cv2.phase(gx, gy).ravel()  # 0..2 pi
+    bins = np.round(angle * (_ORIENTATIONS / np.pi)).astype(np.int64) % _ORIENTATIONS
+    # 95th percentile per bin from one 2-D histogram (bin x steepness in 1/512 steps).
+    levels = np.minimum((steepness * 512).astype(np.int64), 511)
+    histogram = np.bincount(bins * 512 + levels, minlength=_ORIENTATIONS * 512)
+    histogram = histogram.reshape(_ORIENTATIONS, 512)
+    counts = histogram.sum(axis=1)
+    cumulative = histogram.cumsum(axis=1)
+    per_bin = [
+        (int(np.searchsorted(cumulative[i], 0.95 * counts[i])) + 0.5) / 512
+        for i in range(_ORIENTATIONS)
+        if counts[i] >= 30  # too few edges this way to say anything
+    ]
+    return min(per_bin) if per_bin else 0.0
+
+
+def document_sharpness(document: np.ndarray, work_size: int = WORK_SIZE) -> float:
+    """Sharpness of a rectified document at working size (border trimmed: desk)."""
+    grey = to_work_grey(document, work_size)
+    h, w = grey.shape
+    m = max(2, round(0.02 * min(h, w)))
+    return sharpness(grey[m : h - m, m : w - m])
+
+
+def glare_share(
+    document: np.ndarray,
+    *,
+    level: int = 248,
+    min_blob: float = 0.001,
+    work_size: int = WORK_SIZE,
+) -> float:
+    """Share of the document blown out by glare: pixels near white in every channel,
+    in blobs. A median filter and an opening drop single noisy pixels and thin white
+    print (a card's white title text); blobs smaller than `min_blob` of the document
+    are dropped too, so a shiny dot does not fail a capture."""
+    small = document
+    h, w = document.shape[:2]
+    k = work_size / max(h, w)
+    if k < 1:
+        small = cv2.resize(document, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+    if small.ndim == 3:
+        b, g, r = cv2.split(small)
+        darkest = cv2.min(cv2.min(b, g), r)
+    else:
+        darkest = small
+    darkest = cv2.medianBlur(darkest, 5)
+    near_white = (darkest >= level).astype(np.uint8)
+    blown = cv2.morphologyEx(
+        near_white, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    )
+    count, _labels, stats, _ = cv2.connectedComponentsWithStats(blown, connectivity=8)
+    areas = stats[1:count, cv2.CC_STAT_AREA]
+    total = blown.shape[0] * blown.shape[1]
+    return float(areas[areas >= min_blob * total].sum()) / total
+
+
+def frame_sharpness(
+    images: Sequence[np.ndarray], region: np.ndarray | None = None, work_size: int = WORK_SIZE
+) -> list[float]:
+    """Sharpness of each frame of a burst. With `region` (the document's quad in frame
+    pixels) only inside it, shrunk a little so hand shake does not bring the desk in
+    (the desk does not shake; the hand holding the document does), at about the scale
+    `document_sharpness` uses."""
+    if region is None:
+        return [sharpness(to_work_grey(image, work_size)) for image in images]
+    quad = np.asarray(region, np.float32).reshape(4, 2)
+    h, w = images[0].shape[:2]
+    x0, y0 = np.floor(quad.min(axis=0)).astype(int).clip(0, None)
+    x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 1
+    x1, y1 = min(int(x1), w), min(int(y1), h)
+    k = min(1.0, work_size / max(x1 - x0, y1 - y0, 1))
+    size = (max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k)))
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    centre = quad.mean(axis=0)
+    inner = (centre + 0.85 * (quad - centre) - (x0, y0)) * k
+    cv2.fillConvexPoly(mask, inner.round().astype(np.int32), 1)
+    scores = []
+    for image in images:
+        crop = image[y0:y1, x0:x1]
+        grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        if k < 1:
+            # Linear, not area: 8x cheaper, and its slight aliasing is the same for every
+            # frame of the burst, which is all these scores are compared with.
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+        scores.append(sharpness(grey, mask))
+    return scores
+
+
+def sharpest(images: Sequence[np.ndarray], region: np.ndarray | None = None) -> int:
+    """Index of the sharpest frame of a burst (the latest one on a tie)."""
+    scores = frame_sharpness(images, region)
+    return max(range(len(scores)), key=lambda i: (scores[i], i))
