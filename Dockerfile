@@ -13,6 +13,7 @@ COPY signaling ./signaling
 COPY server ./server
 COPY booth_client ./booth_client
 COPY web_cso ./web_cso
+COPY web_supervisor ./web_supervisor
 RUN uv sync --frozen --no-dev
 
 USER loket

@@ -23,6 +23,7 @@ import contextlib
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ import websockets
 from aiortc.contrib.media import MediaRelay
 from websockets.asyncio.client import ClientConnection
 
+from booth_client.audio import LatestFrameSink, open_audio_sink
+from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
 from booth_client.config import BoothConfig
 from booth_client.ice import use_host_addresses
 from booth_client.kiosk import (
@@ -51,6 +54,9 @@ from booth_client.kiosk import (
     refresh_margin,
     resync,
 )
+from booth_client.monitor import MonitorLinks
+from booth_client.outbox import Delivery as OutboxDelivery
+from booth_client.outbox import Outbox, OutboxItem, Uploader, default_outbox_dir, http_uploader
 from booth_client.peer import BoothPeer
 from booth_client.sources.documents import render_document
 from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
@@ -66,12 +72,15 @@ from signaling.messages import (
     Error,
     Focus,
     Hello,
+    LinkClosed,
+    LinkOpened,
     Offer,
     PeerState,
     Ping,
     Pong,
     Queued,
     Reauth,
+    RequestCapture,
     Reserved,
     Role,
     SessionEnded,
@@ -132,6 +141,10 @@ class BoothClient:
         self.connections = 0  # welcomes received (1 + reconnects)
         self.reauths = 0  # fresh tokens the server took over the socket (`reauth` acked)
         self._label = label
+        # The booth id is in the credential (lkb_<booth id>.<secret>): a name before login.
+        self._name = (
+            label or config.credential.get_secret_value().removeprefix("lkb_").split(".")[0]
+        )
         self._tokens: Tokens | None = None
         self._auth_lock = asyncio.Lock()  # one refresh at a time: a reused token is fatal
         self._resume: str | None = None
@@ -147,10 +160,22 @@ class BoothClient:
         self._documents_sent_for: str | None = None
         self._peer: BoothPeer | None = None
         self._relay = MediaRelay()
+        # Supervisors' monitor links: send-only peers beside the call (booth_client.monitor).
+        self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
         self._video: SyntheticVideoTrack | None = None
-        self._audio = SyntheticToneTrack(config.tone_hz)
+        self._audio = SyntheticToneTrack(config.tone_hz, pattern=config.speak_pattern)
+        # The officer's voice and picture (booth_client.audio): speaker and kiosk screen.
+        self.audio_sink = open_audio_sink(config.audio_sink, config.audio_log)
+        self.video_sink = LatestFrameSink()
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        # Document captures the CSO asks for: pipeline, on-disk outbox, upload.
+        self.capture_agent = CaptureAgent(
+            SyntheticDocumentCamera(zlib.crc32(self._name.encode()), shaky_first=True),
+            Outbox(config.outbox_dir or default_outbox_dir(self._name)),
+            self._capture_upload(),
+            self._send,
+        )
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
 
@@ -197,6 +222,7 @@ class BoothClient:
         try:
             await self._run()
         finally:
+            await self.monitors.close_all()
             await self._close_peer()
             for task in list(self._background):
                 task.cancel()
@@ -464,6 +490,7 @@ class BoothClient:
 
     async def _resync(self, welcome: Welcome) -> None:
         """Rebuild the kiosk from the server's account of it (state sync)."""
+        await self.monitors.close_all()  # a new socket: the server closed our links
         peer = self._peer
         plan = resync(
             welcome.booth,
@@ -475,8 +502,6 @@ class BoothClient:
             await self._close_peer()
         self.view = plan.view
         self._wants_check_in = plan.wants_check_in
-        if self._video is not None:
-            self._video.focused = plan.view.focused
         log.info(
             "welcome",
             resumed=welcome.resumed,
@@ -566,11 +591,21 @@ class BoothClient:
                 log.info("assigned", session_id=message.session_id, cso=message.cso_name)
             case Offer():
                 await self._answer(message)
+            case Answer() if self.monitors.has(message.session_id):
+                await self.monitors.answer(message)
+            case Candidate() if self.monitors.has(message.session_id):
+                await self.monitors.candidate(message)
+            case LinkOpened():
+                await self.monitors.link_opened(message, self.view.session_id)
+            case LinkClosed():
+                await self.monitors.link_closed(message)
             case Candidate():
                 if self._peer is not None and self._peer.session_id == message.session_id:
                     await self._peer.add_candidate(message.candidate)
             case Focus():
                 self._focus(message)
+            case RequestCapture():
+                self._capture(message)
             case SessionEnded():
                 await self._session_ended(message)
             case _:
@@ -632,8 +667,6 @@ class BoothClient:
         if message.session_id != self.view.session_id:
             return
         self.view.focused = message.focused
-        if self._video is not None:
-            self._video.focused = message.focused
         event = SessionEvent.FOCUS if message.focused else SessionEvent.UNFOCUS
         if self.machine.can(event):
             self._handle(event)
@@ -650,8 +683,6 @@ class BoothClient:
             self._video = SyntheticVideoTrack(
                 label, self.config.width, self.config.height, self.config.fps
             )
-            self._video.language = str(self.config.language)
-            self._video.focused = self.view.focused
         session_id = offer.session_id
         peer: BoothPeer | None = None
 
@@ -660,8 +691,9 @@ class BoothClient:
                 self._peer_state(peer, state)
 
         peer = BoothPeer(
-            session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state
-        )
+            session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state,
+            audio_sink=self.monitors.tee(self.audio_sink), video_sink=self.video_sink,
+        )  # fmt: skip
         self._peer = peer
         sdp = await peer.answer(offer.sdp)
         await self._request(Answer(session_id=session_id, sdp=sdp))
@@ -699,6 +731,7 @@ class BoothClient:
         if message.session_id != self.view.session_id:
             return
         log.info("session_ended", session_id=message.session_id, reason=message.reason)
+        await self.monitors.session_ended(message.session_id)
         await self._close_peer()
         view = self.view
         if message.reason in ("cso_lost", "moved"):
@@ -725,6 +758,21 @@ class BoothClient:
         except Exception as exc:  # our view drifted from the server's: log, carry on
             log.warning("unexpected_transition", event=str(event), error=str(exc))
         self.changed.set()
+
+    def _capture(self, request: RequestCapture) -> None:
+        """The CSO asked for a picture of a document (booth_client.capture_agent)."""
+        claim_id = self.view.claim_id
+        if request.session_id != self.view.session_id or claim_id is None:
+            log.warning("capture_for_other_session", session_id=request.session_id)
+            return
+        self._spawn(self.capture_agent.handle(request, claim_id), "capture")
+
+    def _capture_upload(self) -> Uploader:
+        async def upload(item: OutboxItem, data: bytes) -> OutboxDelivery:
+            async with httpx.AsyncClient(base_url=self.config.server_url, timeout=30) as http:
+                return await http_uploader(http, lambda: self._access_token(http))(item, data)
+
+        return upload
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

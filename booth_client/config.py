@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.settings import CommaList
@@ -45,6 +46,19 @@ class BoothConfig(BaseSettings):
     height: int = Field(default=480, ge=120, le=1080)
     fps: float = Field(default=15.0, gt=0, le=30)
     tone_hz: float = Field(default=440.0, gt=20, lt=20_000)
+    speak_pattern: str = Field(
+        default="always",
+        description="synthetic participant's voice: always, silent, or ON/OFF[@DELAY] "
+        "seconds of tone and silence (e.g. 1.5/4)",
+    )
+    audio_sink: Literal["auto", "null", "measure"] = Field(
+        default="auto",
+        description="where the officer's voice goes: auto (the sound card, else nothing), "
+        "null, or measure (levels only, to audio_log: tests and diagnostics)",
+    )
+    audio_log: Path | None = Field(
+        default=None, description="with audio_sink=measure: append one JSON line per frame"
+    )
     reconnect_min: float = Field(default=0.5, gt=0)
     reconnect_max: float = Field(default=15.0, gt=0)
     replaced_backoff: float = Field(
@@ -53,9 +67,22 @@ class BoothConfig(BaseSettings):
         description="after another process with this credential took the connection over "
         "(close 4409): wait this long before trying again (doubling, at most 30 min)",
     )
+    outbox_dir: Path | None = Field(
+        default=None,
+        description="where captures wait for the server's acknowledgement; default "
+        "~/.local/state/loket-booth/<booth>/outbox",
+    )
     check_in_retry_s: float = Field(
         default=10.0, gt=0, description="retry a check-in refused for a passing server fault"
     )
+
+    @field_validator("speak_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        from booth_client.sources.synthetic import SpeakPattern
+
+        SpeakPattern.parse(value)  # ValueError names the accepted forms
+        return value
 
     @property
     def ws_url(self) -> str:

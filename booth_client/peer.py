@@ -1,8 +1,13 @@
 """One WebRTC peer connection from the booth to the CSO console.
 
-The console offers (recvonly video + audio, later a data channel); the booth answers with
-its tracks. aiortc does not trickle: candidates are gathered inside setLocalDescription,
-so the answer we send is `pc.localDescription`, complete with candidates.
+The console offers sendrecv video + audio; the booth answers with its tracks and receives
+the officer's camera and microphone on the same transceivers. The console sends them only
+to the booth it is talking to (replaceTrack, no renegotiation), so on hold nothing
+arrives. Every decoded frame of the officer's tracks goes to a sink (booth_client.audio):
+the speaker and the kiosk screen.
+
+aiortc does not trickle: candidates are gathered inside setLocalDescription, so the answer
+we send is `pc.localDescription`, complete with candidates.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from booth_client.audio import AudioSink, LatestFrameSink, NullAudioSink, VideoSink
 from signaling.messages import IceCandidate, IceServer
 
 log = structlog.get_logger("loket.booth.peer")
@@ -48,12 +54,46 @@ class BoothPeer:
         audio: MediaStreamTrack,
         relay: MediaRelay,
         on_state: StateCallback,
+        *,
+        audio_sink: AudioSink | None = None,
+        video_sink: VideoSink | None = None,
     ) -> None:
         self.session_id = session_id
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._video, self._audio, self._relay = video, audio, relay
         self._on_state = on_state
+        self._sinks: dict[str, AudioSink | VideoSink | None] = {
+            "audio": audio_sink or NullAudioSink(),
+            "video": video_sink or LatestFrameSink(),
+        }
+        self._consumers: set[asyncio.Task[None]] = set()
         self.pc.on("connectionstatechange", self._state_changed)
+        self.pc.on("track", self._track_received)
+
+    def _track_received(self, track: MediaStreamTrack) -> None:
+        """The officer's camera or microphone: feed its frames to the booth's sink."""
+        # Always read: aiortc queues decoded frames without bound until someone does.
+        task = asyncio.get_running_loop().create_task(
+            self._consume(track), name=f"cso-{track.kind}"
+        )
+        self._consumers.add(task)
+        task.add_done_callback(self._consumers.discard)
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        log.info("cso_track", session_id=self.session_id, kind=track.kind)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return  # the peer connection closed
+            sink = self._sinks.get(track.kind)
+            if sink is None:
+                continue
+            try:
+                sink.write(frame)  # type: ignore[arg-type]
+            except Exception as exc:  # a broken sink must not end the call
+                log.warning("sink_failed", kind=track.kind, error=str(exc))
+                self._sinks[track.kind] = None
 
     def _state_changed(self) -> None:
         state = self.pc.connectionState
@@ -62,7 +102,7 @@ class BoothPeer:
 
     async def answer(self, offer_sdp: str) -> str:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        # Tracks after the offer: they bind to the offered (recvonly) transceivers. The
+        # Tracks after the offer: they bind to the offered (sendrecv) transceivers. The
         # relay lets every session share one source, as a camera would be shared.
         self.pc.addTrack(self._relay.subscribe(self._video))
         self.pc.addTrack(self._relay.subscribe(self._audio))
@@ -87,3 +127,5 @@ class BoothPeer:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pc.close(), 5)
+        for task in list(self._consumers):
+            task.cancel()

@@ -111,8 +111,9 @@ def checklist_json(items: Checklist) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: OutcomeRecord) -> dict[str, Any]:
-    return {
+def outcome_json(outcome: OutcomeRecord, *, audit_hash: str | None = None) -> dict[str, Any]:
+    """An outcome; `audit_hash` (the receipt: its audit entry's SHA-256) when known."""
+    body = {
         "outcome_id": outcome.outcome_id,
         "claim_id": outcome.claim_id,
         "decision": outcome.decision,
@@ -126,6 +127,9 @@ def outcome_json(outcome: OutcomeRecord) -> dict[str, Any]:
         "decided_at": outcome.decided_at.isoformat(),
         "audit_seq": outcome.audit_seq,
     }
+    if audit_hash is not None:
+        body["audit_hash"] = audit_hash
+    return body
 
 
 EXPORT_FIELDS = (

@@ -567,7 +567,7 @@ class RecordsService:
             tx.add_outcome(outcome)
             tx.set_claim_state(claim_id, decided.state)
             self._maybe_crash("outcome_before_commit")
-            return 201, outcome_json(outcome)
+            return 201, outcome_json(outcome, audit_hash=entry.hash)
 
         result = await self.store.idempotent(cso.subject, idempotency_key, digest, work)
         self._maybe_crash("outcome_after_commit")

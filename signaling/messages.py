@@ -267,6 +267,17 @@ class PeerState(Envelope):
     state: Literal["connecting", "connected", "disconnected", "failed", "closed"]
 
 
+class PeerStats(Envelope):
+    """Either end reports how its media is doing (from getStats), every few seconds. Stored
+    for supervisors' floor view, never relayed."""
+
+    type: Literal["peer_stats"] = "peer_stats"
+    session_id: SessionId
+    rtt_ms: float | None = Field(default=None, ge=0, le=600_000)
+    loss: float | None = Field(default=None, ge=0, le=1, description="share of packets lost")
+    fps: float | None = Field(default=None, ge=0, le=240, description="video frames/s received")
+
+
 class SessionEnded(Envelope):
     type: Literal["session_ended"] = "session_ended"
     session_id: SessionId
@@ -439,10 +450,42 @@ class BoothAssigned(Envelope):
 # --- supervisor -------------------------------------------------------------------------
 
 
+class BranchQueue(Body):
+    branch: str
+    waiting: int
+    oldest_wait_s: float
+    estimated_wait_s: float | None = Field(
+        default=None, description="for the branch's last booth in line; None: nobody on duty"
+    )
+
+
+class WaitingBooth(Body):
+    """One of the longest-waiting booths (for alerts), not the whole queue."""
+
+    booth_id: PeerId
+    branch: str
+    label: str
+    waited_s: float
+    connected: bool = True
+    reconnects: int = 0
+
+
 class QueueStats(Body):
     waiting: int
     oldest_wait_s: float
     by_branch: dict[str, int]
+    estimated_wait_s: float | None = Field(default=None, description="for the last in line")
+    branches: list[BranchQueue] = Field(default_factory=list)
+    longest: list[WaitingBooth] = Field(default_factory=list, description="oldest first")
+
+
+class PeerQuality(Body):
+    """The latest `peer_stats` one end reported."""
+
+    rtt_ms: float | None = None
+    loss: float | None = None
+    fps: float | None = None
+    at: float = Field(description="unix time of the report")
 
 
 class SessionView(Body):
@@ -451,6 +494,13 @@ class SessionView(Body):
     branch: str
     state: str
     since: float
+    booth_label: str = ""
+    state_since: float | None = Field(default=None, description="unix time of the last step")
+    booth_connected: bool = True
+    reconnects: int = Field(default=0, description="times the booth resumed after a drop")
+    monitored: bool = False
+    booth_quality: PeerQuality | None = None
+    cso_quality: PeerQuality | None = None
 
 
 class CsoView(Body):
@@ -460,17 +510,29 @@ class CsoView(Body):
     capacity: int
     load: int
     sessions: list[SessionView]
+    branch: str = ""
+
+
+class FloorSample(Body):
+    """The queue at one moment, for the dashboard's chart of the last hour."""
+
+    t: float
+    waiting: int
+    oldest_wait_s: float
 
 
 class FloorView(Body):
     queue: QueueStats
     csos: list[CsoView]
+    now: float | None = Field(default=None, description="server unix time of this view")
+    history: list[FloorSample] = Field(default_factory=list, description="the last hour")
 
 
 class FloorSnapshot(Envelope):
     type: Literal["floor_snapshot"] = "floor_snapshot"
     queue: QueueStats
     csos: list[CsoView]
+    now: float | None = None
 
 
 class FloorEvent(Envelope):
@@ -579,6 +641,7 @@ BOOTH_INBOUND: tuple[type[Envelope], ...] = (
     PeerState,
     CaptureStatus,
     Offer,
+    PeerStats,
 )
 BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,
@@ -612,6 +675,8 @@ CSO_INBOUND: tuple[type[Envelope], ...] = (
     FocusBooth,
     EndSession,
     RequestCapture,
+    Answer,
+    PeerStats,
 )
 CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     Welcome,

@@ -1,5 +1,10 @@
-// The claim panel of one booth tile: checklist, document pictures, verdicts, outcome.
-// Every change is a POST with an Idempotency-Key, kept across retries of the same click.
+// The claim panel of one booth: the required documents (Indonesian names from the rule
+// table), a Capture button per document, live pictures, verdicts and the outcome.
+//
+// Pictures arrive by push (`document_added`): the panel fetches that one picture and
+// keeps every picture it has shown as an object URL until the session ends (destroy()
+// releases them), so nothing is downloaded twice. Every change is a POST with an
+// Idempotency-Key, kept across retries of the same click.
 
 let reasonsCache = null;
 
@@ -44,28 +49,117 @@ export class Api {
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
+    else node.setAttribute(k, v === true ? "" : v);
   }
-  node.append(...children);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
 
-async function reasonPicker(api, use) {
-  const select = el("select", { class: "reason", "aria-label": "Reason" });
+async function reasonPicker(api, use, label) {
+  const select = el("select", { class: "reason", "aria-label": label });
   for (const r of (await api.reasons()).filter((r) => r.for.includes(use))) {
-    select.append(el("option", { value: r.code }, r.en));
+    select.append(el("option", { value: r.code, title: r.id || "" }, r.en));
   }
   return select;
 }
 
+const STAGES = {
+  capturing: "Capturing…", retrying: "Retrying", uploading: "Uploading…", done: "Received",
+  failed: "Capture failed",
+};
+const ADVICE = {
+  hold_still: "asked to hold still", avoid_glare: "asked to tilt away from glare",
+  place_document: "asked to place the document", move_closer: "asked to move closer",
+};
+const CLAIM_TYPES = {
+  resignation: "Resignation", termination: "Termination (PHK)", retirement: "Retirement",
+  disability: "Disability", death: "Death",
+};
+const STATUS_NAMES = { missing: "missing", pending: "to check", uploaded: "to check", accepted: "accepted", rejected: "rejected" };
+
+function captureText(s) {
+  const parts = [STAGES[s.stage] || s.stage];
+  if (s.attempt > 1) parts.push(`attempt ${s.attempt}`);
+  if (s.sharpness !== null && s.sharpness !== undefined) parts.push(`sharpness ${Math.round(s.sharpness)}`);
+  if (s.glare !== null && s.glare !== undefined) parts.push(`glare ${(s.glare * 100).toFixed(1)}%`);
+  if (s.advice) parts.push(ADVICE[s.advice] || s.advice);
+  if (s.detail) parts.push(s.detail);
+  return parts.join(" · ");
+}
+
+function randomId() {
+  return crypto.randomUUID().replaceAll("-", "");
+}
+
+// --- the viewer: one <dialog> for the page, zoom and rotate ------------------------------------
+
+const viewer = { zoom: 1, turn: 0, opener: null };
+
+function viewerApply() {
+  const img = document.getElementById("viewer-img");
+  img.style.transform = `scale(${viewer.zoom}) rotate(${viewer.turn}deg)`;
+  document.getElementById("viewer-zoom").textContent = `${Math.round(viewer.zoom * 100)}%`;
+}
+
+function viewerAct(act) {
+  if (act === "zoom-in") viewer.zoom = Math.min(8, viewer.zoom * 1.25);
+  else if (act === "zoom-out") viewer.zoom = Math.max(0.25, viewer.zoom / 1.25);
+  else if (act === "rotate") viewer.turn = (viewer.turn + 90) % 360;
+  else if (act === "reset") { viewer.zoom = 1; viewer.turn = 0; }
+  else if (act === "close") return document.getElementById("viewer").close();
+  viewerApply();
+}
+
+function setUpViewer() {
+  const dialog = document.getElementById("viewer");
+  if (!dialog || dialog.dataset.ready) return;
+  dialog.dataset.ready = "1";
+  dialog.addEventListener("click", (ev) => {
+    const act = ev.target.closest("[data-act]");
+    if (act) viewerAct(act.dataset.act);
+  });
+  dialog.addEventListener("keydown", (ev) => {
+    const act = { "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", r: "rotate", R: "rotate", 0: "reset" }[ev.key];
+    if (act) { viewerAct(act); ev.preventDefault(); }
+  });
+  dialog.addEventListener("close", () => { if (viewer.opener) viewer.opener.focus(); });
+}
+
+export function openViewer(url, title, opener) {
+  setUpViewer();
+  viewer.zoom = 1;
+  viewer.turn = 0;
+  viewer.opener = opener || null;
+  const img = document.getElementById("viewer-img");
+  img.src = url;
+  img.alt = title;
+  document.getElementById("viewer-title").textContent = title;
+  viewerApply();
+  document.getElementById("viewer").showModal();
+}
+
+// --- the panel ------------------------------------------------------------------------------------
+
 export class ClaimPanel {
-  constructor(api, claimId, root, onStatus) {
+  constructor(api, { sessionId, claimId, boothLabel, onNotice, requestCapture, endSession, onClose }) {
     this.api = api;
+    this.sessionId = sessionId;
     this.claimId = claimId;
-    this.root = root;
-    this.onStatus = onStatus;
+    this.boothLabel = boothLabel;
+    this.onNotice = onNotice || (() => {});
+    this.requestCapture = requestCapture;
+    this.endSession = endSession;
+    this.onClose = onClose;
+    this.root = el("section", { class: "claim-panel", "aria-label": `Claim of ${boothLabel}` });
     this.pending = new Map(); // action -> idempotency key, until it succeeds
+    this.pictures = new Map(); // document_id -> object URL (shown once, kept, released at the end)
+    this.captures = new Map(); // kind -> latest capture_status
+    this.receipt = null; // the outcome's answer, with its audit entry hash
+    this.view = null;
+    this.refreshing = null;
+    this.again = false;
   }
 
   key(action) {
@@ -75,62 +169,183 @@ export class ClaimPanel {
 
   async act(action, path, body) {
     try {
-      await this.api.json(path, { method: "POST", body, key: this.key(action) });
+      const answer = await this.api.json(path, { method: "POST", body, key: this.key(action) });
       this.pending.delete(action);
+      if (action === "outcome") this.receipt = answer;
       await this.refresh();
+      return answer;
     } catch (e) {
-      this.onStatus(`${e.message}`);
+      this.onNotice(`${e.message}`);
+      return null;
     }
   }
 
-  async refresh() {
-    const view = await this.api.json(`/api/claims/${this.claimId}`);
-    const { claim, checklist, documents } = view;
-    const items = el("ul", { class: "checklist" });
-    for (const item of checklist.items) {
-      items.append(el("li", { "data-status": item.status }, `${item.names.join(" / ")}: ${item.status}`));
+  show() {
+    return this.refresh();
+  }
+
+  // One refresh at a time; a push during one asks for another after it.
+  refresh() {
+    if (this.refreshing) {
+      this.again = true;
+      return this.refreshing;
     }
-    const docs = el("div", { class: "documents" });
-    for (const doc of documents.filter((d) => !d.purged)) docs.append(await this.documentRow(doc));
-    const decided = ["approved", "rejected"].includes(claim.state);
+    this.refreshing = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.load();
+        } while (this.again);
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
+  }
+
+  documentAdded(msg) {
+    const status = this.captures.get(msg.kind);
+    if (status && status.stage !== "done") this.captures.set(msg.kind, { ...status, stage: "done", document_id: msg.document_id });
+    return this.refresh().catch((e) => this.onNotice(e.message));
+  }
+
+  captureStatus(msg) {
+    this.captures.set(msg.kind, msg);
+    const line = this.root.querySelector(`.capture-progress[data-kind="${msg.kind}"]`);
+    if (line) {
+      line.hidden = false;
+      line.dataset.stage = msg.stage;
+      line.textContent = captureText(msg);
+    }
+  }
+
+  async picture(doc) {
+    let url = this.pictures.get(doc.document_id);
+    if (!url) {
+      const res = await this.api.request(`/api/documents/${doc.document_id}`);
+      url = URL.createObjectURL(await res.blob());
+      this.pictures.set(doc.document_id, url);
+    }
+    return url;
+  }
+
+  destroy() {
+    for (const url of this.pictures.values()) URL.revokeObjectURL(url);
+    this.pictures.clear();
+    this.root.remove();
+  }
+
+  async load() {
+    const view = await this.api.json(`/api/claims/${this.claimId}`);
+    this.view = view;
+    const { claim, checklist, documents } = view;
+    const live = documents.filter((d) => !d.purged);
+    const decided = ["approved", "rejected"].includes(claim.state) || this.receipt;
+    const items = el("ul", { class: "checklist", "aria-label": "Required documents" });
+    for (const item of checklist.items) items.append(this.requirement(item, decided));
+    const docs = el("div", { class: "documents", "aria-label": "Pictures received" });
+    // Newest first: what the participant just showed is on top.
+    for (const doc of [...live].reverse()) docs.append(await this.documentRow(doc, decided));
     this.root.replaceChildren(
+      el("h2", {}, `Claim · ${this.boothLabel}`,
+        el("button", { type: "button", class: "close-claim", "aria-label": "Close the claim panel",
+          onclick: () => this.onClose && this.onClose() }, "Close")),
       el("p", { class: "claim-head" },
-        `${claim.booking_code || "Walk-in"} · ${claim.claim_type} · NIK ${claim.nik} · ${claim.state}`),
+        `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
+        + `NIK ${claim.nik} · ${String(claim.state).replaceAll("_", " ")}`),
+      el("h3", { class: "sr-only" }, "Required documents"),
       items,
+      live.length ? el("h3", { class: "sub" }, "Pictures") : null,
       docs,
-      decided ? el("p", { class: "decided" }, `Decision recorded: ${claim.state}`) : await this.outcomeForm(checklist),
+      decided ? this.decidedView(claim) : await this.outcomeForm(checklist),
     );
   }
 
-  async documentRow(doc) {
-    const img = el("img", { alt: doc.name, class: "doc-thumb" });
-    const res = await this.api.request(`/api/documents/${doc.document_id}`);
-    img.src = URL.createObjectURL(await res.blob());
-    const row = el("div", { class: "document", "data-kind": doc.kind, "data-verdict": doc.verdict || "" },
-      img, el("span", {}, `${doc.name}: ${doc.verdict || "not judged"}`));
-    if (!doc.verdict) {
-      const reason = await reasonPicker(this.api, "document_rejection");
+  requirement(item, decided) {
+    const kinds = item.any_of;
+    let chosen = kinds[0];
+    const status = this.captures.get(chosen) || kinds.map((k) => this.captures.get(k)).find(Boolean);
+    const pick = kinds.length > 1
+      ? el("select", { class: "capture-kind", "aria-label": `Which document for ${item.names.join(" or ")}`,
+        onchange: (ev) => { chosen = ev.target.value; } },
+      ...kinds.map((k, i) => el("option", { value: k }, item.names[i] || k)))
+      : null;
+    const progress = el("div", { class: "capture-progress", "data-kind": status ? status.kind : chosen,
+      "data-stage": status ? status.stage : "", hidden: !status, "aria-live": "polite" },
+    status ? captureText(status) : "");
+    const capture = decided ? null : el("button", {
+      type: "button", class: "capture", "data-kind": chosen,
+      "aria-label": `Capture ${item.names.join(" or ")}`,
+      onclick: () => {
+        const captureId = randomId();
+        const sent = this.requestCapture && this.requestCapture(chosen, captureId);
+        if (!sent) return this.onNotice("Not connected: the capture request was not sent.");
+        const first = { kind: chosen, capture_id: captureId, stage: "capturing", attempt: 1 };
+        this.captures.set(chosen, first);
+        progress.dataset.kind = chosen;
+        this.captureStatus(first);
+      },
+    }, "Capture");
+    return el("li", { "data-status": item.status, "data-requirement": item.requirement },
+      el("div", { class: "req" },
+        el("span", { class: "name" }, item.names.join(" / ")),
+        el("span", { class: "status-chip" }, STATUS_NAMES[item.status] || item.status),
+        pick, capture),
+      progress);
+  }
+
+  async documentRow(doc, decided) {
+    const url = await this.picture(doc);
+    const img = el("img", { alt: doc.name, class: "doc-thumb", src: url });
+    const open = el("button", { type: "button", class: "doc-open", "aria-label": `View ${doc.name} larger`,
+      onclick: (ev) => openViewer(url, doc.name, ev.currentTarget) }, img);
+    const verdict = doc.verdict
+      ? `${doc.verdict}${doc.verdict_reasons.length ? ` (${doc.verdict_reasons.join(", ")})` : ""}`
+      : "not judged";
+    const size = doc.width && doc.height ? ` · ${doc.width}×${doc.height}` : "";
+    const row = el("div", { class: "document", "data-kind": doc.kind, "data-verdict": doc.verdict || "",
+      "data-document": doc.document_id },
+    open, el("span", { class: "doc-info" }, el("strong", {}, doc.name), el("br"), `${verdict}${size}`));
+    if (!doc.verdict && !decided) {
+      const reason = await reasonPicker(this.api, "document_rejection", `Reason to reject ${doc.name}`);
+      const path = `/api/documents/${doc.document_id}/verdict`;
       row.append(
-        el("button", { type: "button", class: "doc-accept",
-          onclick: () => this.act(`verdict:${doc.document_id}`, `/api/documents/${doc.document_id}/verdict`,
-            { verdict: "accepted" }) }, "Accept"),
+        el("button", { type: "button", class: "doc-accept", "aria-label": `Accept ${doc.name}`,
+          onclick: () => this.act(`verdict:${doc.document_id}`, path, { verdict: "accepted" }) }, "Accept"),
         reason,
-        el("button", { type: "button", class: "doc-reject",
-          onclick: () => this.act(`verdict:${doc.document_id}`, `/api/documents/${doc.document_id}/verdict`,
+        el("button", { type: "button", class: "doc-reject", "aria-label": `Reject ${doc.name}`,
+          onclick: () => this.act(`verdict:${doc.document_id}`, path,
             { verdict: "rejected", reason_codes: [reason.value] }) }, "Reject"),
       );
     }
     return row;
   }
 
+  decidedView(claim) {
+    const r = this.receipt;
+    const box = el("div", { class: "decided receipt", role: "status" },
+      el("strong", {}, `Decision recorded: ${r ? r.decision : claim.state}`));
+    if (r) {
+      if (r.reason_codes && r.reason_codes.length) box.append(el("div", {}, `Reasons: ${r.reason_codes.join(", ")}`));
+      box.append(el("div", {}, `Audit receipt #${r.audit_seq}: `,
+        el("code", { class: "audit-hash", title: "SHA-256 of the audit entry" }, r.audit_hash || "(not given)")));
+    }
+    if (this.endSession) {
+      box.append(el("div", {}, el("button", { type: "button", class: "end-after", onclick: () => this.endSession() },
+        "End session (free the slot)")));
+    }
+    return box;
+  }
+
   async outcomeForm(checklist) {
-    const rejectReason = await reasonPicker(this.api, "claim_rejection");
-    const followReason = await reasonPicker(this.api, "follow_up");
+    const rejectReason = await reasonPicker(this.api, "claim_rejection", "Reason to reject the claim");
+    const followReason = await reasonPicker(this.api, "follow_up", "Reason for follow-up");
     const outcome = (decision, reason) =>
-      this.act(`outcome`, `/api/claims/${this.claimId}/outcome`,
+      this.act("outcome", `/api/claims/${this.claimId}/outcome`,
         { decision, reason_codes: reason ? [reason.value] : [] });
-    return el("div", { class: "outcome" },
-      el("button", { type: "button", class: "approve", ...(checklist.complete ? {} : { disabled: "" }),
+    return el("div", { class: "outcome", role: "group", "aria-label": "Decision" },
+      el("button", { type: "button", class: "approve", disabled: !checklist.complete,
+        title: checklist.complete ? "Every required document is accepted" : "Accept every required document first",
         onclick: () => outcome("approved") }, "Approve claim"),
       rejectReason,
       el("button", { type: "button", class: "reject", onclick: () => outcome("rejected", rejectReason) }, "Reject claim"),

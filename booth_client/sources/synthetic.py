@@ -1,5 +1,10 @@
 """A synthetic booth: a moving test scene with the booth's name and a clock, and a tone.
 
+The scene is what the booth's camera sends: the CSO always sees the participant, whether
+the officer is talking to this booth or not (the hold screen is shown on the kiosk, never
+painted into the outgoing video). The tone is the participant's voice; a speak pattern
+makes it talk in bursts (`SpeakPattern`), for voice-activity tests and demos.
+
 Honest about time: frames are paced on the wall clock at the configured rate and carry
 RTP-style timestamps (90 kHz video, 48 kHz audio), so a receiver sees what a camera
 would give it. The static part of the scene is drawn once; each frame only adds the
@@ -12,6 +17,7 @@ import asyncio
 import fractions
 import math
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import av
@@ -23,10 +29,46 @@ VIDEO_CLOCK = 90_000
 AUDIO_RATE = 48_000
 AUDIO_PTIME = 0.020  # 20 ms, the usual Opus frame
 
-HOLD_TEXT = {
-    "id": ("MOHON TUNGGU", "Petugas sedang melayani booth lain"),
-    "en": ("PLEASE WAIT", "The officer is serving another booth"),
-}
+
+@dataclass(frozen=True, slots=True)
+class SpeakPattern:
+    """When the synthetic participant speaks: `on` seconds of voice, then `off` seconds of
+    silence, repeating, after an initial `delay` of silence. Parse from text with `parse`:
+    "always" (the default: a steady tone), "silent", or "ON/OFF[@DELAY]" in seconds,
+    e.g. "1.5/4" or "2/6@10"."""
+
+    on: float
+    off: float = 0.0
+    delay: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> SpeakPattern:
+        text = text.strip().lower()
+        if text == "always":
+            return cls(on=math.inf)
+        if text == "silent":
+            return cls(on=0.0, off=math.inf)
+        try:
+            burst, _, delay = text.partition("@")
+            on, _, off = burst.partition("/")
+            pattern = cls(float(on), float(off or 0), float(delay or 0))
+        except ValueError:
+            raise ValueError(
+                f"speak pattern {text!r}: use always, silent or ON/OFF[@DELAY] in seconds"
+            ) from None
+        if min(pattern.on, pattern.off, pattern.delay) < 0 or pattern.on + pattern.off <= 0:
+            raise ValueError(f"speak pattern {text!r}: durations are positive seconds")
+        return pattern
+
+    def speaking(self, t: float) -> bool:
+        """Whether the participant speaks `t` seconds after the track started."""
+        if t < self.delay:
+            return False
+        if math.isinf(self.on):
+            return True
+        if math.isinf(self.off):
+            return (t - self.delay) < self.on
+        return (t - self.delay) % (self.on + self.off) < self.on
 
 
 class _Pacer:
@@ -55,8 +97,6 @@ class SyntheticVideoTrack(MediaStreamTrack):
         super().__init__()
         self.label = label
         self.width, self.height, self.fps = width, height, fps
-        self.focused = False  # the CSO is talking to this booth
-        self.language = "id"
         self._pacer = _Pacer(1.0 / fps)
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._background = self._draw_background()
@@ -79,17 +119,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
         font = cv2.FONT_HERSHEY_SIMPLEX
         cv2.putText(img, clock, (24, self.height - 60), font, 1.4, (255, 255, 255), 3)
         cv2.putText(img, f"frame {n}", (24, self.height - 20), font, 0.8, (230, 230, 230), 2)
-        if not self.focused:
-            lines = HOLD_TEXT.get(self.language, HOLD_TEXT["id"])
-            for row, (text, size) in enumerate(zip(lines, (1.1, 0.7), strict=True)):
-                scale = self._fit(text, size)
-                cv2.putText(img, text, (24, 112 + row * 36), font, scale, (0, 0, 0), 2)
         return img
-
-    def _fit(self, text: str, scale: float) -> float:
-        """The largest scale up to `scale` at which `text` fits the frame's width."""
-        (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
-        return scale * min(1.0, (self.width - 48) / max(width, 1))
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -102,19 +132,28 @@ class SyntheticVideoTrack(MediaStreamTrack):
 
 
 class SyntheticToneTrack(MediaStreamTrack):
-    """A quiet sine tone, mono s16 at 48 kHz in 20 ms frames."""
+    """A quiet sine tone, mono s16 at 48 kHz in 20 ms frames, voiced per `pattern`
+    (silence in between: digital zeros, as a gated microphone sends)."""
 
     kind = "audio"
 
-    def __init__(self, frequency: float = 440.0, amplitude: float = 0.2) -> None:
+    def __init__(
+        self,
+        frequency: float = 440.0,
+        amplitude: float = 0.2,
+        pattern: SpeakPattern | str = "always",
+    ) -> None:
         super().__init__()
         self.frequency = frequency
         self.amplitude = amplitude
+        self.pattern = SpeakPattern.parse(pattern) if isinstance(pattern, str) else pattern
         self.samples = int(AUDIO_RATE * AUDIO_PTIME)
         self._pacer = _Pacer(AUDIO_PTIME)
         self._time_base = fractions.Fraction(1, AUDIO_RATE)
 
     def samples_for(self, n: int) -> np.ndarray:
+        if not self.pattern.speaking(n * AUDIO_PTIME):
+            return np.zeros(self.samples, dtype=np.int16)
         t = (np.arange(self.samples) + n * self.samples) / AUDIO_RATE
         wave = self.amplitude * np.sin(2 * math.pi * self.frequency * t)
         return (wave * 32767).astype(np.int16)

@@ -71,6 +71,21 @@ def booth(
         help="Synthetic participant: once the call is up, send a picture of each document "
         "the claim still needs, for the CSO to check (demo).",
     ),
+    speak_pattern: str = typer.Option(
+        None,
+        "--speak-pattern",
+        help="Synthetic participant's voice: always (default), silent, or ON/OFF[@DELAY] "
+        "seconds of speech and silence, e.g. 1.5/4.",
+    ),
+    audio_sink: str = typer.Option(
+        None,
+        "--audio-sink",
+        help="The officer's voice: auto (sound card, else none), null, or measure "
+        "(levels to --audio-log, for tests).",
+    ),
+    audio_log: str = typer.Option(
+        None, "--audio-log", help="With --audio-sink measure: a JSON line per audio frame."
+    ),
     log_level: str = typer.Option("INFO", envvar="LOKET_LOG_LEVEL", help="Log level."),
 ) -> None:
     if ctx.invoked_subcommand is not None:
@@ -86,6 +101,13 @@ def booth(
         overrides["language"] = language
     if ice_address:
         overrides["ice_host_addresses"] = ice_address
+    for name, value in (
+        ("speak_pattern", speak_pattern),
+        ("audio_sink", audio_sink),
+        ("audio_log", audio_log),
+    ):
+        if value:
+            overrides[name] = value
     try:
         config = BoothConfig(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -143,10 +143,17 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
                 settings,
                 LOKET_BOOTH_CREDENTIAL=booth.credential,
                 LOKET_LOG_LEVEL="WARNING",
+                # Each kiosk's capture outbox, inside the demo's data directory.
+                LOKET_BOOTH_OUTBOX_DIR=str(
+                    settings.data_dir.resolve() / "booths" / f"booth-{index}"
+                ),
             )
             argv = _loket_command(
                 "booth", "--server", base_url, "--source", "synthetic",
                 "--ice-address", LOOPBACK, "--show-documents",
+                # Participants speak now and then, at different moments, so the
+                # console's "wants to talk" flag means something in the demo.
+                "--speak-pattern", f"2/12@{index * 2}",
             )  # fmt: skip
             children.append(await _start(f"booth-{index}", argv, env, log_dir))
         if not headless:

@@ -23,6 +23,7 @@ what it misses is reflected in that state instead of being replayed.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -41,7 +42,7 @@ from server.dispatch import (
     ReservationLapsed,
     Reserved,
 )
-from server.domain.access import AccessFacts, Action, SessionFacts, decide
+from server.domain.access import AccessFacts, Action, SessionFacts
 from server.domain.documents import DocumentKind
 from server.domain.privacy import mask_nik
 from server.domain.sdp import dtls_fingerprints
@@ -88,6 +89,7 @@ from signaling.messages import (
     EndSession,
     Envelope,
     FloorEvent,
+    FloorSample,
     Focus,
     FocusBooth,
     Language,
@@ -96,7 +98,9 @@ from signaling.messages import (
     Offer,
     OfferWithdrawn,
     OpenLink,
+    PeerQuality,
     PeerState,
+    PeerStats,
     Queued,
     RequestCapture,
     SessionEnded,
@@ -120,6 +124,8 @@ DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
 RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
 BOOTH_ROLES = frozenset({AccountRole.BOOTH})
 CSO_ROLES = frozenset({AccountRole.CSO})
+HISTORY_STEP = 30.0  # seconds between the queue samples supervisors chart
+HISTORY_POINTS = 120  # an hour of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +160,7 @@ class BoothRecord:
     pending: CheckIn | None = None  # a check-in waiting for its claim to be resolved
     last_queued: tuple[int, int] | None = None  # (position, eta) last told
     last_ended: SessionEndNote | None = None  # a session that ended while it was away
+    reconnects: int = 0  # resumes after a drop since the kiosk started (supervisors' alerts)
 
     @property
     def booth_id(self) -> str:
@@ -190,6 +197,8 @@ class SessionRecord:
     live: LiveSession
     offer_expires_at: float | None = None  # monotonic, while reserved
     extra_fingerprints: tuple[str, ...] = ()  # announced by later renegotiations
+    state_since: float = 0.0  # unix time of the last step, for supervisors' timers
+    quality: dict[str, PeerQuality] = field(default_factory=dict)  # "booth"/"cso" -> latest
     _facts: AccessFacts | None = field(default=None, repr=False)
 
     def facts(self) -> AccessFacts:
@@ -252,6 +261,7 @@ class FloorCore(Supervision):
         self.supervisors: dict[str, str] = {}  # supervisor id -> its socket
         self._away_in_queue: list[str] = []  # see _apply
         self.links: dict[str, Link] = {}  # monitor and whisper links by id
+        self.history: deque[FloorSample] = deque(maxlen=HISTORY_POINTS)  # the last hour
 
     # --- the one entry point --------------------------------------------------------------
 
@@ -364,6 +374,7 @@ class FloorCore(Supervision):
             # A check-in in flight belonged to the old socket; the welcome says idle, so
             # the kiosk sends it again (the records find the same claim).
             rec.pending = None
+            rec.reconnects += 1
             if rec.state is S.RECONNECTING:
                 self._transition(rec, E.RESUME)
                 self._align_focus(rec)
@@ -485,10 +496,14 @@ class FloorCore(Supervision):
                 self._steer_availability(ev.principal, message)
             case OpenLink():
                 self._open_link(ev.principal, message)
+                self._dirty()  # the floor view marks monitored sessions
             case CloseLink():
                 self._close_link_request(ev.principal, message)
+                self._dirty()
             case Subscribe():
                 self._send(me, views.snapshot(self))
+            case PeerStats():
+                self._peer_stats(ev.principal, message)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, "not handled here")
 
@@ -724,6 +739,17 @@ class FloorCore(Supervision):
             self._tell_cso_session(booth)
             self._dirty()
 
+    def _peer_stats(self, who: Principal, msg: PeerStats) -> None:
+        """Kept for the floor view, never relayed; a notable change marks the floor dirty."""
+        live = self._authorised(who, Action.SESSION_SIGNAL, msg.session_id, msg.id)
+        record = self.sessions[live.session_id]
+        end = "booth" if who.subject == live.booth_id else "cso"
+        new = PeerQuality(rtt_ms=msg.rtt_ms, loss=msg.loss, fps=msg.fps, at=self._now.wall)
+        old = record.quality.get(end)
+        record.quality[end] = new
+        if old is None or views.quality_band(old) != views.quality_band(new):
+            self._dirty()
+
     def _document_stored(self, ev: DocumentStored) -> None:
         live = self.session_of_claim(ev.claim_id)
         if live is None or live.state is S.RESERVED:
@@ -758,7 +784,11 @@ class FloorCore(Supervision):
     def _broadcast(self) -> None:
         for rec in self.booths.values():
             self._tell_position(rec)
-        self._out.append(Publish(views.snapshot(self)))
+        view = views.snapshot(self)
+        if not self.history or view.now is None or view.now - self.history[-1].t >= HISTORY_STEP:
+            self.history.append(FloorSample(t=view.now or 0.0, waiting=view.queue.waiting,
+                                            oldest_wait_s=view.queue.oldest_wait_s))  # fmt: skip
+        self._out.append(Publish(view))
 
     def _tell_position(self, rec: BoothRecord) -> None:
         place = views.queue_place(self, rec)
@@ -848,7 +878,9 @@ class FloorCore(Supervision):
             self._now.wall,
             claim_id=booth.claim.claim_id if booth.claim else None,
         )
-        self.sessions[session_id] = SessionRecord(live, offer_expires_at=d.expires_at)
+        self.sessions[session_id] = SessionRecord(
+            live, offer_expires_at=d.expires_at, state_since=self._now.wall
+        )
         self._out.append(PersistSession(live))
         self._transition(booth, E.RESERVE)
         self._send(d.cso_id, views.offer(self, self.sessions[session_id], booth))
@@ -974,6 +1006,7 @@ class FloorCore(Supervision):
         record = self.sessions.get(booth.session_id or "")
         if record is not None and record.live.state is not booth.state:
             record.live = record.live.with_state(booth.state)
+            record.state_since = self._now.wall
             self._out.append(PersistSession(record.live))
 
     def _tell_cso_session(self, booth: BoothRecord) -> None:
@@ -996,13 +1029,7 @@ class FloorCore(Supervision):
 
     def _authorised(self, who: Principal, action: Action, session_id: str, ref: str) -> LiveSession:
         record = self.sessions.get(session_id)
-        verdict = decide(who, action, record.facts() if record else _NO_SESSION)
-        if not verdict.allowed:
-            code = {
-                "not_in_session": ErrorCode.NOT_IN_SESSION,
-                "illegal_transition": ErrorCode.ILLEGAL_TRANSITION,
-            }.get(verdict.code, ErrorCode.FORBIDDEN_FOR_ROLE)
-            raise ProtocolError(code, verdict.reason, ref=ref)
+        self._check(who, action, record.facts() if record else _NO_SESSION, ref)
         assert record is not None
         return record.live
 

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from server.floor.core import FloorCore, SessionRecord
 
 LinkKind = Literal["monitor", "whisper"]
+REFUSAL_CODES = {
+    "not_in_session": ErrorCode.NOT_IN_SESSION,
+    "illegal_transition": ErrorCode.ILLEGAL_TRANSITION,
+}
 
 
 @dataclass
@@ -77,13 +81,12 @@ class Supervision:
     def _check(
         self: FloorCore, who: Principal, action: Action, facts: AccessFacts, ref: str
     ) -> None:
+        """The access policy's refusal, as the protocol's typed error (one mapping for every
+        socket action, the core's and the supervisors')."""
         verdict = decide(who, action, facts)
         if not verdict.allowed:
-            code = {
-                "not_in_session": ErrorCode.NOT_IN_SESSION,
-                "illegal_transition": ErrorCode.ILLEGAL_TRANSITION,
-            }.get(verdict.code, ErrorCode.FORBIDDEN_FOR_ROLE)
-            raise ProtocolError(code, verdict.reason, ref=ref)
+            raise ProtocolError(REFUSAL_CODES.get(verdict.code, ErrorCode.FORBIDDEN_FOR_ROLE),
+                                verdict.reason, ref=ref)  # fmt: skip
 
     def _audit(
         self: FloorCore,

@@ -14,6 +14,7 @@ from signaling.messages import (
     BoothInfo,
     BoothOffered,
     BoothStatus,
+    BranchQueue,
     ClaimSummary,
     CsoSession,
     CsoStatus,
@@ -21,10 +22,12 @@ from signaling.messages import (
     FloorSnapshot,
     FloorView,
     IceServer,
+    PeerQuality,
     PendingOffer,
     QueueStats,
     Role,
     SessionView,
+    WaitingBooth,
     Welcome,
 )
 from signaling.session import IN_CALL, SessionState
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 
 S = SessionState
 NO_CLAIM = ClaimSummary(kind="walk_in")
+LONGEST_SHOWN = 20  # the longest-waiting booths a floor view lists (for alerts)
 
 
 def booth_info(booth: BoothRecord) -> BoothInfo:
@@ -153,7 +157,8 @@ def cso_welcome(core: FloorCore, cso: CsoRecord, resumed: bool) -> Welcome:
 
 def supervisor_welcome(core: FloorCore, principal: Principal, connection: str) -> Welcome:
     w = _welcome(core, principal, Role.SUPERVISOR, connection, False)
-    return w.model_copy(update={"floor": floor_view(core)})
+    view = floor_view(core)
+    return w.model_copy(update={"floor": view.model_copy(update={"history": list(core.history)})})
 
 
 def _expires_in(core: FloorCore, record: SessionRecord) -> float:
@@ -193,13 +198,70 @@ def assigned_for_cso(core: FloorCore, record: SessionRecord, booth: BoothRecord)
     )
 
 
-def floor_view(core: FloorCore) -> FloorView:
-    now = core._now.wall
+def quality_band(q: PeerQuality) -> tuple[int, int, int]:
+    """Coarse bands of a quality report: a change of band is worth a floor update."""
+    rtt = -1 if q.rtt_ms is None else min(int(q.rtt_ms // 100), 5)
+    loss = -1 if q.loss is None else (0 if q.loss < 0.02 else 1 if q.loss < 0.1 else 2)
+    fps = -1 if q.fps is None else min(int(q.fps // 5), 6)
+    return rtt, loss, fps
+
+
+def _queue_stats(core: FloorCore, now: float) -> QueueStats:
+    d = core.dispatcher
     waiting = [b for b in core.booths.values() if b.state is S.QUEUED]
     by_branch: dict[str, int] = {}
+    oldest_of: dict[str, float] = {}
+    last_of: dict[str, tuple[int, str]] = {}  # branch -> (position, booth) of its last booth
     for b in waiting:
-        by_branch[b.principal.branch] = by_branch.get(b.principal.branch, 0) + 1
+        branch = b.principal.branch
+        by_branch[branch] = by_branch.get(branch, 0) + 1
+        oldest_of[branch] = min(oldest_of.get(branch, now), b.checked_in_at)
+        if d.has_booth(b.booth_id) and d.state_of(b.booth_id) == "waiting":
+            place = (d.position(b.booth_id), b.booth_id)
+            if place > last_of.get(branch, (-1, "")):
+                last_of[branch] = place
+
+    def eta(booth_id: str | None) -> float | None:
+        if booth_id is None:
+            return None
+        value = d.estimated_wait(booth_id)
+        return value if math.isfinite(value) else None
+
+    branches = [
+        BranchQueue(
+            branch=branch,
+            waiting=count,
+            oldest_wait_s=max(0.0, now - oldest_of[branch]),
+            estimated_wait_s=eta(last_of[branch][1]) if branch in last_of else None,
+        )
+        for branch, count in sorted(by_branch.items())
+    ]
+    last = max(last_of.values(), default=None)
+    longest = sorted(waiting, key=lambda b: (b.checked_in_at, b.booth_id))[:LONGEST_SHOWN]
     oldest = min((b.checked_in_at for b in waiting), default=now)
+    return QueueStats(
+        waiting=len(waiting),
+        oldest_wait_s=max(0.0, now - oldest),
+        by_branch=by_branch,
+        estimated_wait_s=eta(last[1]) if last else None,
+        branches=branches,
+        longest=[
+            WaitingBooth(
+                booth_id=b.booth_id,
+                branch=b.principal.branch,
+                label=b.principal.display_name,
+                waited_s=max(0.0, now - b.checked_in_at),
+                connected=b.connected,
+                reconnects=b.reconnects,
+            )
+            for b in longest
+        ],
+    )
+
+
+def floor_view(core: FloorCore) -> FloorView:
+    now = core._now.wall
+    monitored = {lk.session_id for lk in core.links.values() if lk.kind == "monitor"}
     by_cso: dict[str, list[SessionView]] = {}
     for record in core.sessions.values():
         live = record.live
@@ -211,6 +273,13 @@ def floor_view(core: FloorCore) -> FloorView:
                 branch=booth.principal.branch if booth else "",
                 state=str(live.state),
                 since=live.created_at,
+                booth_label=booth.principal.display_name if booth else "",
+                state_since=record.state_since or live.created_at,
+                booth_connected=booth.connected if booth else False,
+                reconnects=booth.reconnects if booth else 0,
+                monitored=live.session_id in monitored,
+                booth_quality=record.quality.get("booth"),
+                cso_quality=record.quality.get("cso"),
             )
         )
     csos = []
@@ -227,16 +296,12 @@ def floor_view(core: FloorCore) -> FloorView:
                 capacity=min(cso.principal.capacity, core.config.cso_capacity),
                 load=len(sessions),
                 sessions=sessions,
+                branch=cso.principal.branch,
             )
         )
-    return FloorView(
-        queue=QueueStats(
-            waiting=len(waiting), oldest_wait_s=max(0.0, now - oldest), by_branch=by_branch
-        ),
-        csos=csos,
-    )
+    return FloorView(queue=_queue_stats(core, now), csos=csos, now=now)
 
 
 def snapshot(core: FloorCore) -> FloorSnapshot:
     view = floor_view(core)
-    return FloorSnapshot(queue=view.queue, csos=view.csos)
+    return FloorSnapshot(queue=view.queue, csos=view.csos, now=view.now)

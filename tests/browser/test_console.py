@@ -13,9 +13,9 @@ import asyncio
 import httpx
 import pytest
 
-from tests.support.accounts import PASSWORD, add_user
+from tests.support.accounts import add_user
 from tests.support.booths import drop_signaling, running_booths
-from tests.support.browser import chromium, log_in
+from tests.support.browser import chromium, collect_errors, log_in
 from tests.support.live_server import running_server, server_settings
 
 pytestmark = pytest.mark.browser
@@ -30,13 +30,8 @@ async def test_console_logs_in_and_plays_six_booth_videos(tmp_path) -> None:
         await add_user(server, "siti", capacity=6)
         async with running_booths(server, 6), chromium() as browser:
             page = await browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(f"{server.base_url}/console/")
-            await page.fill("input[name=username]", "siti")
-            await page.fill("input[name=password]", PASSWORD)
-            await page.click("#login button[type=submit]")
-            await page.wait_for_selector("#floor:not([hidden])")
+            errors = collect_errors(page)
+            await log_in(page, server.base_url, "siti")
             await page.wait_for_function(f"({PLAYING_VIDEOS})() === 6", timeout=60_000)
             states = await page.eval_on_selector_all(
                 "#tiles .tile", "tiles => tiles.map(t => t.dataset.state)"
@@ -44,7 +39,8 @@ async def test_console_logs_in_and_plays_six_booth_videos(tmp_path) -> None:
             assert states == ["connected"] * 6
             assert errors == []
             # No message the console sent was refused (e.g. its ICE candidates).
-            assert "Server:" not in (await page.text_content("#status") or "")
+            assert await page.is_hidden("#notice")
+            assert (await page.text_content("#status") or "").startswith("Connected · serving 6")
             assert await page.is_hidden("#login")
 
 
@@ -74,10 +70,7 @@ async def test_cso_checks_documents_and_approves_the_claim_from_the_console(tmp_
         await add_user(server, "siti", capacity=1)
         async with running_booths(server, 1) as [booth], chromium() as browser:
             page = await browser.new_page()
-            await page.goto(f"{server.base_url}/console/")
-            await page.fill("input[name=username]", "siti")
-            await page.fill("input[name=password]", PASSWORD)
-            await page.click("#login button[type=submit]")
+            await log_in(page, server.base_url, "siti")
             await page.wait_for_function(f"({PLAYING_VIDEOS})() === 1", timeout=60_000)
             # The participant shows each required document to the document camera.
             for seed, kind in enumerate(("kpj_card", "ktp", "kk", "buku_tabungan", "paklaring")):
@@ -97,10 +90,15 @@ async def test_cso_checks_documents_and_approves_the_claim_from_the_console(tmp_
                 )
             await page.click(".claim-panel .approve:not([disabled])")
             await page.wait_for_selector(".claim-panel .decided")
-        outcomes = await server.app.state.records.store.list_outcomes(OutcomeFilter())
+            receipt = await page.text_content(".claim-panel .audit-hash") or ""
+        store = server.app.state.records.store
+        outcomes = await store.list_outcomes(OutcomeFilter())
         assert [(o.decision, o.decided_by, len(o.evidence)) for o in outcomes] == [
             ("approved", "siti", 5)
         ]
+        # The acknowledgement shows the audit receipt: the hash of the outcome's entry.
+        entries = {e.seq: e async for e in store.audit_entries(up_to=outcomes[0].audit_seq)}
+        assert receipt == entries[outcomes[0].audit_seq].hash and len(receipt) == 64
 
 
 async def test_console_reloaded_mid_session_rebuilds_its_tiles_from_welcome(tmp_path) -> None:
@@ -145,16 +143,17 @@ async def test_kiosk_away_shows_reconnecting_and_a_refused_action_shows_why(tmp_
             # Talking to a booth that is reconnecting is refused; the console says why.
             await page.click(".tile .focus")
             await page.wait_for_function(
-                "() => document.querySelector('#status').textContent.includes('Talk refused')"
+                "() => document.querySelector('#notice').textContent.includes('Talk refused')"
             )
-            status = await page.text_content("#status") or ""
-            assert "reconnecting" in status
+            notice = await page.text_content("#notice") or ""
+            assert "reconnecting" in notice
             assert await page.get_attribute(".tile", "data-focused") == "false"
             # Back: the same call (no renegotiation needed), and Talk works now.
             await page.wait_for_function(
                 "() => document.querySelector('.tile').dataset.booth === 'here'", timeout=20_000
             )
-            assert await page.text_content(".tile .state") == "connected"
+            assert await page.text_content(".tile .state") == "on hold"
+            assert await page.get_attribute(".tile", "data-state") == "connected"
             await page.click(".tile .focus")
             await page.wait_for_function(
                 "() => document.querySelector('.tile').dataset.focused === 'true'"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from booth_client.client import BoothClient
 from booth_client.config import BoothConfig
@@ -68,3 +74,109 @@ async def running_cso(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+# --- booth kiosks as real `loket booth` processes ------------------------------------------
+
+
+@dataclass
+class BoothProcess:
+    """One `loket booth --source synthetic` child process and where its levels go."""
+
+    label: str
+    credential: str
+    argv: list[str]
+    env: dict[str, str]
+    audio_log: Path
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT
+            )
+
+    async def kill(self) -> None:
+        """As a power cut does: SIGKILL, no goodbye to the server."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(self.process.wait(), grace)
+        except TimeoutError:
+            await self.kill()
+
+    def levels(self, since: float = 0.0) -> list[tuple[float, float]]:
+        """(monotonic time, RMS) of every frame of the officer's audio heard since `since`."""
+        if not self.audio_log.exists():
+            return []
+        out = []
+        for line in self.audio_log.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                row = json.loads(line)
+                if row["t"] >= since:
+                    out.append((float(row["t"]), float(row["rms"])))
+        return out
+
+    def heard(self, since: float, threshold: float = 0.01) -> float | None:
+        """When this booth first heard the officer (a frame above `threshold`) after `since`."""
+        for at, rms in self.levels(since):
+            if rms > threshold:
+                return at
+        return None
+
+    def energy(self, since: float, until: float = float("inf")) -> float:
+        """Sum of the RMS of the frames heard in [since, until): 0.0 when nothing came."""
+        return sum(rms for at, rms in self.levels(since) if at < until)
+
+
+@contextlib.asynccontextmanager
+async def booth_processes(
+    server: LiveServer,
+    count: int,
+    workdir: Path,
+    *,
+    speak: dict[int, str] | None = None,
+    env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> AsyncIterator[list[BoothProcess]]:
+    """`count` real kiosk processes (`loket booth --source synthetic`), labelled booth-1..N,
+    each with a measuring audio sink whose levels the test reads (BoothProcess.levels).
+    `speak`: booth number (1-based) -> speak pattern; the others are silent."""
+    booths = []
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    for number in range(1, count + 1):
+        label = f"booth-{number}"
+        _, credential = await enrol_booth(server, label)
+        audio_log = workdir / f"{label}.audio.jsonl"
+        child_env = dict(os.environ)
+        child_env.update(
+            LOKET_BOOTH_CREDENTIAL=credential,
+            LOKET_LOG_LEVEL="INFO",
+            LOKET_BOOTH_WIDTH="320",
+            LOKET_BOOTH_HEIGHT="240",
+            LOKET_BOOTH_OUTBOX_DIR=str(workdir / label / "outbox"),
+        )
+        child_env.update(env or {})
+        argv = [
+            sys.executable, "-m", "server.cli", "booth", "--server", server.base_url,
+            "--source", "synthetic", "--ice-address", LOOPBACK[0], "--label", label,
+            "--speak-pattern", (speak or {}).get(number, "silent"),
+            "--audio-sink", "measure", "--audio-log", str(audio_log), *extra_args,
+        ]  # fmt: skip
+        booths.append(
+            BoothProcess(label, credential, argv, child_env, audio_log, workdir / f"{label}.log")
+        )
+    try:
+        for booth in booths:
+            await booth.start()
+        yield booths
+    finally:
+        await asyncio.gather(*(b.stop() for b in booths), return_exceptions=True)

@@ -23,7 +23,7 @@ from booth_client.kiosk import (
     refresh_margin,
     resync,
 )
-from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
+from booth_client.sources.synthetic import SpeakPattern, SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_inbound, error_reply
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
@@ -63,11 +63,19 @@ async def test_video_frames_move_and_carry_a_steady_clock() -> None:
     assert np.count_nonzero(a != b) > 0
 
 
-def test_hold_and_focus_render_differently() -> None:
-    track = SyntheticVideoTrack("booth-1", 320, 240)
-    held = track.render(1)
-    track.focused = True
-    assert np.count_nonzero(held != track.render(1)) > 1000
+def test_the_scene_shows_the_participant_with_no_hold_slate() -> None:
+    # The CSO always sees the participant: hold is shown on the kiosk, not in the video.
+    assert not hasattr(SyntheticVideoTrack("booth-1", 320, 240), "focused")
+
+
+def test_speak_patterns_voice_the_tone_in_bursts() -> None:
+    silent = SyntheticToneTrack(440, pattern="silent")
+    assert not silent.samples_for(10).any()
+    bursts = SyntheticToneTrack(440, pattern="1/2@1")  # 1 s on, 2 s off, after 1 s
+    voiced = [bool(bursts.samples_for(n).any()) for n in range(0, 250, 25)]  # every 0.5 s
+    assert voiced == [False, False, True, True, False, False, False, False, True, True]
+    with pytest.raises(ValueError, match="ON/OFF"):
+        SpeakPattern.parse("loud")
 
 
 async def test_tone_is_20ms_of_48k_mono_s16() -> None:

@@ -1,0 +1,158 @@
+// The officer's own camera and microphone, where they go, and what the console hears.
+//
+// Every booth's peer connection has sendrecv transceivers from its first offer; the
+// officer's tracks are attached only to the focused booth's senders, with
+// RTCRtpSender.replaceTrack(track | null): no renegotiation, so a switch takes effect as
+// soon as the next packets leave. A booth on hold gets no packet from the microphone.
+//
+// Every remote booth's audio feeds an AnalyserNode: a level meter per tile, and a voice-
+// activity detector (threshold + hangover) that flags a waiting participant who speaks.
+
+export const VOICE = {
+  threshold: 0.02, // RMS (full scale 1.0) above which a frame counts as voice
+  attackMs: 200, // this much voice in a row raises the flag...
+  hangoverMs: 1500, // ...which stays up this long after the voice stops
+  intervalMs: 100,
+};
+
+export class LocalMedia {
+  constructor() {
+    this.stream = null;
+    this.audio = null;
+    this.video = null;
+    this.error = null;
+    this.ready = null;
+  }
+
+  // Ask once for the camera and microphone. Resolves either way; `error` says why not.
+  open() {
+    if (!this.ready) {
+      this.ready = navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 30 } },
+      }).then((stream) => {
+        this.stream = stream;
+        this.audio = stream.getAudioTracks()[0] || null;
+        this.video = stream.getVideoTracks()[0] || null;
+        return this;
+      }, (e) => {
+        this.error = e;
+        return this;
+      });
+    }
+    return this.ready;
+  }
+
+  stop() {
+    if (this.stream) for (const track of this.stream.getTracks()) track.stop();
+    this.stream = this.audio = this.video = null;
+    this.ready = null;
+  }
+}
+
+// Point one booth's senders at the officer's tracks (focused) or at nothing (on hold).
+// Returns a promise that settles when both senders have switched.
+export function route(senders, local, focused) {
+  if (!senders) return Promise.resolve();
+  const want = { audio: focused ? local.audio : null, video: focused ? local.video : null };
+  const jobs = [];
+  for (const kind of ["audio", "video"]) {
+    const sender = senders[kind];
+    if (sender && sender.track !== want[kind]) jobs.push(sender.replaceTrack(want[kind]));
+  }
+  return Promise.all(jobs);
+}
+
+let audioContext = null;
+
+// One AudioContext for the page. Browsers start it suspended without a user gesture (a
+// reload): any click or key resumes it.
+export function sharedAudioContext() {
+  if (!audioContext) {
+    audioContext = new AudioContext();
+    const resume = () => { if (audioContext.state === "suspended") audioContext.resume().catch(() => {}); };
+    for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, resume, { capture: true });
+  }
+  return audioContext;
+}
+
+export class VoiceMeter {
+  constructor(track) {
+    const ctx = sharedAudioContext();
+    this.source = ctx.createMediaStreamSource(new MediaStream([track]));
+    this.analyser = ctx.createAnalyser();
+    this.analyser.fftSize = 1024;
+    this.source.connect(this.analyser); // analysed only: the tile's <video> plays it
+    this.buffer = new Float32Array(this.analyser.fftSize);
+    this.level = 0;
+    this.voicedMs = 0;
+    this.speakingUntil = 0;
+  }
+
+  // Called every VOICE.intervalMs: the current level, and whether the participant speaks.
+  sample(now = performance.now()) {
+    this.analyser.getFloatTimeDomainData(this.buffer);
+    let sum = 0;
+    for (const v of this.buffer) sum += v * v;
+    this.level = Math.sqrt(sum / this.buffer.length);
+    if (this.level > VOICE.threshold) {
+      this.voicedMs += VOICE.intervalMs;
+      if (this.voicedMs >= VOICE.attackMs) this.speakingUntil = now + VOICE.hangoverMs;
+    } else {
+      this.voicedMs = 0;
+    }
+    return { level: this.level, speaking: now < this.speakingUntil };
+  }
+
+  close() {
+    try { this.source.disconnect(); } catch (e) { /* already */ }
+  }
+}
+
+// Connection quality from getStats: round-trip time, loss and frame rate of the booth's
+// video as this browser decodes it. `prev` is the last result (for rates).
+export async function quality(pc, prev) {
+  const report = await pc.getStats();
+  const q = { at: performance.now(), framesDecoded: 0, packetsLost: 0, packetsReceived: 0, rtt: null, fps: null };
+  let pairId = null;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      q.framesDecoded = s.framesDecoded || 0;
+      q.packetsLost += s.packetsLost || 0;
+      q.packetsReceived += s.packetsReceived || 0;
+      if (s.framesPerSecond !== undefined) q.fps = s.framesPerSecond;
+    } else if (s.type === "inbound-rtp" && s.kind === "audio") {
+      q.packetsLost += s.packetsLost || 0;
+      q.packetsReceived += s.packetsReceived || 0;
+    } else if (s.type === "transport" && s.selectedCandidatePairId) {
+      pairId = s.selectedCandidatePairId;
+    }
+  });
+  const pair = pairId ? report.get(pairId) : null;
+  if (pair && pair.currentRoundTripTime !== undefined) q.rtt = pair.currentRoundTripTime * 1000;
+  if (q.rtt === null) {
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) q.rtt = s.currentRoundTripTime * 1000;
+    });
+  }
+  if (prev) {
+    const dt = (q.at - prev.at) / 1000;
+    if (q.fps === null && dt > 0) q.fps = (q.framesDecoded - prev.framesDecoded) / dt;
+    const lost = q.packetsLost - prev.packetsLost;
+    const got = q.packetsReceived - prev.packetsReceived;
+    q.loss = lost + got > 0 ? Math.max(0, lost) / (Math.max(0, lost) + got) : 0;
+  } else {
+    q.loss = q.packetsLost + q.packetsReceived > 0 ? q.packetsLost / (q.packetsLost + q.packetsReceived) : 0;
+  }
+  return q;
+}
+
+export function qualityText(q) {
+  if (!q) return "";
+  const parts = [];
+  if (q.rtt !== null) parts.push(`RTT ${Math.round(q.rtt)} ms`);
+  const loss = q.loss * 100;
+  parts.push(`${loss > 0 && loss < 1 ? loss.toFixed(1) : Math.round(loss)}% loss`);
+  if (q.fps !== null) parts.push(`${Math.round(q.fps)} fps`);
+  return parts.join(" · ");
+}
