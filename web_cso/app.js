@@ -260,6 +260,13 @@ function setFocused(sessionId) {
   for (const [id, tile] of tiles) {
     const on = id === focused;
     tile.el.dataset.focused = String(on);
+    if (on && tile.speaking) {
+      // Talking to them now: the flag goes at once, not at the next meter tick.
+      tile.speaking = false;
+      tile.wantsSince = null;
+      tile.el.dataset.wants = "false";
+      tile.el.querySelector(".flag").hidden = true;
+    }
     tile.el.querySelector(".focus").textContent = on ? "Hold" : "Talk";
     tile.el.querySelector(".focus").setAttribute("aria-pressed", String(on));
     const video = tile.el.querySelector("video");
