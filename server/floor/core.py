@@ -122,8 +122,6 @@ from signaling.session import (
 S, E = SessionState, SessionEvent
 DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
 RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
-BOOTH_ROLES = frozenset({AccountRole.BOOTH})
-CSO_ROLES = frozenset({AccountRole.CSO})
 HISTORY_STEP = 30.0  # seconds between the queue samples supervisors chart
 HISTORY_POINTS = 120  # an hour of them
 
