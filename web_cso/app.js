@@ -12,13 +12,14 @@
 // sound, and leaves the others muted but metered: a waiting participant who speaks is
 // flagged on the tile ("wants to talk"), and W switches to them.
 
+import { TokenStore, login } from "./auth.js";
 import { Api, ClaimPanel } from "./claim.js";
 import { attachLinks } from "./links.js";
 import { LocalMedia, VOICE, VoiceMeter, quality, qualityText, route } from "./media.js";
 import { Signaling } from "./signaling.js";
 
 const $ = (sel) => document.querySelector(sel);
-const TOKENS_KEY = "loket.console.tokens"; // per tab: a reload keeps the login
+const tokenStore = new TokenStore("loket.console.tokens"); // per tab: a reload keeps the login
 const MAX_TILES = 6;
 const tiles = new Map(); // session_id -> tile (see tileFor)
 const panels = new Map(); // session_id -> ClaimPanel (kept while the session lasts)
@@ -97,32 +98,6 @@ function remembered(name) {
 
 function remember(name, value) {
   try { localStorage.setItem(`loket.console.${name}.${me}`, value); } catch (e) { /* private mode */ }
-}
-
-function saveTokens(tokens) {
-  try { sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens)); } catch (e) { /* private mode */ }
-}
-
-function loadTokens() {
-  try { return JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null"); } catch (e) { return null; }
-}
-
-function clearTokens() {
-  try { sessionStorage.removeItem(TOKENS_KEY); } catch (e) { /* private mode */ }
-}
-
-async function login(username, password) {
-  const res = await fetch("/api/auth/login", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ username, password }),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = body.error || {};
-    throw new Error(`${err.message || res.statusText}${err.hint ? ` — ${err.hint}` : ""}`);
-  }
-  return body;
 }
 
 // --- tiles --------------------------------------------------------------------------------
@@ -589,11 +564,11 @@ function stopped(text, next) {
   connected = false;
   local.stop();
   if (next === "login") {
-    clearTokens();
+    tokenStore.clear();
     showLogin(text);
     return;
   }
-  if (next === "disabled") clearTokens();
+  if (next === "disabled") tokenStore.clear();
   $("#floor").dataset.stopped = next || "stopped";
   setStatus(text);
 }
@@ -654,7 +629,7 @@ function start(tokens) {
   connected = false;
   setStatus("Connecting…");
   notice("");
-  saveTokens(tokens);
+  tokenStore.save(tokens);
   local.open().then(() => {
     $("#mic").textContent = local.error ? "No camera/microphone" : "Camera and microphone ready";
     $("#mic").dataset.ok = String(!local.error);
@@ -665,7 +640,7 @@ function start(tokens) {
   signaling = new Signaling("/ws/cso", tokens, { ...handlers }, {
     onStatus: (text) => { connected = false; setStatus(text); },
     onRefused: refused,
-    onTokens: saveTokens,
+    onTokens: (tokens) => tokenStore.save(tokens),
     onStopped: stopped,
   });
   attachLinks(signaling, { status: notice }); // supervisor whisper and "monitored" mark
@@ -698,7 +673,7 @@ $("#logout").addEventListener("click", async () => {
   signaling = null;
   connected = false;
   removeAllTiles();
-  clearTokens();
+  tokenStore.clear();
   local.stop();
   if (current) await current.logout();
   showLogin();
@@ -749,5 +724,5 @@ window.loketConsole = {
 };
 
 // A reload keeps this tab's login: the console comes back from the server's `welcome`.
-const saved = loadTokens();
+const saved = tokenStore.load();
 if (saved && saved.refresh_token) start(saved);

@@ -7,6 +7,7 @@
 // samples) and the coalesced `floor_snapshot`s; the page never polls. After a reconnect
 // the floor is rebuilt from the new welcome.
 
+import { TokenStore, login } from "/console/auth.js";
 import { Api } from "/console/claim.js";
 import { Signaling } from "/console/signaling.js";
 import { Floor } from "./floor.js";
@@ -14,7 +15,7 @@ import { SupervisorLinks } from "./links.js";
 import { Outcomes } from "./outcomes.js";
 
 const $ = (sel) => document.querySelector(sel);
-const TOKENS_KEY = "loket.supervisor.tokens";
+const tokenStore = new TokenStore("loket.supervisor.tokens");
 const ROLES = ["supervisor", "operator"];
 const ACTION_NAMES = {
   move_booth: "Move", set_cso_availability: "Pause/resume", end_session: "End session",
@@ -29,32 +30,6 @@ function setStatus(text, kind = "info") {
   const el = $("#status");
   el.textContent = text;
   el.dataset.kind = kind;
-}
-
-function saveTokens(tokens) {
-  try { sessionStorage.setItem(TOKENS_KEY, JSON.stringify(tokens)); } catch (e) { /* private mode */ }
-}
-
-function loadTokens() {
-  try { return JSON.parse(sessionStorage.getItem(TOKENS_KEY) || "null"); } catch (e) { return null; }
-}
-
-function clearTokens() {
-  try { sessionStorage.removeItem(TOKENS_KEY); } catch (e) { /* private mode */ }
-}
-
-async function login(username, password) {
-  const res = await fetch("/api/auth/login", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ username, password }),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) {
-    const err = body.error || {};
-    throw new Error(`${err.message || res.statusText}${err.hint ? ` — ${err.hint}` : ""}`);
-  }
-  return body;
 }
 
 // --- confirmation -----------------------------------------------------------------------
@@ -167,11 +142,11 @@ function stopped(text, next) {
   links.lost();
   signaling = null;
   if (next === "login") {
-    clearTokens();
+    tokenStore.clear();
     return showLogin(text);
   }
   if (next === "disabled") {
-    clearTokens();
+    tokenStore.clear();
     return showLogin("The server refused this account the supervisor view (not a supervisor, or disabled).");
   }
   setStatus(text, "refused");
@@ -192,11 +167,11 @@ function start(tokens) {
   $("#dash").hidden = false;
   $("#who").hidden = false;
   setStatus("Connecting…");
-  saveTokens(tokens);
+  tokenStore.save(tokens);
   signaling = new Signaling("/ws/supervisor", tokens, handlers, {
     onStatus: setStatus,
     onRefused: refused,
-    onTokens: saveTokens,
+    onTokens: (tokens) => tokenStore.save(tokens),
     onStopped: stopped,
   });
   links.attach(signaling);
@@ -226,10 +201,10 @@ $("#logout").addEventListener("click", async () => {
   const current = signaling;
   signaling = null;
   links.lost();
-  clearTokens();
+  tokenStore.clear();
   if (current) await current.logout();
   showLogin();
 });
 
-const saved = loadTokens();
+const saved = tokenStore.load();
 if (saved && saved.refresh_token) start(saved);

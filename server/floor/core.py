@@ -615,28 +615,33 @@ class FloorCore(Supervision):
         self._apply(decisions)
 
     def _accept(self, who: Principal, msg: Accept) -> None:
-        session = self._authorised(who, Action.SESSION_ACCEPT, msg.session_id, msg.id)
-        decisions = self._dispatch(
-            lambda now: self.dispatcher.accept(session.booth_id, who.subject, now), msg.id
-        )
-        self._send(who.subject, Ack(reply_to=msg.id))
-        self._apply(decisions)
+        self._session_request(who, Action.SESSION_ACCEPT, msg, self.dispatcher.accept)
 
     def _decline(self, who: Principal, msg: Decline) -> None:
-        session = self._authorised(who, Action.SESSION_DECLINE, msg.session_id, msg.id)
-        decisions = self._dispatch(
-            lambda now: self.dispatcher.decline(session.booth_id, who.subject, now), msg.id
-        )
-        self._send(who.subject, Ack(reply_to=msg.id))
-        self._apply(decisions)
+        self._session_request(who, Action.SESSION_DECLINE, msg, self.dispatcher.decline)
 
     def _end(self, who: Principal, msg: EndSession) -> None:
-        session = self._authorised(who, Action.SESSION_END, msg.session_id, msg.id)
-        decisions = self._dispatch(
-            lambda now: self.dispatcher.release(session.booth_id, now), msg.id
+        self._session_request(
+            who,
+            Action.SESSION_END,
+            msg,
+            lambda booth_id, _, now: self.dispatcher.release(booth_id, now),
+            "cso_ended",
         )
+
+    def _session_request(
+        self,
+        who: Principal,
+        action: Action,
+        msg: Accept | Decline | EndSession,
+        call: Callable[[str, str, float], list[Decision]],
+        end_reason: EndReason = "completed",
+    ) -> None:
+        """A CSO acts on one of its sessions: policy, dispatcher, ack, then the decisions."""
+        session = self._authorised(who, action, msg.session_id, msg.id)
+        decisions = self._dispatch(lambda now: call(session.booth_id, who.subject, now), msg.id)
         self._send(who.subject, Ack(reply_to=msg.id))
-        self._apply(decisions, "cso_ended")
+        self._apply(decisions, end_reason)
 
     def _focus(self, who: Principal, msg: FocusBooth) -> None:
         """Talk to one booth; every other booth of this CSO goes on hold."""
