@@ -88,7 +88,7 @@ class Supervision:
             raise ProtocolError(REFUSAL_CODES.get(verdict.code, ErrorCode.FORBIDDEN_FOR_ROLE),
                                 verdict.reason, ref=ref)  # fmt: skip
 
-    def _audit(
+    def _audit(  # emitted before the acknowledgement: the runtime writes it first
         self: FloorCore,
         who: Principal,
         action: str,
@@ -126,9 +126,9 @@ class Supervision:
         decisions = self._dispatch(
             lambda now: self.dispatcher.move(live.booth_id, msg.to_cso_id, now), msg.id
         )
-        self._send(who.subject, Ack(reply_to=msg.id))
         self._audit(who, "session.moved", claim_id=live.claim_id, session_id=live.session_id,
                     booth_id=live.booth_id, from_cso=live.cso_id, to_cso=msg.to_cso_id)  # fmt: skip
+        self._send(who.subject, Ack(reply_to=msg.id))
         self._apply(decisions, "moved")
 
     def _steer_availability(self: FloorCore, who: Principal, msg: SetCsoAvailability) -> None:
@@ -144,10 +144,11 @@ class Supervision:
                 ErrorCode.CONFLICT, "that officer is disconnected; they resume on return",
                 ref=msg.id,
             )  # fmt: skip
-        self._send(who.subject, Ack(reply_to=msg.id))
         if msg.available == (not cso.paused):
+            self._send(who.subject, Ack(reply_to=msg.id))
             return
         self._audit(who, "cso.resumed" if msg.available else "cso.paused", cso_id=cso.cso_id)
+        self._send(who.subject, Ack(reply_to=msg.id))
         self._set_paused(cso, not msg.available)
         if cso.connected:
             self._send(
@@ -161,10 +162,10 @@ class Supervision:
         assert record is not None
         live = record.live
         decisions = self._dispatch(lambda now: self.dispatcher.release(live.booth_id, now), msg.id)
-        self._send(who.subject, Ack(reply_to=msg.id))
         self._audit(who, "session.ended_by_supervisor", claim_id=live.claim_id,
                     session_id=live.session_id, booth_id=live.booth_id,
                     cso_id=live.cso_id)  # fmt: skip
+        self._send(who.subject, Ack(reply_to=msg.id))
         self._apply(decisions, "supervisor_ended")
 
     # --- links ------------------------------------------------------------------------------
@@ -189,6 +190,8 @@ class Supervision:
                 )
         link = Link(f"lk{self._new_id()}", msg.kind, live.session_id, who, peer_id, live.claim_id)
         self.links[link.link_id] = link
+        self._audit(who, f"{msg.kind}.started", claim_id=live.claim_id,
+                    session_id=live.session_id, link_id=link.link_id)  # fmt: skip
         self._send(who.subject, Ack(reply_to=msg.id))
         for end, offerer in (
             (who.subject, msg.kind == "whisper"),
@@ -205,8 +208,6 @@ class Supervision:
                     ice_servers=views.ice_servers(self, end),
                 ),
             )
-        self._audit(who, f"{msg.kind}.started", claim_id=live.claim_id,
-                    session_id=live.session_id, link_id=link.link_id)  # fmt: skip
         if msg.kind == "monitor":
             self._tell_monitored(live.session_id)
 
@@ -220,13 +221,14 @@ class Supervision:
     def _close_link(self: FloorCore, link: Link, reason: str) -> None:
         if self.links.pop(link.link_id, None) is None:
             return
+        # Audited before anyone hears of it: what a peer was told has been recorded.
+        self._audit(link.supervisor, f"{link.kind}.stopped", claim_id=link.claim_id,
+                    session_id=link.session_id, link_id=link.link_id, reason=reason)  # fmt: skip
         closed = LinkClosed(link_id=link.link_id, reason=reason)  # type: ignore[arg-type]
         if link.supervisor.subject in self.supervisors:
             self._send(link.supervisor.subject, closed)
         if self._end_connected(link, link.peer_id):
             self._send(link.peer_id, closed)
-        self._audit(link.supervisor, f"{link.kind}.stopped", claim_id=link.claim_id,
-                    session_id=link.session_id, link_id=link.link_id, reason=reason)  # fmt: skip
         if link.kind == "monitor":
             self._tell_monitored(link.session_id)
 
