@@ -32,6 +32,7 @@ import httpx
 import structlog
 import websockets
 from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 
 from booth_client.audio import LatestFrameSink, open_audio_sink
@@ -66,12 +67,14 @@ from signaling.messages import (
     Ack,
     Answer,
     Assigned,
+    BookingRef,
     Candidate,
     CheckIn,
     Envelope,
     Error,
     Focus,
     Hello,
+    Language,
     LinkClosed,
     LinkOpened,
     Offer,
@@ -84,6 +87,8 @@ from signaling.messages import (
     Reserved,
     Role,
     SessionEnded,
+    SessionEndNote,
+    WalkInRef,
     Welcome,
 )
 from signaling.session import IN_CALL, BoothSession, SessionEvent, SessionState
@@ -127,6 +132,15 @@ class Tokens:
     refresh: str  # rotates on every refresh: only the newest works
     expires_at: float  # monotonic
     lifetime: float  # seconds the access token was issued for
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Who checks in at the kiosk screen (booth_client.screen), as they typed it."""
+
+    claim: BookingRef | WalkInRef
+    language: Language = Language.INDONESIAN
+    needs_assistance: bool = False
 
 
 class BoothClient:
@@ -178,6 +192,10 @@ class BoothClient:
         )
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
+        # With a screen attached, the person at it checks in (attach_screen).
+        self._screen_participant = False
+        self._participant: Participant | None = None
+        self.last_ended: SessionEndNote | None = None  # how the latest session ended
 
     # --- what the kiosk shows ---------------------------------------------------------
 
@@ -312,6 +330,64 @@ class BoothClient:
         """The participant (again) asks to check in, e.g. after correcting a refused claim."""
         self._wants_check_in = True
         await self._check_in()
+
+    # --- the participant's screen (booth_client.screen) ---------------------------------
+
+    def attach_screen(self) -> None:
+        """From now on the person at the kiosk screen checks in (check_in_participant):
+        the synthetic participant never does, and nobody is checked in again by itself
+        after a session."""
+        self._screen_participant = True
+        self._wants_check_in = self._participant is not None
+
+    async def check_in_participant(self, participant: Participant) -> None:
+        """Check in what the screen's participant typed (validated there): sent now if the
+        socket is up, else right after the next `welcome`. A refusal lands in
+        `last_refusal`, and the participant corrects it and calls this again."""
+        self._participant = participant
+        self._wants_check_in = True
+        await self._check_in()
+
+    def forget_participant(self) -> None:
+        """The next person is at the screen: drop the last one's check-in data."""
+        self._participant = None
+        if self._screen_participant:
+            self._wants_check_in = False
+
+    @property
+    def online(self) -> bool:
+        """The socket is up and welcomed, so the view is the server's account."""
+        return self._ws is not None and self._socket_deadline is not None
+
+    def self_view(self) -> MediaStreamTrack | None:
+        """A new subscription to the camera the booth sends (the screen's self-view), or
+        None before the first call. Stop the track when done with it."""
+        if self._video is None:
+            return None
+        return self._relay.subscribe(self._video, buffered=False)
+
+    @property
+    def _rejoins(self) -> bool:
+        return self.config.rejoin_after_session and not self._screen_participant
+
+    def _check_in_message(self) -> CheckIn | None:
+        if self._screen_participant:
+            who = self._participant
+            if who is None:
+                return None
+            return CheckIn(
+                claim=who.claim, language=who.language, needs_assistance=who.needs_assistance
+            )
+        return CheckIn(
+            claim=self.config.claim(self.booth_id or "booth"),
+            language=self.config.language,
+            needs_assistance=self.config.needs_assistance,
+        )
+
+    def _visit_over(self, ended: SessionEndNote) -> None:
+        self.last_ended = ended
+        if self._screen_participant:
+            self._participant = None  # their claim is on the server; not kept here
 
     # --- auth -------------------------------------------------------------------------
 
@@ -496,7 +572,7 @@ class BoothClient:
             welcome.booth,
             peer_session=peer.session_id if peer is not None else None,
             wants_check_in=self._wants_check_in,
-            rejoin_after_session=self.config.rejoin_after_session,
+            rejoin_after_session=self._rejoins,
         )
         if not plan.keep_peer:
             await self._close_peer()
@@ -516,6 +592,7 @@ class BoothClient:
                 reason=plan.finished.reason,
                 while_away=True,
             )
+            self._visit_over(plan.finished)
         self.changed.set()
         if plan.report_peer and self._peer is not None:
             await self._report_peer(self._peer)
@@ -547,11 +624,9 @@ class BoothClient:
             return
         if self._ws is None or self._stopping.is_set():
             return  # checked in on the next welcome, if still wanted
-        message = CheckIn(
-            claim=self.config.claim(self.booth_id or "booth"),
-            language=self.config.language,
-            needs_assistance=self.config.needs_assistance,
-        )
+        message = self._check_in_message()
+        if message is None:
+            return  # the screen's participant has not checked in yet
         self._checking_in = message.id
         self.changed.set()
         await self._request(message)
@@ -742,7 +817,8 @@ class BoothClient:
             self.changed.set()
             return
         self.view = KioskView()
-        self._wants_check_in = self.config.rejoin_after_session
+        self._wants_check_in = self._rejoins
+        self._visit_over(SessionEndNote(session_id=message.session_id, reason=message.reason))
         self.changed.set()
         if self._wants_check_in and not self._stopping.is_set():
             await self._check_in()
