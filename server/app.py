@@ -1,7 +1,8 @@
 """Builds the Loket FastAPI app from Settings. The one place ports meet adapters.
 
-With no settings: SQLite under data_dir, in-process Router and LiveState. A Redis URL
-will swap in Redis adapters here and nowhere else.
+With no settings: SQLite under data_dir, in-process Router, LiveState and floor. With
+LOKET_REDIS_URL the Redis adapters and the cluster floor (a leader elected among the
+processes) take their place, here and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from sqlalchemy import text
 
 from server.adapters.blobs import BlobStore
 from server.adapters.local import LocalLiveState, LocalRouter
+from server.adapters.redis.wiring import open_cluster
 from server.adapters.sql import migrate
 from server.adapters.sql.records import SqlRecordStore
 from server.adapters.sql.wiring import open_accounts
 from server.api import auth as auth_api
 from server.api import health, ws
 from server.api import records as records_api
+from server.api.connection import CloseCode, Connection
 from server.api.errors import install_error_handlers
 from server.api.records import install_records_errors
 from server.auth.ratelimit import LoginThrottle
@@ -32,7 +35,9 @@ from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
 from server.floor import FloorRuntime
 from server.metrics import Metrics
-from server.ports.live_state import LiveSession
+from server.ports.floor import Floor
+from server.ports.live_state import LiveSession, LiveState
+from server.ports.router import FLOOR_TOPIC, Mailbox, Router
 from server.records import RecordsService, documents_key
 from server.settings import Settings
 from signaling.schema import protocol_schema
@@ -41,6 +46,19 @@ log = structlog.get_logger("loket.app")
 
 WEB_CSO_DIR = Path(__file__).resolve().parent.parent / "web_cso"
 WEB_SUPERVISOR_DIR = Path(__file__).resolve().parent.parent / "web_supervisor"
+
+
+def _close_replaced(mailbox: Mailbox) -> None:
+    # The peer connected again through another process: this socket is the stale one.
+    if isinstance(mailbox, Connection):
+        mailbox.close(CloseCode.REPLACED, "replaced by a newer connection")
+
+
+def _close_evicted(mailboxes: list[Mailbox]) -> None:
+    # The floor counted this process as gone: reconnect (and resume) to be known again.
+    for mailbox in mailboxes:
+        if isinstance(mailbox, Connection):
+            mailbox.close(CloseCode.SERVICE_RESTART, "reconnect: this server was cut off")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,28 +80,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refresh_ttl=settings.refresh_token_ttl,
         )
         auth = AuthService(accounts, issuer, LoginThrottle.from_settings(settings), settings)
-        router, live = LocalRouter(), LocalLiveState()
+        cluster = await open_cluster(
+            settings,
+            load_or_create_jwt_secret(settings),
+            on_replaced=_close_replaced,
+            on_evicted=_close_evicted,
+        )
+        router: Router
+        live: LiveState
+        if cluster is not None:
+            router, live = cluster.router, cluster.live
+        else:
+            router, live = LocalRouter(), LocalLiveState()
         blobs = BlobStore(settings.data_dir / "documents", documents_key(settings))
         store = SqlRecordStore(engine)
         # The records service asks the floor which session serves a claim (its access
         # decisions follow the session's state); the floor asks records to resolve the
         # claim of a check-in it accepted. Late binding ties the two.
-        floor_ref: list[FloorRuntime] = []
+        floor_ref: list[Floor] = []
 
         async def session_of_claim(claim_id: str) -> LiveSession | None:
             return await floor_ref[0].session_of_claim(claim_id)
 
         records = RecordsService(settings, store, blobs, session_of_claim=session_of_claim)
-        floor = FloorRuntime.from_settings(
-            settings,
-            router,
-            live,
-            metrics,
-            resolve_claim=ws.claim_resolver(records),
-            record_fingerprints=ws.fingerprint_recorder(records),
-            record_audit=ws.audit_recorder(records),
-            broadcast_interval=settings.broadcast_interval,
-        )
+        runtime_kw = {
+            "resolve_claim": ws.claim_resolver(records),
+            "record_fingerprints": ws.fingerprint_recorder(records),
+            "record_audit": ws.audit_recorder(records),
+            "broadcast_interval": settings.broadcast_interval,
+        }
+        floor: Floor
+        if cluster is not None:
+            floor = cluster.floor(metrics, runtime_kw)
+            await cluster.router.start(topics=(FLOOR_TOPIC,))
+        else:
+            floor = FloorRuntime.from_settings(settings, router, live, metrics, **runtime_kw)
         floor_ref.append(floor)
         await floor.start()
 
@@ -94,6 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await conn.execute(text("SELECT 1"))
             except Exception as exc:
                 problems.append(f"database unreachable: {type(exc).__name__}")
+            if cluster is not None:
+                try:
+                    await cluster.redis.ping()
+                except Exception as exc:
+                    problems.append(f"redis unreachable: {type(exc).__name__}")
             return problems
 
         app.state.auth = auth
@@ -101,11 +137,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.records = records
         app.state.readiness = readiness
         app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics, records)
-        log.info("loket_started", data_dir=str(settings.data_dir.resolve()))
+        log.info(
+            "loket_started",
+            data_dir=str(settings.data_dir.resolve()),
+            cluster=cluster.process_id if cluster else None,
+        )
         try:
             yield
         finally:
             await floor.stop()
+            if cluster is not None:
+                await cluster.close()
             auth.close()
             await store.close()
             await engine.dispose()

@@ -43,7 +43,24 @@ class Settings(BaseSettings):
         description="websocket Origin allow-list; empty = this server's own http origin",
     )
     database_url: str | None = Field(default=None, description="default: SQLite in data_dir")
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0: share the live floor between processes (unset: "
+        "one process, in-memory)",
+    )
+    redis_prefix: str = Field(default="loket", min_length=1, description="key namespace")
+    leader_lease: float = Field(
+        default=5.0, gt=0, description="seconds the floor leader's lease lasts unrenewed"
+    )
+    presence_ttl: float = Field(
+        default=6.0, gt=0, description="seconds before a silent process's sockets count as gone"
+    )
+    snapshot_interval: float = Field(
+        default=2.0, gt=0, description="seconds between floor snapshots in Redis"
+    )
+    process_id: str | None = Field(
+        default=None, description="this process's name among the cluster (default: host-pid)"
+    )
 
     # Auth
     jwt_secret: SecretStr | None = Field(

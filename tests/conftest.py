@@ -32,9 +32,10 @@ def postgres():  # type: ignore[no-untyped-def]
         yield cluster
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis+postgresql"])
 async def db_settings(request, tmp_path):  # type: ignore[no-untyped-def]
-    """Settings for an empty database of each kind: the records suites run on both."""
+    """Settings for an empty database of each kind: the records suites run on the
+    embedded default, on PostgreSQL, and as a cluster node (Redis + PostgreSQL)."""
     from tests.support.live_server import server_settings
 
     if request.param == "sqlite":
@@ -42,4 +43,36 @@ async def db_settings(request, tmp_path):  # type: ignore[no-untyped-def]
     from tests.support.postgres import create_database
 
     cluster = request.getfixturevalue("postgres")
-    return server_settings(tmp_path, database_url=await create_database(cluster))
+    extra = {}
+    if request.param == "redis+postgresql":
+        extra = cluster_overrides(request)
+    return server_settings(tmp_path, database_url=await create_database(cluster), **extra)
+
+
+def cluster_overrides(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings that make a test server a cluster node on the session's redis-server,
+    under a key prefix of the test's own."""
+    redis = request.getfixturevalue("redis_server")
+    return {
+        "redis_url": redis.url,
+        "redis_prefix": request.getfixturevalue("redis_prefix"),
+        "leader_lease": 2.0,
+        "presence_ttl": 2.0,
+        "snapshot_interval": 0.5,
+    }
+
+
+@pytest.fixture(scope="session")
+def redis_server():  # type: ignore[no-untyped-def]
+    """One redis-server for the run; tests keep apart by key prefix (see redis_settings)."""
+    from tests.support.redis import redis_server as start
+
+    with start() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:12]}"

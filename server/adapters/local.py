@@ -49,11 +49,14 @@ class LocalLiveState:
     def __init__(self) -> None:
         self._sessions: dict[str, LiveSession] = {}
         self._by_peer: dict[str, set[str]] = defaultdict(set)
+        self._by_claim: dict[str, str] = {}  # claim id -> the session last put for it
 
     async def put(self, session: LiveSession) -> None:
         self._sessions[session.session_id] = session
         self._by_peer[session.booth_id].add(session.session_id)
         self._by_peer[session.cso_id].add(session.session_id)
+        if session.claim_id:
+            self._by_claim[session.claim_id] = session.session_id
 
     async def get(self, session_id: str) -> LiveSession | None:
         return self._sessions.get(session_id)
@@ -61,6 +64,8 @@ class LocalLiveState:
     async def delete(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session:
+            if session.claim_id and self._by_claim.get(session.claim_id) == session_id:
+                del self._by_claim[session.claim_id]
             for peer in (session.booth_id, session.cso_id):
                 self._by_peer[peer].discard(session_id)
                 if not self._by_peer[peer]:
@@ -71,3 +76,7 @@ class LocalLiveState:
 
     async def count(self) -> int:
         return len(self._sessions)
+
+    async def of_claim(self, claim_id: str) -> LiveSession | None:
+        session_id = self._by_claim.get(claim_id)
+        return self._sessions.get(session_id) if session_id else None

@@ -38,6 +38,7 @@ class CloseCode:
     TIMEOUT = 4408
     REPLACED = 4409
     OVERLOADED = 4429
+    SERVICE_RESTART = 1012  # RFC 6455: reconnect (a cluster process was cut off)
 
 
 class Closed(Exception):
@@ -131,7 +132,10 @@ class Connection:
                 if delivery is None:
                     break
                 raw = delivery.raw
-                await self.ws.send_text(raw if raw is not None else encode(delivery.message))
+                if raw is None:
+                    assert delivery.message is not None  # a Delivery has one or the other
+                    raw = encode(delivery.message)
+                await self.ws.send_text(raw)
                 if delivery.received_at is not None:
                     self._metrics.relay_latency.observe(time.monotonic() - delivery.received_at)
         except (WebSocketDisconnect, RuntimeError, OSError):

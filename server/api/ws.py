@@ -25,10 +25,11 @@ from fastapi import APIRouter, WebSocket
 from server.api.connection import CloseCode, Closed, Connection
 from server.auth.errors import AuthError
 from server.auth.service import AuthService
-from server.floor import ClaimLookupError, FloorRuntime
+from server.floor import ClaimLookupError
 from server.floor.events import Audit, RecordFingerprints
 from server.floor.runtime import AuditRecorder, ClaimResolver, FingerprintRecorder
 from server.metrics import Metrics
+from server.ports.floor import Floor
 from server.ports.records import AuditDraft
 from server.ports.router import FLOOR_TOPIC, Router
 from server.principal import AccountRole, Principal
@@ -61,7 +62,7 @@ SOCKET_ROLES: dict[Role, frozenset[AccountRole]] = {
 class SocketServices:
     settings: Settings
     auth: AuthService
-    floor: FloorRuntime
+    floor: Floor
     router: Router
     metrics: Metrics
     records: RecordsService

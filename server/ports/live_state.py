@@ -1,7 +1,9 @@
 """LiveState port: the live sessions (which booth is paired with which CSO, and how far).
 
-It authorises every relayed offer/answer/candidate, so it must be shared by every server
-process that holds a socket of either end. In-process now; Redis later.
+The floor core decides and writes it; the records service reads it on every request to
+authorise a CSO by the session's state, on whichever process the request lands. In-process
+(server.adapters.local), or in Redis (server.adapters.redis), where every process reads
+what the floor's leader wrote.
 """
 
 from __future__ import annotations
@@ -43,3 +45,7 @@ class LiveState(Protocol):
     async def of_peer(self, peer_id: str) -> list[LiveSession]: ...
 
     async def count(self) -> int: ...
+
+    async def of_claim(self, claim_id: str) -> LiveSession | None:
+        """The live session in which this claim is being verified, if any."""
+        ...

@@ -1,8 +1,9 @@
 """Router port: delivers messages to connected peers, wherever they are connected.
 
-In-process today (`server.adapters.local`); a Redis-backed router lets a booth on one
-server process talk to a CSO on another. Delivery is best-effort and returns whether a
-live connection took the message; durable things never travel only this way.
+In-process (`server.adapters.local`), or through Redis (`server.adapters.redis.router`)
+so that a booth on one server process talks to a CSO on another. Delivery is best-effort
+and returns whether a live connection took the message; durable things never travel only
+this way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ FLOOR_TOPIC = "floor"
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    message: Envelope
+    message: Envelope | None  # None: `raw` is the whole frame (from another process)
     # monotonic time the message that caused this one arrived, for relay latency
     received_at: float | None = None
     # A relayed message's own frame, as the sender sent it (validated): forwarded as-is

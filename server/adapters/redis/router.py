@@ -1,0 +1,261 @@
+"""The Router port through Redis: a booth's socket on one process, its CSO's on another.
+
+Each process has an **inbox stream** (`<prefix>:inbox:<process id>`) and reads it with a
+blocking XREAD; `<prefix>:peers` maps each connected peer to the process holding its
+socket. A message for a peer is one Lua call: look the peer up, XADD to that inbox.
+
+Why streams and not pub/sub for peers: a process that loses its Redis connection for a
+moment (failover, restart) reads on from the last id it saw instead of losing what was
+sent meanwhile; the inbox is bounded (MAXLEN ~) so a dead process's inbox cannot grow
+without limit; and its length is a visible backlog. The supervisors' floor, by contrast,
+goes over pub/sub: every pass ends with a full snapshot, so a lost update heals itself.
+
+**Presence**: every process refreshes its deadline in `<prefix>:procs` (a sorted set) every
+third of `presence_ttl`; the floor's leader treats the sockets of a process whose deadline
+passed as closed. A process that finds itself already declared gone closes its own sockets
+so their peers reconnect (and resume) rather than talk into a floor that forgot them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.adapters.redis.keys import Keys
+from server.ports.router import Delivery, Mailbox
+from signaling.codec import encode
+from signaling.messages import Envelope
+
+log = structlog.get_logger("loket.redis.router")
+
+INBOX_MAXLEN = 20_000  # per process; a live process reads far faster than this fills
+
+# Route one frame to the process holding the peer's socket. 1 = queued, 0 = not connected.
+ROUTE_LUA = """
+local function route(peers, prefix, maxlen, peer, frame, t)
+  local pid = redis.call('HGET', peers, peer)
+  if not pid then return 0 end
+  redis.call('XADD', prefix .. ':inbox:' .. pid, 'MAXLEN', '~', maxlen, '*',
+             'p', peer, 'm', frame, 't', t)
+  return 1
+end
+"""
+_SEND = ROUTE_LUA + "return route(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+
+# Bind a peer to this process; tell the process that held it before to let go.
+_ATTACH = """
+local old = redis.call('HGET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+if old and old ~= ARGV[3] then
+  redis.call('XADD', ARGV[1] .. ':inbox:' .. old, 'MAXLEN', '~', ARGV[4], '*',
+             'p', ARGV[2], 'c', 'replaced')
+end
+return old
+"""
+# Unbind, only if this process still holds the peer.
+_DETACH = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisRouter:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        process_id: str,
+        *,
+        presence_ttl: float = 6.0,
+        on_replaced: Callable[[Mailbox], None] | None = None,
+        on_evicted: Callable[[list[Mailbox]], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.process_id = process_id
+        self._presence_ttl = presence_ttl
+        self._on_replaced = on_replaced
+        self._on_evicted = on_evicted
+        self._peers: dict[str, Mailbox] = {}
+        self._topics: dict[str, set[Mailbox]] = defaultdict(set)
+        self._send = redis.register_script(_SEND)
+        self._attach = redis.register_script(_ATTACH)
+        self._detach = redis.register_script(_DETACH)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._registered = False
+        self.present = asyncio.Event()  # presence written at least once
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, topics: tuple[str, ...] = ()) -> None:
+        self._tasks = [
+            asyncio.create_task(self._keep_present(), name="redis-presence"),
+            asyncio.create_task(self._read_inbox(), name="redis-inbox"),
+            *(
+                asyncio.create_task(self._listen(topic), name=f"redis-topic-{topic}")
+                for topic in topics
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # A clean exit says so at once, rather than letting the leader wait out the TTL.
+        with contextlib.suppress(RedisError, OSError):
+            k = self._keys
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(k.procs, {self.process_id: 0})
+                pipe.delete(k.inbox(self.process_id))
+                await pipe.execute()
+
+    # --- the Router port ----------------------------------------------------------------
+
+    async def attach(self, peer_id: str, mailbox: Mailbox) -> Mailbox | None:
+        previous = self._peers.get(peer_id)
+        self._peers[peer_id] = mailbox
+        k = self._keys
+        await self._attach(keys=[k.peers], args=[k.prefix, peer_id, self.process_id, INBOX_MAXLEN])
+        return previous if previous is not mailbox else None
+
+    async def detach(self, peer_id: str, mailbox: Mailbox) -> None:
+        if self._peers.get(peer_id) is not mailbox:
+            return
+        del self._peers[peer_id]
+        await self._detach(keys=[self._keys.peers], args=[peer_id, self.process_id])
+
+    async def send(
+        self,
+        peer_id: str,
+        message: Envelope,
+        *,
+        received_at: float | None = None,
+        raw: str | None = None,
+    ) -> bool:
+        mailbox = self._peers.get(peer_id)
+        if mailbox is not None:
+            return mailbox.deliver(Delivery(message, received_at, raw))
+        k = self._keys
+        wall = "" if received_at is None else repr(time.time() - (time.monotonic() - received_at))
+        frame = raw if raw is not None else encode(message)
+        queued = await self._send(
+            keys=[k.peers], args=[k.prefix, INBOX_MAXLEN, peer_id, frame, wall]
+        )
+        return bool(queued)
+
+    async def subscribe(self, topic: str, mailbox: Mailbox) -> None:
+        self._topics[topic].add(mailbox)
+
+    async def unsubscribe(self, topic: str, mailbox: Mailbox) -> None:
+        self._topics[topic].discard(mailbox)
+
+    async def publish(self, topic: str, message: Envelope) -> int:
+        """To every process; returns how many processes listen (not sockets)."""
+        return int(await self._redis.publish(self._keys.channel(topic), encode(message)))
+
+    # --- local delivery -----------------------------------------------------------------
+
+    def deliver_local(self, peer_id: str, frame: str, wall_received: float | None) -> bool:
+        mailbox = self._peers.get(peer_id)
+        if mailbox is None:
+            return False
+        # Relay latency is measured on this process's monotonic clock.
+        received_at = (
+            None
+            if wall_received is None
+            else time.monotonic() - max(0.0, time.time() - wall_received)
+        )
+        return mailbox.deliver(Delivery(None, received_at, frame))
+
+    def publish_local(self, topic: str, frame: str) -> int:
+        delivery = Delivery(None, None, frame)
+        return sum(1 for mailbox in list(self._topics[topic]) if mailbox.deliver(delivery))
+
+    # --- background loops ---------------------------------------------------------------
+
+    async def _keep_present(self) -> None:
+        period = self._presence_ttl / 3
+        while True:
+            try:
+                deadline_ms = int((time.time() + self._presence_ttl) * 1000)
+                added = await self._redis.zadd(self._keys.procs, {self.process_id: deadline_ms})
+                if added and self._registered:
+                    self._evicted()
+                self._registered = True
+                self.present.set()
+            except (RedisError, OSError) as exc:
+                log.warning("presence_refresh_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(period)
+
+    def _evicted(self) -> None:
+        """The floor declared this process gone (it was silent too long): its sockets
+        are closed so their peers reconnect and resume with a floor that knows them."""
+        mailboxes = list(self._peers.values())
+        log.error("process_evicted", sockets=len(mailboxes))
+        self._peers.clear()
+        if self._on_evicted is not None:
+            self._on_evicted(mailboxes)
+
+    async def _read_inbox(self) -> None:
+        inbox = self._keys.inbox(self.process_id)
+        last = "0-0"
+        backoff = 0.1
+        while True:
+            try:
+                reply = await self._redis.xread({inbox: last}, count=500, block=1000)
+                backoff = 0.1
+            except (RedisError, OSError) as exc:
+                log.warning("inbox_read_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    last = _text(entry_id)
+                    self._on_inbox(fields)
+
+    def _on_inbox(self, fields: dict[bytes, bytes]) -> None:
+        peer = _text(fields.get(b"p", b""))
+        if b"c" in fields:  # control: another process took this peer's socket over
+            mailbox = self._peers.pop(peer, None)
+            if mailbox is not None and self._on_replaced is not None:
+                self._on_replaced(mailbox)
+            return
+        t = fields.get(b"t") or b""
+        self.deliver_local(peer, _text(fields.get(b"m", b"")), float(t) if t else None)
+
+    async def _listen(self, topic: str) -> None:
+        channel = self._keys.channel(topic)
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self.publish_local(topic, _text(message["data"]))
+            except (RedisError, OSError) as exc:
+                log.warning("topic_listen_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()

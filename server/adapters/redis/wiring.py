@@ -1,0 +1,97 @@
+"""Open the Redis side of a cluster from Settings (app.py calls this, nothing else)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from server.adapters.redis.floor import ClusterFloor
+from server.adapters.redis.keys import Keys
+from server.adapters.redis.live_state import RedisLiveState
+from server.adapters.redis.router import RedisRouter
+from server.adapters.redis.sealed import Sealer
+from server.floor.runtime import floor_config
+from server.metrics import Metrics
+from server.ports.router import Mailbox
+from server.settings import Settings
+
+
+def default_process_id() -> str:
+    # Unique per start, so a restarted process never reads its predecessor's inbox.
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Cluster:
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    sealer: Sealer
+    router: RedisRouter
+    live: RedisLiveState
+    process_id: str
+
+    def floor(self, metrics: Metrics, runtime_kw: dict[str, Any]) -> ClusterFloor:
+        s = self.settings
+        return ClusterFloor(
+            floor_config(s),
+            self.redis,
+            self.keys,
+            self.sealer,
+            self.router,
+            self.live,
+            metrics,
+            process_id=self.process_id,
+            lease_s=s.leader_lease,
+            presence_ttl=s.presence_ttl,
+            snapshot_interval=s.snapshot_interval,
+            runtime_kw=runtime_kw,
+        )
+
+    async def close(self) -> None:
+        await self.router.stop()
+        await self.redis.aclose()
+
+
+async def open_cluster(
+    settings: Settings,
+    secret: str,
+    *,
+    on_replaced: Callable[[Mailbox], None] | None = None,
+    on_evicted: Callable[[list[Mailbox]], None] | None = None,
+) -> Cluster | None:
+    """None without LOKET_REDIS_URL (one process, in-memory floor)."""
+    if not settings.redis_url:
+        return None
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=5.0,  # > the 1 s blocking reads
+        socket_connect_timeout=2.0,
+        health_check_interval=10,
+    )
+    await redis.ping()  # fail at start-up, with the URL's host in the error, not later
+    keys = Keys(settings.redis_prefix)
+    process_id = settings.process_id or default_process_id()
+    router = RedisRouter(
+        redis,
+        keys,
+        process_id,
+        presence_ttl=settings.presence_ttl,
+        on_replaced=on_replaced,
+        on_evicted=on_evicted,
+    )
+    return Cluster(
+        settings,
+        redis,
+        keys,
+        Sealer(secret),
+        router,
+        RedisLiveState(redis, keys),
+        process_id,
+    )

@@ -1,0 +1,36 @@
+"""The floor as the socket layer and the records API see it, on any process.
+
+One process: FloorRuntime (server.floor.runtime) decides in place. A cluster:
+ClusterFloor (server.adapters.redis.floor) hands events to the leader through Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from server.ports.live_state import LiveSession
+from server.principal import Principal
+from signaling.messages import Envelope
+
+
+class Floor(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def opened(self, principal: Principal, connection: str, resume: str | None) -> None: ...
+
+    async def closed(self, principal: Principal, connection: str) -> None: ...
+
+    async def received(
+        self,
+        principal: Principal,
+        connection: str,
+        message: Envelope,
+        received_at: float,
+        raw: str | None = None,
+    ) -> None: ...
+
+    async def document_stored(self, document: dict[str, Any]) -> None: ...
+
+    async def session_of_claim(self, claim_id: str) -> LiveSession | None: ...
