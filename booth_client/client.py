@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 import zlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection
 from booth_client.audio import LatestFrameSink, open_audio_sink
 from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
 from booth_client.config import BoothConfig
+from booth_client.degrade import Degrader
 from booth_client.ice import use_host_addresses
 from booth_client.kiosk import (
     CLOSE_FORBIDDEN,
@@ -57,10 +58,17 @@ from booth_client.kiosk import (
 )
 from booth_client.monitor import MonitorLinks
 from booth_client.outbox import Delivery as OutboxDelivery
-from booth_client.outbox import Outbox, OutboxItem, Uploader, default_outbox_dir, http_uploader
+from booth_client.outbox import (
+    Outbox,
+    OutboxItem,
+    Uploader,
+    default_outbox_dir,
+    drain_once,
+    http_uploader,
+)
 from booth_client.peer import BoothPeer
 from booth_client.sources.documents import render_document
-from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
+from booth_client.sources.media import open_media
 from signaling.codec import decode_outbound, encode
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
@@ -75,6 +83,7 @@ from signaling.messages import (
     Focus,
     Hello,
     Language,
+    Leave,
     LinkClosed,
     LinkOpened,
     Offer,
@@ -176,8 +185,10 @@ class BoothClient:
         self._relay = MediaRelay()
         # Supervisors' monitor links: send-only peers beside the call (booth_client.monitor).
         self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
-        self._video: SyntheticVideoTrack | None = None
-        self._audio = SyntheticToneTrack(config.tone_hz, pattern=config.speak_pattern)
+        # Cameras and microphone (booth_client.sources.media); MediaSourceError if absent.
+        self.media = open_media(config, self._name)
+        self._video: MediaStreamTrack | None = self.media.face
+        self._audio: MediaStreamTrack = self.media.audio
         # The officer's voice and picture (booth_client.audio): speaker and kiosk screen.
         self.audio_sink = open_audio_sink(config.audio_sink, config.audio_log)
         self.video_sink = LatestFrameSink()
@@ -185,10 +196,11 @@ class BoothClient:
         self._background: set[asyncio.Task[Any]] = set()
         # Document captures the CSO asks for: pipeline, on-disk outbox, upload.
         self.capture_agent = CaptureAgent(
-            SyntheticDocumentCamera(zlib.crc32(self._name.encode()), shaky_first=True),
+            self.media.capture_camera
+            or SyntheticDocumentCamera(zlib.crc32(self._name.encode()), shaky_first=True),
             Outbox(config.outbox_dir or default_outbox_dir(self._name)),
             self._capture_upload(),
-            self._send,
+            self.media.watch_captures(self._send),  # the document track's rate follows
         )
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
@@ -753,11 +765,6 @@ class BoothClient:
             return
         # Each offer starts a fresh peer: a console that reloads negotiates from scratch.
         await self._close_peer()
-        if self._video is None:
-            label = self._label or self.booth_id or "booth"
-            self._video = SyntheticVideoTrack(
-                label, self.config.width, self.config.height, self.config.fps
-            )
         session_id = offer.session_id
         peer: BoothPeer | None = None
 
@@ -768,6 +775,7 @@ class BoothClient:
         peer = BoothPeer(
             session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state,
             audio_sink=self.monitors.tee(self.audio_sink), video_sink=self.video_sink,
+            document=self.media.document, degrade=self._degrader(),
         )  # fmt: skip
         self._peer = peer
         sdp = await peer.answer(offer.sdp)
@@ -859,3 +867,52 @@ class BoothClient:
         peer, self._peer = self._peer, None
         if peer is not None:
             await peer.close()
+
+    # --- the kiosk as a service (booth_client.cli) -------------------------------------
+
+    def _degrader(self) -> Callable[[Any, Any], Degrader] | None:
+        """The network degradation policy for a new call (booth_client.degrade), if on."""
+        if not self.config.degrade:
+            return None
+        return lambda pc, face_sender: Degrader(pc, face_sender, self.media)
+
+    @property
+    def video_level(self) -> str | None:
+        """The call's degradation level (full, document_slow, face_360, face_180)."""
+        peer = self._peer
+        if peer is None or peer.degrader is None:
+            return None
+        return peer.degrader.state.level.name.lower()
+
+    async def shutdown(self, within: float = 4.0) -> int:
+        """A service stop (SIGTERM): leave the queue or the call so the server frees the
+        place at once, try the outbox once, then close the peer and the devices, all
+        within about `within` seconds. Returns the captures still waiting in the outbox
+        (kept on disk: sent after the next start)."""
+        self._stopping.set()  # nothing checks in again from here on
+        began = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within * 0.4):
+                await self._leave()
+        outbox = self.capture_agent.outbox
+        waiting = len(await asyncio.to_thread(outbox.pending))
+        if waiting and self.online:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.1, within * 0.8 - (time.monotonic() - began))):
+                    await drain_once(outbox, self._capture_upload())
+            waiting = len(await asyncio.to_thread(outbox.pending))
+        log.info("booth_stopping", outbox_pending=waiting)
+        await self.stop()
+        await self.media.close()
+        return waiting
+
+    async def _leave(self) -> None:
+        if not self.online or (self.state is SessionState.IDLE and not self.checking_in):
+            return
+        leave = Leave(reason="kiosk_stopped")
+        await self._request(leave)
+        while True:
+            self.changed.clear()
+            if all(m.id != leave.id for m in self._requests.pending(Leave)) or not self.online:
+                return
+            await self.changed.wait()

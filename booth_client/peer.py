@@ -1,7 +1,10 @@
 """One WebRTC peer connection from the booth to the CSO console.
 
 The console offers sendrecv video + audio; the booth answers with its tracks and receives
-the officer's camera and microphone on the same transceivers. The console sends them only
+the officer's camera and microphone on the same transceivers. A console that also offers a
+second video m-line (recvonly, after the audio) gets the document camera on it: m-line
+order is the convention (face video, audio, document video), so a console that does not
+offer it simply does not get it. The console sends them only
 to the booth it is talking to (replaceTrack, no renegotiation), so on hold nothing
 arrives. Every decoded frame of the officer's tracks goes to a sink (booth_client.audio):
 the speaker and the kiosk screen.
@@ -21,6 +24,7 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaRelay
@@ -28,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from booth_client.audio import AudioSink, LatestFrameSink, NullAudioSink, VideoSink
+from booth_client.degrade import Degrader
 from signaling.messages import IceCandidate, IceServer
 
 log = structlog.get_logger("loket.booth.peer")
@@ -57,10 +62,16 @@ class BoothPeer:
         *,
         audio_sink: AudioSink | None = None,
         video_sink: VideoSink | None = None,
+        document: MediaStreamTrack | None = None,
+        degrade: Callable[[RTCPeerConnection, RTCRtpSender], Degrader] | None = None,
     ) -> None:
         self.session_id = session_id
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._video, self._audio, self._relay = video, audio, relay
+        self._document = document
+        self._degrade = degrade
+        self.degrader: Degrader | None = None
+        self.sends_document = False
         self._on_state = on_state
         self._sinks: dict[str, AudioSink | VideoSink | None] = {
             "audio": audio_sink or NullAudioSink(),
@@ -104,9 +115,20 @@ class BoothPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         # Tracks after the offer: they bind to the offered (sendrecv) transceivers. The
         # relay lets every session share one source, as a camera would be shared.
-        self.pc.addTrack(self._relay.subscribe(self._video))
+        face = self.pc.addTrack(self._relay.subscribe(self._video))
         self.pc.addTrack(self._relay.subscribe(self._audio))
+        free_video = [
+            t for t in self.pc.getTransceivers() if t.kind == "video" and t.sender.track is None
+        ]
+        if self._document is not None and free_video:
+            # addTrack takes the first free video transceiver: the offer's second video
+            # m-line. The document track goes to this call only, not to monitor links.
+            self.pc.addTrack(self._relay.subscribe(self._document))
+            self.sends_document = True
         await self.pc.setLocalDescription(await self.pc.createAnswer())
+        if self._degrade is not None:
+            self.degrader = self._degrade(self.pc, face)
+            self.degrader.start()
         return self.pc.localDescription.sdp
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
@@ -125,6 +147,8 @@ class BoothPeer:
         return str(self.pc.connectionState)
 
     async def close(self) -> None:
+        if self.degrader is not None:
+            await self.degrader.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.pc.close(), 5)
         for task in list(self._consumers):

@@ -17,6 +17,7 @@ import asyncio
 import fractions
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,7 +72,7 @@ class SpeakPattern:
         return (t - self.delay) % (self.on + self.off) < self.on
 
 
-class _Pacer:
+class Pacer:
     """Sleeps until frame n is due at start + n * period (no drift from slow frames)."""
 
     def __init__(self, period: float) -> None:
@@ -97,7 +98,7 @@ class SyntheticVideoTrack(MediaStreamTrack):
         super().__init__()
         self.label = label
         self.width, self.height, self.fps = width, height, fps
-        self._pacer = _Pacer(1.0 / fps)
+        self._pacer = Pacer(1.0 / fps)
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._background = self._draw_background()
 
@@ -148,7 +149,7 @@ class SyntheticToneTrack(MediaStreamTrack):
         self.amplitude = amplitude
         self.pattern = SpeakPattern.parse(pattern) if isinstance(pattern, str) else pattern
         self.samples = int(AUDIO_RATE * AUDIO_PTIME)
-        self._pacer = _Pacer(AUDIO_PTIME)
+        self._pacer = Pacer(AUDIO_PTIME)
         self._time_base = fractions.Fraction(1, AUDIO_RATE)
 
     def samples_for(self, n: int) -> np.ndarray:
@@ -166,5 +167,42 @@ class SyntheticToneTrack(MediaStreamTrack):
         frame.planes[0].update(self.samples_for(n).tobytes())
         frame.sample_rate = AUDIO_RATE
         frame.pts = n * self.samples
+        frame.time_base = self._time_base
+        return frame
+
+
+class SyntheticDeskTrack(SyntheticVideoTrack):
+    """The document camera's view of the desk, sent at whatever `rate()` says now (idle,
+    capturing, degraded: booth_client.sources.media.FrameRate). Frames are drawn only when
+    sent and stamped from the wall clock, so a rate change never bends time."""
+
+    def __init__(self, label: str, width: int, height: int, rate: Callable[[], float]) -> None:
+        super().__init__(label, width, height, fps=rate())
+        self._rate = rate
+        self._start: float | None = None
+        self._due = 0.0
+        self._count = 0
+
+    def _draw_background(self) -> np.ndarray:
+        img = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        img[:] = (58, 84, 112)  # a brown desk mat (BGR)
+        scale = max(0.5, self.width / 800)
+        cv2.putText(img, self.label, (24, int(48 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (235, 235, 235), 2)  # fmt: skip
+        return img
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = self._due = now
+        elif self._due > now:
+            await asyncio.sleep(self._due - now)
+        # Late (a busy loop) or early: the next frame is one period after this one.
+        self._due = max(self._due, time.monotonic() - 0.1) + 1.0 / self._rate()
+        n, self._count = self._count, self._count + 1
+        frame = av.VideoFrame.from_ndarray(self.render(n), format="bgr24")
+        frame.pts = round((time.monotonic() - self._start) * VIDEO_CLOCK)
         frame.time_base = self._time_base
         return frame
