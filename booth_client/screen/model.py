@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from booth_client.kiosk import TRANSIENT_REFUSALS  # refusals the client retries itself
 from booth_client.screen import texts
 from booth_client.screen.i18n import N_, Translator, translator
 from booth_client.screen.texts import Problem
@@ -31,8 +32,6 @@ from signaling.session import ACTIVE, IN_CALL, SessionState
 S = SessionState
 Method = Literal["booking", "walk_in"]
 FieldName = Literal["booking_code", "nik", "kpj", "claim_type"]
-# Refusals the client retries by itself (booth_client.kiosk.TRANSIENT_REFUSALS).
-TRANSIENT_REFUSALS = frozenset({"internal", "rate_limited"})
 FIELD_LENGTH: dict[str, int] = {"booking_code": 32, "nik": 16, "kpj": 11}
 BOOKING_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
@@ -99,6 +98,7 @@ class ClientSnapshot:
     state: SessionState = S.IDLE
     lost_from: SessionState | None = None  # before `reconnecting`
     online: bool = False  # socket up and welcomed
+    connections: int = 0  # welcomes so far: 0 while the kiosk starts
     checking_in: bool = False
     position: int | None = None  # 0: next
     estimated_wait_s: float | None = None
@@ -577,6 +577,8 @@ def _language_buttons(current: Language) -> tuple[ButtonView, ...]:
 def _banner(tr: Translator, screen: Screen, c: ClientSnapshot) -> Banner | None:
     if screen in (Screen.RECONNECTING, Screen.OUT_OF_SERVICE):
         return None  # the whole screen says it
+    if not c.online and c.connections == 0:
+        return Banner(tr.gettext("Connecting to the service…"), "warning")
     if not c.online:
         return Banner(tr.gettext("Connection lost: reconnecting…"), "warning")
     if screen in CALL_SCREENS and c.peer_state in ("disconnected", "failed"):

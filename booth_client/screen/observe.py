@@ -229,6 +229,7 @@ class ClientObserver:
             state=view.state,
             lost_from=view.machine.lost_from,
             online=c.online,
+            connections=c.connections,
             checking_in=c.checking_in,
             position=view.position,
             estimated_wait_s=view.estimated_wait_s,

@@ -44,7 +44,7 @@ from signaling.session import IN_CALL, SessionState
 S = SessionState
 NIK = "3171015208900001"
 KPJ = "12345678901"
-ONLINE = ClientSnapshot(online=True)
+ONLINE = ClientSnapshot(online=True, connections=1)
 
 
 def typed(kiosk: Kiosk, text: str, now: float = 0.0) -> None:
@@ -210,6 +210,18 @@ def test_the_screen_follows_the_client(snapshot: ClientSnapshot, screen: Screen)
         assert model.reconnecting
 
 
+def test_the_banner_tells_starting_from_reconnecting() -> None:
+    kiosk = Kiosk()
+    kiosk.observe(ClientSnapshot(), 0)
+    assert kiosk.model(0).banner.text == "Menghubungkan ke layanan…"  # type: ignore[union-attr]
+    kiosk.observe(ONLINE, 1)
+    assert kiosk.model(1).banner is None
+    kiosk.observe(replace(ONLINE, online=False), 2)
+    assert kiosk.model(2).banner.text == (  # type: ignore[union-attr]
+        "Koneksi terputus: menyambungkan kembali…"
+    )
+
+
 def test_a_finished_session_says_what_next_then_resets_for_the_next_person() -> None:
     kiosk = walk_in(Kiosk(idle_reset_s=90))
     kiosk.press(ChooseLanguage(Language.ENGLISH), 0)
@@ -318,17 +330,19 @@ class KioskMachine(RuleBasedStateMachine):
         state=st.sampled_from(list(SessionState)),
         lost_from=st.sampled_from([None, *SessionState]),
         online=st.booleans(),
+        connections=st.integers(0, 2),
         focused=st.booleans(),
         peer=st.sampled_from([None, "connecting", "connected", "disconnected", "failed"]),
         position=st.one_of(st.none(), st.integers(0, 50)),
         capture=CAPTURES,
         out_of_service=st.sampled_from([False] * 9 + [True]),
     )
-    def client_changes(self, state, lost_from, online, focused, peer, position, capture,
-                       out_of_service) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+    def client_changes(self, state, lost_from, online, connections, focused, peer, position,
+                       capture, out_of_service) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
         self.client = replace(self.client, state=state, lost_from=lost_from, online=online,
-                              focused=focused, peer_state=peer, position=position,
-                              capture=capture, out_of_service=out_of_service)  # fmt: skip
+                              connections=connections, focused=focused, peer_state=peer,
+                              position=position, capture=capture,
+                              out_of_service=out_of_service)  # fmt: skip
         self._effects(self.kiosk.observe(self.client, self.now))  # type: ignore[arg-type]
 
     @rule(code=st.sampled_from(["claim_not_found", "claim_refused", "internal", "conflict"]))

@@ -46,7 +46,7 @@ from signaling.session import SessionState
 
 S = SessionState
 NOW = 1000.0
-ONLINE = ClientSnapshot(online=True)
+ONLINE = ClientSnapshot(online=True, connections=1)
 
 
 def _type(kiosk: Kiosk, text: str) -> None:
@@ -129,8 +129,7 @@ def _talking(lang: Language) -> Kiosk:
 
 
 def _talking_no_picture(lang: Language) -> Kiosk:
-    return _client(_form(lang), state=S.FOCUSED, focused=True, cso_name="Siti Rahmawati",
-                   peer_state="connected", officer_video=False, self_video=False)  # fmt: skip
+    return _client(_talking(lang), officer_video=False, self_video=False)
 
 
 def _on_hold(lang: Language) -> Kiosk:
