@@ -1,9 +1,9 @@
 """An aiortc CSO console without a browser: for `loket demo --headless`, tests and benches.
 
 It logs in as a CSO, accepts every booth it is offered, offers each one a recvonly
-video + audio peer connection exactly as the browser console does, and decodes what
-arrives. It measures, per session, the time from the booth's check-in to the first
-decoded video frame, and counts frames.
+video + audio + document-camera video peer connection in the browser console's m-line
+order, and decodes what arrives. It measures, per session, the time from the booth's
+check-in to the first decoded video frame, and counts frames.
 
 Like the console, it resumes by state sync: after every (re)connect it rebuilds its calls
 and offers from `welcome.cso` (sessions ended while away are hung up, new ones called,
@@ -82,6 +82,7 @@ class CallStats:
     first_frame_at: float | None = None  # unix time of the first decoded video frame
     video_frames: int = 0
     audio_frames: int = 0
+    document_frames: int = 0  # the booth's document camera (the third m-line)
     width: int = 0
     height: int = 0
 
@@ -441,9 +442,13 @@ class CsoStandIn:
         stats = call.stats
         pc.addTransceiver("video", direction="recvonly")
         pc.addTransceiver("audio", direction="recvonly")
+        document = pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            if track is document.receiver.track:
+                call.readers.append(asyncio.create_task(self._read_document(track, stats)))
+                return
             call.readers.append(asyncio.create_task(self._read(track, stats)))
 
         @pc.on("connectionstatechange")
@@ -484,6 +489,12 @@ class CsoStandIn:
                         ms=round(stats.first_frame_ms or 0),
                     )
                     self._progress.set()
+
+    async def _read_document(self, track: MediaStreamTrack, stats: CallStats) -> None:
+        with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
+            while True:
+                await track.recv()
+                stats.document_frames += 1
 
     async def _close_pc(self, call: _Call) -> None:
         pc, call.pc = call.pc, None

@@ -306,7 +306,7 @@ setInterval(async () => {
     const pc = tile.pc;
     if (!pc || pc.connectionState !== "connected") continue;
     try {
-      tile.stats = await quality(pc, tile.stats);
+      tile.stats = await quality(pc, tile.stats, tile.faceMid);
       tile.el.querySelector(".quality").textContent = qualityText(tile.stats);
     } catch (e) { /* closed meanwhile */ }
   }
@@ -356,13 +356,23 @@ async function startCall(sessionId) {
   render(tile);
   const video = pc.addTransceiver("video", { direction: "sendrecv" });
   const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
+  // m-line order is the convention the booth answers by: face video, audio, then the
+  // document camera (receive only; a booth without one leaves it inactive).
+  const documentCamera = pc.addTransceiver("video", { direction: "recvonly" });
   tile.senders = { video: video.sender, audio: audio.sender };
+  tile.docStream = null;
   // The officer's tracks if focused (and once the camera is open: start() re-routes).
   await route(tile.senders, local, focused === sessionId);
   if (tile.pc !== pc) return;
   const remote = new MediaStream();
   pc.ontrack = (ev) => {
     if (tile.pc !== pc) return;
+    if (ev.transceiver === documentCamera) {
+      tile.docStream = new MediaStream([ev.track]);
+      const panel = panels.get(sessionId);
+      if (panel) panel.showDocumentCamera(tile.docStream);
+      return;
+    }
     remote.addTrack(ev.track);
     const el = tile.el.querySelector("video");
     if (el.srcObject !== remote) {
@@ -394,6 +404,7 @@ async function startCall(sessionId) {
   };
   tile.marks.call = tile.marks.call || performance.now();
   await pc.setLocalDescription(await pc.createOffer());
+  tile.faceMid = video.mid;
   if (tile.pc === pc && signaling) signaling.send("offer", { session_id: sessionId, sdp: pc.localDescription.sdp });
   tile.marks.offerSent = tile.marks.offerSent || performance.now();
 }
@@ -421,6 +432,7 @@ async function toggleClaim(sessionId) {
     });
     panels.set(sessionId, panel);
   }
+  panel.showDocumentCamera(tile.docStream);
   claimOpen = sessionId;
   for (const t of tiles.values()) t.el.querySelector(".claim-toggle").setAttribute("aria-expanded", String(t === tile));
   tile.newDocs = 0;
@@ -694,7 +706,7 @@ window.loketConsole = {
     const out = {};
     for (const [id, t] of tiles) {
       if (!t.pc) continue;
-      const q = await quality(t.pc, null).catch(() => null);
+      const q = await quality(t.pc, null, t.faceMid).catch(() => null);
       out[id] = q ? q.framesDecoded : 0;
     }
     return out;

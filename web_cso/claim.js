@@ -160,6 +160,18 @@ export class ClaimPanel {
     this.view = null;
     this.refreshing = null;
     this.again = false;
+    // The booth's document camera, live (its second video track): the officer watches
+    // the document being placed before pressing Capture. Kept across refreshes.
+    this.docCam = el("video", { class: "doc-live", "aria-label": `Document camera of ${boothLabel}`,
+      playsinline: true, hidden: true, style: "width: 100%; max-height: 12rem; background: #111; border-radius: .3rem" });
+    this.docCam.muted = true;
+  }
+
+  // The live document camera (a MediaStream), or null when the booth sends none.
+  showDocumentCamera(stream) {
+    this.docCam.hidden = !stream;
+    if (this.docCam.srcObject !== stream) this.docCam.srcObject = stream;
+    if (stream) this.docCam.play().catch(() => {}); // paused while the panel was closed
   }
 
   key(action) {
@@ -253,6 +265,7 @@ export class ClaimPanel {
       el("p", { class: "claim-head" },
         `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
         + `NIK ${claim.nik} · ${String(claim.state).replaceAll("_", " ")}`),
+      this.docCam,
       el("h3", { class: "sr-only" }, "Required documents"),
       items,
       live.length ? el("h3", { class: "sub" }, "Pictures") : null,

@@ -110,13 +110,18 @@ export class VoiceMeter {
 }
 
 // Connection quality from getStats: round-trip time, loss and frame rate of the booth's
-// video as this browser decodes it. `prev` is the last result (for rates).
-export async function quality(pc, prev) {
+// video as this browser decodes it. `prev` is the last result (for rates). `faceMid`: the
+// face camera's m-line; the booth's document camera (another video m-line, 2 fps while
+// idle) must not pass for the participant's frame rate.
+export async function quality(pc, prev, faceMid = null) {
   const report = await pc.getStats();
   const q = { at: performance.now(), framesDecoded: 0, packetsLost: 0, packetsReceived: 0, rtt: null, fps: null };
   let pairId = null;
   report.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "video") {
+    if (s.type === "inbound-rtp" && s.kind === "video" && faceMid !== null && s.mid !== undefined && s.mid !== faceMid) {
+      q.packetsLost += s.packetsLost || 0;
+      q.packetsReceived += s.packetsReceived || 0;
+    } else if (s.type === "inbound-rtp" && s.kind === "video") {
       q.framesDecoded = s.framesDecoded || 0;
       q.packetsLost += s.packetsLost || 0;
       q.packetsReceived += s.packetsReceived || 0;

@@ -8,8 +8,6 @@ import re
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
@@ -25,21 +23,7 @@ from booth_client.sources.media import (
 )
 from booth_client.sources.synthetic import SyntheticVideoTrack
 from signaling.messages import CaptureStatus
-
-
-def write_video(path: Path, seconds: float = 0.5, fps: int = 15, size=(320, 240)) -> Path:  # type: ignore[no-untyped-def]
-    """A small MPEG-4 file whose frames are numbered by their brightness."""
-    width, height = size
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(round(seconds * fps)):
-            image = np.full((height, width, 3), 20 + i * 25 % 220, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from tests.support.videos import write_video
 
 
 async def test_a_looped_file_keeps_its_pace_and_its_clock_across_loops(tmp_path: Path) -> None:

@@ -1,0 +1,74 @@
+"""The kiosk's file source end to end: looped video files as face and document cameras,
+real WebRTC to an aiortc CSO through a live server; the document track speeds up while a
+capture runs; the degradation policy reads the call's real statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from booth_client.config import CameraConfig
+from booth_client.degrade import sample_peer
+from signaling.messages import CaptureStatus, Envelope, RequestCapture
+from tests.support.booths import running_booths, running_cso
+from tests.support.live_server import running_server, server_settings
+from tests.support.videos import write_video
+
+pytestmark = pytest.mark.media
+
+
+async def test_file_sources_stream_face_and_document_camera_to_the_cso(tmp_path) -> None:
+    face = write_video(tmp_path / "face.mp4", seconds=1.0, fps=15, size=(320, 240))
+    desk = write_video(tmp_path / "desk.mp4", seconds=1.0, fps=15, size=(640, 360))
+    cameras = {
+        "source": "file",
+        "face_camera": CameraConfig(device=str(face)),
+        "document_camera": CameraConfig(device=str(desk), fps=15),
+        "outbox_dir": tmp_path / "outbox",
+    }
+    async with (
+        running_server(server_settings(tmp_path / "server")) as server,
+        running_cso(server, "siti", capacity=1) as cso,
+        running_booths(server, 1, **cameras) as [booth],
+    ):
+        await cso.wait_connected(1, within=60)
+        [stats] = cso.stats()
+        assert (stats.width, stats.height) == (320, 240)  # the face file, not the desk
+        face_0, doc_0 = stats.video_frames, stats.document_frames
+        await asyncio.sleep(3.0)
+        # Face at the file's 15 fps across its loops; the document camera idles at 2 fps.
+        assert stats.video_frames - face_0 >= 30
+        assert 3 <= stats.document_frames - doc_0 <= 9, stats
+
+        # A capture: while the camera's part runs, the document track goes full rate.
+        seen: list[tuple[str, float, int]] = []
+        send = booth.capture_agent.send
+
+        async def watching(message: Envelope) -> None:
+            if isinstance(message, CaptureStatus):
+                seen.append((message.stage, time.monotonic(), stats.document_frames))
+            await send(message)
+
+        booth.capture_agent.send = watching
+        request = RequestCapture(session_id=stats.session_id, capture_id="c1", kind="ktp")
+        await booth.capture_agent.handle(request, booth.claim_id)  # type: ignore[arg-type]
+        stages = [stage for stage, _, _ in seen]
+        assert stages[0] == "capturing" and "uploading" in stages  # the desk has no card
+        began, frames_began = seen[0][1:]
+        ended, frames_ended = next(s for s in seen if s[0] == "uploading")[1:]
+        rate = (frames_ended - frames_began) / (ended - began)
+        assert rate > 5, (rate, seen)  # well above the idle 2 fps
+        assert booth.media.document_rate.current() == 2.0  # idle again
+
+        # The degradation policy's sample of this call: real receiver reports.
+        peer = booth._peer
+        assert peer is not None and peer.degrader is not None
+        face_sender = next(
+            t.sender for t in peer.pc.getTransceivers() if t.sender.track is not None
+        )
+        sample = await sample_peer(peer.pc, face_sender)
+        assert sample.loss == 0.0 and sample.rtt_s is not None and sample.rtt_s < 0.5
+        assert sample.bitrate_bps is not None and sample.bitrate_bps >= 250_000
+        assert booth.video_level == "full"
