@@ -25,6 +25,10 @@ class Keys:
         return self._k("floor:log")
 
     @property
+    def last_commit(self) -> str:
+        return self._k("floor:last_commit")
+
+    @property
     def snapshot(self) -> str:
         return self._k("floor:snapshot")
 

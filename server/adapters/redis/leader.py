@@ -76,17 +76,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: leader, log, events, peers, sessions, claims
-# ARGV: value, prefix, group, applied blob, inbox maxlen, floor channel, then counted lists:
-#   acks (id), sends (peer, frame, t), publishes (frame), puts (5 fields), deletes (id)
+# KEYS: leader, log, events, peers, sessions, claims, last commit
+# ARGV: value, prefix, group, applied blob, inbox maxlen, floor channel, commit id, then
+#   counted lists: acks (id), sends (peer, frame, t), publishes (frame), puts (5), deletes
+# The client retries a command whose connection broke; the commit id makes a retry of a
+# commit that did run a no-op (a batch applied twice would replay twice).
 _COMMIT = (
     SESSION_LUA
     + ROUTE_LUA
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED not the leader') end
+local last = redis.call('HGET', KEYS[7], 'id')
+if last == ARGV[7] then return redis.call('HGET', KEYS[7], 'log') end
 local prefix, maxlen, channel = ARGV[2], ARGV[5], ARGV[6]
 local logid = redis.call('XADD', KEYS[2], '*', 'b', ARGV[4])
-local i = 7
+redis.call('HSET', KEYS[7], 'id', ARGV[7], 'log', logid)
+local i = 8
 local n = tonumber(ARGV[i]); i = i + 1
 if n > 0 then
   redis.call('XACK', KEYS[3], ARGV[3], unpack(ARGV, i, i + n - 1))
@@ -279,7 +284,7 @@ class LeaderRuntime(FloorRuntime):
         k = self._keys
         try:
             log_id = await self._commit_script(
-                keys=[k.leader, k.log, k.events, k.peers, k.sessions, k.claims],
+                keys=[k.leader, k.log, k.events, k.peers, k.sessions, k.claims, k.last_commit],
                 args=[
                     self._lease.value or "",
                     k.prefix,
@@ -287,6 +292,7 @@ class LeaderRuntime(FloorRuntime):
                     self._sealer.seal(batch.applied),
                     INBOX_MAXLEN,
                     k.channel(FLOOR_TOPIC),
+                    f"{self._lease.value}:{self.commits}",
                     *batch.args(),
                 ],
             )

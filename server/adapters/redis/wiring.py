@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.adapters.redis.floor import ClusterFloor
 from server.adapters.redis.keys import Keys
@@ -74,6 +78,9 @@ async def open_cluster(
         socket_timeout=5.0,  # > the 1 s blocking reads
         socket_connect_timeout=2.0,
         health_check_interval=10,
+        # A pooled connection Redis closed (restart, failover) is retried on a fresh one.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     await redis.ping()  # fail at start-up, with the URL's host in the error, not later
     keys = Keys(settings.redis_prefix)
