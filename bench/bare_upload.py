@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 STORE = Path(sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="bare-upload-"))
+STORE.mkdir(parents=True, exist_ok=True)
 
 
 def _write_durably(data: bytes) -> None:

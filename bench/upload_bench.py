@@ -175,9 +175,11 @@ async def live_session(port: int, accounts, http: httpx.AsyncClient):  # type: i
 
 
 @contextlib.asynccontextmanager
-async def bare_server():  # type: ignore[no-untyped-def]
+async def bare_server(store: Path):  # type: ignore[no-untyped-def]
+    """The baseline, storing under `store` (on the same file system as Loket's blobs, and
+    removed with the run's temporary directory)."""
     port = free_port()
-    argv = [sys.executable, str(HERE / "bare_upload.py"), str(port)]
+    argv = [sys.executable, str(HERE / "bare_upload.py"), str(port), str(store)]
     async with http_process("the bare upload server", argv, {**os.environ}, port) as base:
         yield base
 
@@ -206,7 +208,7 @@ async def main(uploads: int, warmup: int) -> None:
         accounts = await prepare(Path(tmp), port)
         async with (
             loket_server(Path(tmp), port) as loket_base,
-            bare_server() as bare_base,
+            bare_server(Path(tmp) / "bare") as bare_base,
             httpx.AsyncClient(base_url=loket_base, timeout=60) as http,
             live_session(port, accounts, http) as (token, claim_id),
         ):
