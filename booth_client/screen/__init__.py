@@ -5,7 +5,7 @@
 from the client (`observe`); `app.KioskScreen` runs them.
 """
 
-from booth_client.screen.app import KioskScreen, add_screen
+from booth_client.screen.app import KioskScreen, ScreenUnavailable, add_screen
 from booth_client.screen.settings import ScreenSettings
 
-__all__ = ["KioskScreen", "ScreenSettings", "add_screen"]
+__all__ = ["KioskScreen", "ScreenSettings", "ScreenUnavailable", "add_screen"]

@@ -42,10 +42,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger("loket.booth.screen")
 
 
+class ScreenUnavailable(Exception):
+    """The window could not be opened (no display, no video driver): say so and stop, or
+    run with `mode=headless`."""
+
+
 def add_screen(client: BoothClient, options: ScreenSettings) -> KioskScreen | None:
     """Attach the participant's screen to `client` (call from async code, before or after
     `client.run()` starts). Returns the running screen, or None for `mode=none`; `await
-    screen.close()` when the client has stopped."""
+    screen.close()` when the client has stopped. Raises ScreenUnavailable."""
     if options.screen_participant:
         client.attach_screen()
     if options.mode == "none":
@@ -108,10 +113,24 @@ class KioskScreen:
             # SDL's dummy driver: a real event queue and surface, no display needed.
             os.environ["SDL_VIDEODRIVER"] = "dummy"
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        pygame.display.init()
         size = (self.settings.width, self.settings.height)
         flags = pygame.FULLSCREEN if self.settings.fullscreen and not self.headless else 0
-        self._surface = pygame.display.set_mode((0, 0) if flags else size, flags)
+        try:
+            pygame.display.init()
+            self._surface = pygame.display.set_mode((0, 0) if flags else size, flags)
+        except pygame.error as exc:
+            raise ScreenUnavailable(
+                f"the kiosk screen cannot open a window: {exc} (is DISPLAY set? "
+                "--screen headless draws to PNG files instead)"
+            ) from exc
+        driver = pygame.display.get_driver()
+        if not self.headless and driver in ("offscreen", "dummy"):
+            # SDL falls back to drawing nowhere: a kiosk would look dead, so refuse.
+            pygame.display.quit()
+            raise ScreenUnavailable(
+                f"no display for the kiosk screen (SDL chose {driver!r}): is DISPLAY or "
+                "WAYLAND_DISPLAY set? --screen headless draws to PNG files instead"
+            )
         pygame.display.set_caption("Loket")
         if not self.headless:
             pygame.mouse.set_visible(not self.settings.fullscreen)  # a touch kiosk: no pointer

@@ -467,3 +467,20 @@ async def test_the_capture_watch_follows_a_real_capture(tmp_path) -> None:  # ty
     assert watch.picture is not None and watch.view is not None and watch.view.accepted
     watch.forget()
     assert watch.picture is None and watch.preview() is None
+
+
+# --- a window needs a display ---------------------------------------------------------------
+
+
+async def test_a_window_without_a_display_is_refused_not_drawn_nowhere(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from booth_client.client import BoothClient
+    from booth_client.config import BoothConfig
+    from booth_client.screen import ScreenSettings, ScreenUnavailable, add_screen
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+    config = BoothConfig(credential="lkb_booth.secret", outbox_dir=tmp_path, audio_sink="null")  # type: ignore[arg-type]
+    with pytest.raises(ScreenUnavailable, match="headless"):
+        add_screen(BoothClient(config), ScreenSettings(mode="window"))
