@@ -187,7 +187,7 @@ class BoothClient:
         self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
         # Cameras and microphone (booth_client.sources.media); MediaSourceError if absent.
         self.media = open_media(config, self._name)
-        self._video: MediaStreamTrack | None = self.media.face
+        self._video: MediaStreamTrack = self.media.face
         self._audio: MediaStreamTrack = self.media.audio
         # The officer's voice and picture (booth_client.audio): speaker and kiosk screen.
         self.audio_sink = open_audio_sink(config.audio_sink, config.audio_log)

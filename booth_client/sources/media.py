@@ -111,6 +111,7 @@ class ShapedTrack(MediaStreamTrack):
             raise MediaStreamError
         while True:
             frame = await self._upstream.recv()
+            assert isinstance(frame, av.VideoFrame)
             now = time.monotonic()
             rate = self._rate() if self._rate is not None else None
             if not rate:
@@ -209,6 +210,7 @@ class Feed:
         try:
             while True:
                 frame = await self.source.recv()
+                assert isinstance(frame, av.VideoFrame | av.AudioFrame)
                 self.frames += 1
                 self.last_frame_at = time.monotonic()
                 if self.ring is not None:
