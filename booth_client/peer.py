@@ -1,13 +1,15 @@
 """One WebRTC peer connection from the booth to the CSO console.
 
 The console offers sendrecv video + audio; the booth answers with its tracks and receives
-the officer's camera and microphone on the same transceivers. A console that also offers a
-second video m-line (recvonly, after the audio) gets the document camera on it: m-line
-order is the convention (face video, audio, document video), so a console that does not
-offer it simply does not get it. The console sends them only
+the officer's camera and microphone on the same transceivers. The console sends them only
 to the booth it is talking to (replaceTrack, no renegotiation), so on hold nothing
 arrives. Every decoded frame of the officer's tracks goes to a sink (booth_client.audio):
 the speaker and the kiosk screen.
+
+A console that also offers a second video m-line (recvonly, after the audio) gets the
+document camera on it: m-line order is the convention (face video, audio, document
+video), so a console that does not offer it does not get it. The network degradation
+policy (booth_client.degrade) runs for the life of the peer.
 
 aiortc does not trickle: candidates are gathered inside setLocalDescription, so the answer
 we send is `pc.localDescription`, complete with candidates.
