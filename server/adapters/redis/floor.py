@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from server.adapters.redis.keys import FLOOR_GROUP, Keys
 from server.adapters.redis.leader import LeaderRuntime, LeadershipLost, Lease, ensure_group
 from server.adapters.redis.live_state import RedisLiveState
-from server.adapters.redis.router import RedisRouter
+from server.adapters.redis.router import RedisRouter, cancel_in_turn
 from server.adapters.redis.sealed import SealBroken, Sealer
 from server.floor.core import FloorConfig, FloorCore
 from server.floor.events import DocumentStored, Event, PeerClosed, PeerOpened, Received
@@ -94,11 +94,7 @@ class ClusterFloor:
         # Hand what this process's sockets said to the stream before leaving.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 2.0)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_in_turn(self._tasks)
         self._tasks = []
         with contextlib.suppress(RedisError, OSError):
             await self._lease.release()  # the next leader need not wait out the lease
@@ -216,12 +212,8 @@ class ClusterFloor:
                     raise task.exception()  # type: ignore[misc]
         finally:
             runtime.failed.set()  # whatever ended this, the core decides no more
-            for task in tasks:
-                task.cancel()
+            await cancel_in_turn(tasks)
             await runtime.stop()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             self.runtime = None
             with contextlib.suppress(RedisError, OSError):
                 await self._lease.release()

@@ -68,6 +68,15 @@ return 0
 """
 
 
+async def cancel_in_turn(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and await one task at a time. (Cancelling several redis-py blocking reads
+    at once was seen to stall the last one for many seconds.)"""
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -111,11 +120,7 @@ class RedisRouter:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_in_turn(self._tasks)
         self._tasks = []
         # A clean exit says so at once, rather than letting the leader wait out the TTL.
         with contextlib.suppress(RedisError, OSError):
