@@ -8,6 +8,7 @@ process holds the lease, found from Redis, never assumed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -17,6 +18,8 @@ from collections import Counter
 import httpx
 import pytest
 
+from booth_client.client import BoothClient
+from booth_client.config import BoothConfig
 from server.adapters.sql import migrate
 from server.principal import AccountRole
 from signaling.messages import (
@@ -31,6 +34,7 @@ from signaling.messages import (
     Role,
     WalkInRef,
 )
+from signaling.session import SessionState
 from tests.support.claims import valid_nik
 from tests.support.cluster import (
     Cluster,
@@ -282,3 +286,53 @@ async def test_redis_restart_mid_session_keeps_outcomes_and_queue_order(
         await cso.expect(BoothOffered, timeout=10)
         snapshot = await sup.expect(FloorSnapshot, timeout=10)
         assert any(o.cso_id == "siti" for o in snapshot.csos)
+
+
+async def test_redis_data_lost_the_floor_is_rebuilt_from_the_kiosks_and_postgresql(
+    cluster_settings, redis_server, tmp_path
+) -> None:
+    """Redis comes back empty (FLUSHALL: what a lost volume looks like to the servers).
+    The servers close their sockets, kiosks reconnect and check in again, and their
+    claims are found again in PostgreSQL."""
+    async with running_cluster(cluster_settings, redis_server, tmp_path, ("a", "b")) as c:
+        a, b = c.nodes["a"], c.nodes["b"]
+        credentials = await c.add_booths(3, "kiosk")
+        kiosks = [
+            BoothClient(
+                BoothConfig(
+                    server_url=a.base_url if i % 2 else b.base_url,
+                    credential=credential,  # type: ignore[arg-type]
+                    walk_in_nik=valid_nik(70 + i),
+                    outbox_dir=tmp_path / f"outbox-{i}",
+                ),
+                label=f"kiosk-{i}",
+            )
+            for i, credential in enumerate(credentials)
+        ]
+        tasks = [asyncio.create_task(k.run()) for k in kiosks]
+        try:
+            await _until(lambda: all(k.state is SessionState.QUEUED for k in kiosks), 30, "queued")
+            claims = [k.claim_id for k in kiosks]
+            connections = [k.connections for k in kiosks]
+            await c.redis.flushall()
+            await _until(
+                lambda: all(
+                    k.connections > n and k.state is SessionState.QUEUED
+                    for k, n in zip(kiosks, connections, strict=True)
+                ),
+                40,
+                "every kiosk back in the queue",
+            )
+            assert [k.claim_id for k in kiosks] == claims
+            cso = await _cso(c, a, "siti", 3)
+            offered = set()
+            for _ in kiosks:
+                offer = await cso.expect(BoothOffered, timeout=15)
+                offered.add(offer.booth.booth_id)
+            assert offered == {"kiosk-0", "kiosk-1", "kiosk-2"}
+        finally:
+            for k in kiosks:
+                await k.stop()
+            for task in tasks:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 10)
