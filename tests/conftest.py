@@ -76,3 +76,23 @@ def redis_prefix() -> str:
     import uuid
 
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+BACKENDS = ["embedded", "redis+postgresql"]
+
+
+async def node_settings(request: pytest.FixtureRequest, tmp_path, **overrides):  # type: ignore[no-untyped-def]
+    """Test-server settings for the backend `request.param` names: the embedded default,
+    or a cluster node (Redis + a fresh, migrated PostgreSQL database)."""
+    from server.adapters.sql import migrate
+    from tests.support.live_server import server_settings
+
+    if request.param == "redis+postgresql":
+        from tests.support.postgres import create_database
+
+        overrides |= cluster_overrides(request)
+        overrides["database_url"] = await create_database(request.getfixturevalue("postgres"))
+    settings = server_settings(tmp_path, **overrides)
+    if settings.database_url:
+        await migrate.upgrade(settings)
+    return settings

@@ -50,7 +50,8 @@ from signaling.messages import (
     Welcome,
 )
 from signaling.session import SessionState
-from tests.support.accounts import add_user, booth_login, booth_token, login, user_token
+from tests.conftest import BACKENDS, node_settings
+from tests.support.accounts import add_user, booth_login, booth_token, user_token
 from tests.support.claims import seed_claim, valid_nik
 from tests.support.images import jpeg
 from tests.support.live_server import LiveServer, running_server, server_settings
@@ -59,10 +60,11 @@ from tests.support.ws_client import SignalClient
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 {}\r\n"
 
 
-@pytest.fixture
-async def server(tmp_path):
-    settings = server_settings(
-        tmp_path, grace_period=3.0, reservation_timeout=1.0, decline_cooldown=30.0,
+@pytest.fixture(params=BACKENDS)
+async def server(request, tmp_path):
+    """Every edge here is tried on the embedded default and on a cluster node."""
+    settings = await node_settings(
+        request, tmp_path, grace_period=3.0, reservation_timeout=1.0, decline_cooldown=30.0,
         broadcast_interval=0.05,
     )  # fmt: skip
     async with running_server(settings) as live:
@@ -231,10 +233,11 @@ async def test_lapsed_offer_is_told_to_the_booth(server: LiveServer) -> None:
 
 async def test_offered_but_not_accepted_cso_cannot_open_the_claim(server: LiveServer) -> None:
     booth = await _booth(server, "b1")
-    cso = await _cso(server, "siti")
+    token = await user_token(server, "siti")  # logged in before the 1 s offer starts
+    cso = await SignalClient.connect(server.ws_url, Role.CSO, token)
     offered = await cso.expect(BoothOffered)
     claim_id = offered.claim.claim_id
-    bearer = {"Authorization": f"Bearer {(await login(server, 'siti'))['access_token']}"}
+    bearer = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=server.base_url, headers=bearer) as http:
         assert (await http.get(f"/api/claims/{claim_id}")).status_code == 403
         key = {"Idempotency-Key": "k-offered-1"}

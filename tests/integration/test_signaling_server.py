@@ -14,7 +14,6 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from server.adapters.sql import migrate
 from signaling.errors import ErrorCode
 from signaling.messages import (
     Accept,
@@ -35,7 +34,7 @@ from signaling.messages import (
     Role,
     SessionEnded,
 )
-from tests.conftest import cluster_overrides
+from tests.conftest import BACKENDS, node_settings
 from tests.support.accounts import booth_token, user_token
 from tests.support.claims import seed_claim
 from tests.support.live_server import LiveServer, running_server, server_settings
@@ -44,18 +43,10 @@ from tests.support.ws_client import SignalClient
 SDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AB:CD\r\n"
 
 
-@pytest.fixture(params=["embedded", "redis+postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def server(request, tmp_path):
     """Every test here runs on the embedded default and as a cluster node."""
-    extra: dict[str, object] = {}
-    if request.param == "redis+postgresql":
-        from tests.support.postgres import create_database
-
-        extra = cluster_overrides(request)
-        extra["database_url"] = await create_database(request.getfixturevalue("postgres"))
-    settings = server_settings(tmp_path, grace_period=1.0, reservation_timeout=5.0, **extra)
-    if settings.database_url:
-        await migrate.upgrade(settings)
+    settings = await node_settings(request, tmp_path, grace_period=1.0, reservation_timeout=5.0)
     async with running_server(settings) as live:
         yield live
 

@@ -68,13 +68,17 @@ return 0
 """
 
 
-async def cancel_in_turn(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel and await one task at a time. (Cancelling several redis-py blocking reads
-    at once was seen to stall the last one for many seconds.)"""
+async def cancel_in_turn(tasks: list[asyncio.Task[None]], wait: float = 2.0) -> None:
+    """Cancel and await one task at a time, each for at most `wait` seconds: a redis-py
+    blocking read was seen to take many seconds to unwind, and shutting down must not."""
     for task in tasks:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await asyncio.wait([task], timeout=wait)
+        if task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+        else:
+            log.warning("task_slow_to_stop", task=task.get_name())
 
 
 def _text(value: bytes | str) -> str:
