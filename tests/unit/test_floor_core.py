@@ -9,6 +9,7 @@ state sync" promises, and it also proves no message was lost or sent to a closed
 from __future__ import annotations
 
 import itertools
+import pickle
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -43,6 +44,7 @@ from server.floor.events import (
     SetTimer,
     TimerFired,
 )
+from server.floor.snapshot import SeededIds, dump_core, load_core, replay
 from server.ports.live_state import LiveSession
 from server.principal import AccountRole, Principal
 from signaling.errors import ErrorCode
@@ -206,8 +208,10 @@ class CsoMirror:
 
 class Harness:
     def __init__(self) -> None:
-        ids = itertools.count()
-        self.core = FloorCore(CONFIG, new_id=lambda: f"s{next(ids)}")
+        # Seeded ids: the core can be snapshotted and replayed (a cluster's leader change).
+        self.core = FloorCore(CONFIG, new_id=SeededIds("walk"))
+        self.applied: list[tuple[Event, Now]] = []  # since `snapshot` was taken
+        self.snapshot: bytes = pickle.dumps(dump_core(self.core))
         self.mono, self.wall = 1000.0, 1.9e9
         self.conns = itertools.count()
         self.connected: dict[str, str] = {}  # peer -> its current connection
@@ -221,7 +225,9 @@ class Harness:
         self.errors: list[Error] = []
 
     def handle(self, event: Event) -> list[Effect]:
-        effects = self.core.handle(event, Now(self.mono, self.wall))
+        now = Now(self.mono, self.wall)
+        self.applied.append((event, now))
+        effects = self.core.handle(event, now)
         for effect in effects:
             match effect:
                 case Send():
@@ -719,6 +725,30 @@ class FloorWalk(RuleBasedStateMachine):
     @rule()
     def broadcast(self) -> None:
         self.h.handle(BroadcastDue())
+
+    @rule()
+    def snapshot(self) -> None:
+        """The leader writes a snapshot; the applied log starts afresh."""
+        self.h.snapshot = pickle.dumps(dump_core(self.h.core))
+        self.h.applied = []
+
+    @rule()
+    def leader_changes(self) -> None:
+        """Another process takes over: snapshot + replayed log must be the same floor, and
+        the walk goes on with it (the invariants then hold the mirrors against it)."""
+        old = self.h.core
+        new = load_core(pickle.loads(self.h.snapshot), CONFIG)
+        replay(new, self.h.applied)
+        assert views.floor_view(new) == views.floor_view(old)
+        assert {
+            k: (r.state, r.session_id, r.connection, r.pending) for k, r in new.booths.items()
+        } == {k: (r.state, r.session_id, r.connection, r.pending) for k, r in old.booths.items()}
+        assert {k: r.live for k, r in new.sessions.items()} == {
+            k: r.live for k, r in old.sessions.items()
+        }
+        assert new.next_deadline() == old.next_deadline()
+        assert new._new_id.counter == old._new_id.counter
+        self.h.core = new
 
     @invariant()
     def consistent(self) -> None:
