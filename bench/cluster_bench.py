@@ -27,10 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +36,7 @@ from typing import Any
 
 import httpx
 import websockets
-from common import free_port, loket_server
+from common import free_port, loket_server, redis_server
 
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
@@ -60,25 +57,6 @@ from signaling.messages import (
 
 PASSWORD = "bench-password-123"
 SECRET = "bench-secret-" + "x" * 32
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Any:
-    port = free_port()
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed: apt-get install -y redis-server")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(0.3)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 async def make_accounts(data_dir: Path, booths: int, csos: int) -> list[str]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -70,3 +73,23 @@ async def loket_server(data_dir: Path, port: int, **env: str) -> AsyncIterator[s
     argv = [sys.executable, "-m", "server.cli", "serve", "--port", str(port)]
     async with http_process("the Loket server", argv, environ, port) as base:
         yield base
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path, *, aof: bool = True) -> Iterator[str]:
+    """A throw-away redis-server (AOF fsync every second, as the README recommends)."""
+    port = free_port()
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed: apt-get install -y redis-server")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--appendonly", "yes" if aof else "no", "--appendfsync", "everysec", "--save", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.3)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait()
