@@ -83,6 +83,7 @@ class CallStats:
     video_frames: int = 0
     audio_frames: int = 0
     document_frames: int = 0  # the booth's document camera (the third m-line)
+    last_size: tuple[int, int] = (0, 0)  # of the newest face frame (the booth may scale it)
     width: int = 0
     height: int = 0
 
@@ -479,6 +480,7 @@ class CsoStandIn:
                     stats.audio_frames += 1
                     continue
                 stats.video_frames += 1
+                stats.last_size = (frame.width, frame.height)  # type: ignore[union-attr]
                 if stats.first_frame_at is None:
                     stats.first_frame_at = time.time()
                     stats.width, stats.height = frame.width, frame.height  # type: ignore[union-attr]

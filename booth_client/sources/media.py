@@ -67,26 +67,29 @@ class MediaSourceError(Exception):
 @dataclass
 class FrameRate:
     """The document track's rate: `idle`, or `full` while a capture runs, never above
-    `cap` (set by the degradation policy)."""
+    `cap` (set by the degradation policy). A capture that never reports its end (its
+    task cancelled) counts as over after `capture_max_s`."""
 
     idle: float
     full: float
     cap: float | None = None
-    _captures: set[str] = field(default_factory=set)
+    capture_max_s: float = 30.0
+    _captures: dict[str, float] = field(default_factory=dict)  # capture id -> last status
 
     def current(self) -> float:
-        rate = self.full if self._captures else self.idle
+        rate = self.full if self.capturing else self.idle
         return min(rate, self.cap) if self.cap else rate
 
     @property
     def capturing(self) -> bool:
-        return bool(self._captures)
+        now = time.monotonic()
+        return any(now - seen < self.capture_max_s for seen in self._captures.values())
 
     def saw(self, status: CaptureStatus) -> None:
         if status.stage in _CAPTURING:
-            self._captures.add(status.capture_id)
+            self._captures[status.capture_id] = time.monotonic()
         else:  # uploading, done, failed: the camera's part is over
-            self._captures.discard(status.capture_id)
+            self._captures.pop(status.capture_id, None)
 
 
 class ShapedTrack(MediaStreamTrack):
@@ -103,8 +106,6 @@ class ShapedTrack(MediaStreamTrack):
         self._rate = rate
         self.max_height: int | None = None
         self._due = 0.0
-        self.sent = 0  # frames handed on
-        self.last_frame_at: float | None = None
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -120,8 +121,6 @@ class ShapedTrack(MediaStreamTrack):
             if now >= self._due - period / 4:  # a little early is on time
                 self._due = self._due + period if now - self._due < period else now + period
                 break
-        self.sent += 1
-        self.last_frame_at = now
         height = self.max_height
         if height and frame.height > height:
             width = max(2, round(frame.width * height / frame.height / 2) * 2)

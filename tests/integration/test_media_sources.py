@@ -10,7 +10,7 @@ import time
 import pytest
 
 from booth_client.config import CameraConfig
-from booth_client.degrade import sample_peer
+from booth_client.degrade import Policy, sample_peer
 from signaling.messages import CaptureStatus, Envelope, RequestCapture
 from tests.support.booths import running_booths, running_cso
 from tests.support.live_server import running_server, server_settings
@@ -72,3 +72,39 @@ async def test_file_sources_stream_face_and_document_camera_to_the_cso(tmp_path)
         assert sample.loss == 0.0 and sample.rtt_s is not None and sample.rtt_s < 0.5
         assert sample.bitrate_bps is not None and sample.bitrate_bps >= 250_000
         assert booth.video_level == "full"
+
+
+async def test_the_degradation_policy_lowers_video_on_a_live_call_and_restores_it(
+    tmp_path,
+) -> None:
+    """The wiring, on a real call: a policy that finds this (clean) link bad steps down one
+    level per sample, and the CSO receives the smaller face and the slower document
+    track; a policy that finds it good brings everything back. (No packet loss can be
+    injected here: the kernel has no netem.)"""
+    async with (
+        running_server(server_settings(tmp_path / "server")) as server,
+        running_cso(server, "siti", capacity=1) as cso,
+        running_booths(server, 1, width=640, height=360, outbox_dir=tmp_path / "o") as [booth],
+    ):
+        await cso.wait_connected(1, within=60)
+        [stats] = cso.stats()
+        peer = booth._peer
+        assert peer is not None and peer.degrader is not None
+        # Any round-trip time is too long: bad from the first receiver report on.
+        peer.degrader.policy = Policy(bad_rtt_s=0.0, down_after_s=0.0, interval_s=0.3)
+        async with asyncio.timeout(20):
+            while stats.last_size != (320, 180):
+                await asyncio.sleep(0.1)
+        assert booth.video_level == "face_180"
+        assert booth.media.document_rate.current() == 1.0
+        doc_0, began = stats.document_frames, time.monotonic()
+        await asyncio.sleep(3.0)
+        assert (stats.document_frames - doc_0) / (time.monotonic() - began) <= 1.5
+        assert stats.audio_frames > 0  # the voice goes on
+
+        # A clean bill again: one level up per spell of good samples, back to the full face.
+        peer.degrader.policy = Policy(up_after_s=0.3, interval_s=0.3, min_bitrate_bps=(0, 0, 0))
+        async with asyncio.timeout(20):
+            while booth.video_level != "full" or stats.last_size != (640, 360):
+                await asyncio.sleep(0.1)
+        assert booth.media.document_rate.current() == 2.0

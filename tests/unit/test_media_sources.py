@@ -75,6 +75,11 @@ def test_the_document_rate_is_idle_full_while_capturing_and_capped_when_degraded
     assert rate.current() == 2.0
     rate.cap = 1.0
     assert rate.current() == 1.0
+    rate.cap = None
+    rate.saw(status("capturing", "c3"))  # never ends (its task was cancelled)
+    assert rate.capturing
+    rate.capture_max_s = 0.0
+    assert not rate.capturing and rate.current() == 2.0
 
 
 async def test_shaped_track_holds_its_rate_and_scales_keeping_the_aspect() -> None:
