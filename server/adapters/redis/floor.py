@@ -222,7 +222,7 @@ class ClusterFloor:
     async def _recover(self) -> LeaderRuntime:
         """The core as the last leader left it: snapshot, then the applied log after it."""
         k = self._keys
-        blob = await self._redis.get(k.snapshot)
+        blob: Any = await self._redis.get(k.snapshot)  # bytes (decode_responses off)
         if blob is None:
             core, log_id = new_core(self._config), "0-0"
         else:
@@ -231,7 +231,7 @@ class ClusterFloor:
         replayed = 0
         cursor = log_id
         while True:
-            entries = await self._redis.xrange(k.log, min=f"({cursor}", count=500)
+            entries: Any = await self._redis.xrange(k.log, min=f"({cursor}", count=500)
             if not entries:
                 break
             for entry_id, fields in entries:
@@ -282,14 +282,15 @@ class ClusterFloor:
         # What a previous leader read and never committed is ours now, oldest first.
         start = "0-0"
         while True:
-            start, _claimed, *_ = await self._redis.xautoclaim(
+            claimed: Any = await self._redis.xautoclaim(
                 k.events, FLOOR_GROUP, self.process_id, min_idle_time=0, start_id=start, count=500
             )
+            start = claimed[0]
             if _text(start) == "0-0":
                 break
         position = "0"  # this consumer's pending entries first, then new ones (">")
         while True:
-            reply = await self._redis.xreadgroup(
+            reply: Any = await self._redis.xreadgroup(
                 FLOOR_GROUP,
                 self.process_id,
                 {k.events: position},
@@ -326,13 +327,15 @@ class ClusterFloor:
         await asyncio.sleep(self._presence_ttl)
         while True:
             now_ms = int(time.time() * 1000)
-            alive = {_text(p) for p in await self._redis.zrangebyscore(k.procs, now_ms, "+inf")}
+            present: Any = await self._redis.zrangebyscore(k.procs, now_ms, "+inf")
+            alive = {_text(p) for p in present}
             alive.add(self.process_id)
             closes = closes_for_gone(runtime.core, alive)
             if closes:
                 log.warning("process_sockets_gone", sockets=len(closes))
                 await runtime.handle_batch(closes, ())
-            for pid in [_text(p) for p in await self._redis.zrangebyscore(k.procs, "-inf", now_ms)]:
+            lapsed: Any = await self._redis.zrangebyscore(k.procs, "-inf", now_ms)
+            for pid in [_text(p) for p in lapsed]:
                 log.warning("process_gone", process=pid)
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.zrem(k.procs, pid)

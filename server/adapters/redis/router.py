@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -68,7 +69,7 @@ return 0
 """
 
 
-async def cancel_in_turn(tasks: list[asyncio.Task[None]], wait: float = 2.0) -> None:
+async def cancel_in_turn(tasks: Sequence[asyncio.Task[Any]], wait: float = 2.0) -> None:
     """Cancel and await one task at a time, each for at most `wait` seconds: a redis-py
     blocking read was seen to take many seconds to unwind, and shutting down must not."""
     for task in tasks:
@@ -107,7 +108,7 @@ class RedisRouter:
         self._send = redis.register_script(_SEND)
         self._attach = redis.register_script(_ATTACH)
         self._detach = redis.register_script(_DETACH)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._registered = False
         self.present = asyncio.Event()  # presence written at least once
 
@@ -227,7 +228,7 @@ class RedisRouter:
         backoff = 0.1
         while True:
             try:
-                reply = await self._redis.xread({inbox: last}, count=500, block=1000)
+                reply: Any = await self._redis.xread({inbox: last}, count=500, block=1000)
                 backoff = 0.1
             except (RedisError, OSError) as exc:
                 log.warning("inbox_read_failed", error=str(exc) or type(exc).__name__)
