@@ -7,6 +7,7 @@ processes) take their place, here and nowhere else.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.records = records
         app.state.readiness = readiness
         app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics, records)
+        account_watch = asyncio.create_task(ws.watch_accounts(app.state.sockets))
         log.info(
             "loket_started",
             data_dir=str(settings.data_dir.resolve()),
@@ -145,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            account_watch.cancel()
             await floor.stop()
             if cluster is not None:
                 await cluster.close()

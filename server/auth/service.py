@@ -204,6 +204,25 @@ class AuthService:
         key lookup; database errors propagate (the caller decides what an outage means)."""
         return await self._current_principal(principal.role, principal.subject) is not None
 
+    async def inactive(self, principals: list[Principal]) -> set[tuple[AccountRole, str]]:
+        """Which of these accounts may no longer act (same rule as `is_active`), read in a
+        few batched queries: one process re-checks thousands of sockets per interval."""
+        booth_ids = [p.subject for p in principals if p.role is AccountRole.BOOTH]
+        usernames = [p.subject for p in principals if p.role is not AccountRole.BOOTH]
+        kiosks = await self.store.get_booths(booth_ids) if booth_ids else {}
+        people = await self.store.get_users(usernames) if usernames else {}
+        gone: set[tuple[AccountRole, str]] = set()
+        for p in principals:
+            if p.role is AccountRole.BOOTH:
+                booth = kiosks.get(p.subject)
+                if booth is None or booth.revoked:
+                    gone.add((p.role, p.subject))
+            else:
+                user = people.get(p.subject)
+                if user is None or user.disabled or user.role is not p.role:
+                    gone.add((p.role, p.subject))
+        return gone
+
     async def _current_principal(self, role: AccountRole, subject: str) -> Principal | None:
         if role is AccountRole.BOOTH:
             booth = await self.store.get_booth(subject)

@@ -228,3 +228,23 @@ async def test_refresh_families_revoke_by_account_and_purge(db_settings) -> None
         assert (families, tokens) == (4, 5)
     finally:
         await engine.dispose()
+
+
+async def test_batched_reads_find_many_accounts_past_one_in_list(db_settings) -> None:
+    """The periodic re-check of every open socket reads accounts in chunks of 500."""
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    try:
+        names = [f"cso{i:04d}" for i in range(620)]
+        for name in names:
+            await store.add_user(_user(name))
+        await store.add_booth(BoothRecord("jkt01-b1", "jkt01", "Booth 1", "$argon2id$fake"))
+        await store.set_disabled("cso0007", True)
+        found = await store.get_users([*names, "nobody", names[0]])
+        assert sorted(found) == names  # absent ones left out, duplicates once
+        assert found["cso0007"].disabled and not found["cso0600"].disabled
+        booths = await store.get_booths(["jkt01-b1", "gone"])
+        assert list(booths) == ["jkt01-b1"]
+        assert await store.get_users([]) == {} and await store.get_booths([]) == {}
+    finally:
+        await engine.dispose()

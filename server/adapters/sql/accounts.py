@@ -103,6 +103,14 @@ class SqlAccountStore:
             )
         return _user(row) if row else None
 
+    async def get_users(self, usernames: list[str]) -> dict[str, UserRecord]:
+        found: dict[str, UserRecord] = {}
+        async with self._reader.connect() as conn:
+            for chunk in _chunks(sorted(set(usernames))):
+                rows = await conn.execute(select(users).where(users.c.username.in_(chunk)))
+                found.update((r["username"], _user(r)) for r in rows.mappings())
+        return found
+
     async def list_users(self) -> list[UserRecord]:
         async with self._reader.connect() as conn:
             rows = (await conn.execute(select(users).order_by(users.c.username))).mappings()
@@ -148,6 +156,14 @@ class SqlAccountStore:
                 .first()
             )
         return _booth(row) if row else None
+
+    async def get_booths(self, booth_ids: list[str]) -> dict[str, BoothRecord]:
+        found: dict[str, BoothRecord] = {}
+        async with self._reader.connect() as conn:
+            for chunk in _chunks(sorted(set(booth_ids))):
+                rows = await conn.execute(select(booths).where(booths.c.booth_id.in_(chunk)))
+                found.update((r["booth_id"], _booth(r)) for r in rows.mappings())
+        return found
 
     async def list_booths(self) -> list[BoothRecord]:
         async with self._reader.connect() as conn:
@@ -273,3 +289,8 @@ class SqlAccountStore:
                 delete(refresh_families).where(refresh_families.c.expires_at < expired_before)
             )
             return int(tokens.rowcount)
+
+
+def _chunks(keys: list[str], size: int = 500) -> list[list[str]]:
+    """IN-lists of a bounded size (SQLite caps bound parameters; plans stay cached)."""
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
