@@ -195,7 +195,7 @@ class AuthService:
     def authenticate(self, access_token: str) -> Principal:
         """Check an access token (websocket hello, bearer header). No I/O: tokens are
         short-lived; the principal's `expires_at` is the token's `exp`, and long-lived
-        sockets re-check the account with `is_active`."""
+        sockets are re-checked in batches with `inactive`."""
         return self._issuer.verify_access(access_token)
 
     async def is_active(self, principal: Principal) -> bool:
@@ -295,7 +295,7 @@ class AuthService:
 
     async def set_disabled(self, username: str, disabled: bool) -> int:
         """Disable (or re-enable) a person. Disabling ends every login of theirs: all
-        refresh families are revoked (returns how many); sockets notice via is_active."""
+        refresh families are revoked (returns how many); sockets notice via `inactive`."""
         await self.store.set_disabled(username, disabled)
         if not disabled:
             return 0

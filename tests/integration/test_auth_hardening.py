@@ -28,6 +28,7 @@ from server.adapters.sql.wiring import open_accounts
 from server.auth.passwords import hash_secret, verify_secret
 from server.auth.service import AuthService
 from server.cli import app as cli_app
+from server.principal import AccountRole
 from server.settings import Settings
 from tests.support.accounts import PASSWORD, add_user, enrol_booth
 from tests.support.live_server import LiveServer, running_server, server_settings
@@ -196,6 +197,15 @@ async def test_disabled_user_and_revoked_booth_are_inactive_and_cannot_refresh(
 
     # An account that never existed is not active either.
     assert await auth.is_active(replace(principal, subject="ghost")) is False
+    # The batched check the sockets use agrees, and tells role apart from name.
+    ghost = replace(principal, subject="ghost")
+    as_supervisor = replace(principal, role=AccountRole.SUPERVISOR)
+    assert await auth.inactive([principal, kiosk, ghost, as_supervisor]) == {
+        (AccountRole.CSO, "ghost"),
+        (AccountRole.SUPERVISOR, "siti"),
+    }
+    await asyncio.to_thread(_cli, db_server.settings, "user", "disable", "siti")
+    assert (AccountRole.CSO, "siti") in await auth.inactive([principal])
 
 
 # --- throttling that cannot lock out a branch ---------------------------------------------
