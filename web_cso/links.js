@@ -26,9 +26,17 @@ export function attachLinks(signaling, hooks = {}) {
   badge.id = "whisper-badge";
   badge.hidden = true;
   badge.setAttribute("role", "status");
-  badge.style.cssText = "position:fixed;top:.5rem;left:50%;transform:translateX(-50%);z-index:10;"
-    + "background:#3b2a6b;color:#fff;padding:.3rem .8rem;border-radius:1rem;font-weight:600;";
-  document.body.append(badge);
+  badge.style.cssText = "background:#3b2a6b;color:#fff;padding:.2rem .8rem;border-radius:1rem;"
+    + "font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;min-width:0;";
+  // In the header's free middle (it lays out title | badge | officer's controls), so it
+  // never covers the microphone state or a control; a page without one gets a corner.
+  const header = document.querySelector("header");
+  if (header && header.children.length >= 2) {
+    header.insertBefore(badge, header.lastElementChild);
+  } else {
+    badge.style.cssText += "position:fixed;top:.5rem;left:50%;transform:translateX(-50%);z-index:10;";
+    document.body.append(badge);
+  }
 
   function showBadge() {
     const names = [...links.values()].filter((l) => l.live).map((l) => l.supervisor);
@@ -80,6 +88,7 @@ export function attachLinks(signaling, hooks = {}) {
       audio.play().catch(() => {});
       link.live = true;
       showBadge();
+      status(`Supervisor ${msg.supervisor_name} is speaking to you (the participant does not hear it).`);
     };
     pc.onicecandidate = (ev) => {
       if (links.get(msg.link_id) !== link) return;
