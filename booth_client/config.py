@@ -274,7 +274,7 @@ def load_config(path: Path | None, **flags: Any) -> BoothConfig:
     """BoothConfig from `path` (TOML, optional), the environment and `flags` (highest).
     Raises ConfigError with one line per problem."""
     values: dict[str, Any] = {}
-    where = str(path) if path is not None else "the environment"
+    where = str(path) if path is not None else "booth settings"
     if path is not None:
         try:
             with open(path, "rb") as f:
@@ -321,8 +321,8 @@ def _explain(
             hint = f"set it in {where} or as {env}"
             if top == "credential":
                 hint = (
-                    f"set {env}=lkb_... (in the service's EnvironmentFile; "
-                    "`loket booth enrol` prints one)"
+                    f"set {env}=lkb_... (in the service's EnvironmentFile) or pass "
+                    "--credential; `loket booth enrol` prints one"
                 )
             yield f"{where}: {field}: missing; {hint}"
         elif origin is None:

@@ -19,7 +19,8 @@ needs; after `down_after_s` of bad samples the booth steps down one level. It st
 level only after `up_after_s` of **good** samples (loss and round-trip time well under the
 limits, bitrate 20% above what the richer level needs): the hysteresis. A step up that is
 followed by a step down within `relapse_s` doubles the wait before the next step up (up to
-`up_after_max_s`), so a link at the edge does not see-saw.
+`up_after_max_s`), so a link at the edge does not see-saw; a step up that holds for
+`relapse_s` resets the wait.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class State:
     level: Level = Level.FULL
     bad_since: float | None = None
     good_since: float | None = None
-    up_after_s: float | None = None  # None: the policy's up_after_s
-    raised_at: float | None = None
+    relapses: int = 0  # steps down soon after a step up: each doubles the wait to go up
+    raised_at: float | None = None  # the last step up, until it has held for relapse_s
 
 
 Verdict = Literal["bad", "good", "fair"]
@@ -113,21 +114,26 @@ def judge(sample: Sample, level: Level, policy: Policy) -> Verdict:
 def decide(state: State, sample: Sample, now: float, policy: Policy = Policy()) -> State:
     """The next state: one level down after a spell of bad samples, one up after a longer
     spell of good ones; a fair sample resets both spells."""
+    if state.raised_at is not None and now - state.raised_at >= policy.relapse_s:
+        state = replace(state, relapses=0, raised_at=None)  # the step up held: forgiven
     verdict = judge(sample, state.level, policy)
-    wait_up = state.up_after_s or policy.up_after_s
     if verdict == "bad":
         since = state.bad_since if state.bad_since is not None else now
         if now - since >= policy.down_after_s and state.level < Level.FACE_180:
-            relapsed = state.raised_at is not None and now - state.raised_at < policy.relapse_s
-            wait_up = min(wait_up * 2, policy.up_after_max_s) if relapsed else wait_up
-            return State(Level(state.level + 1), None, None, wait_up, None)
+            relapses = state.relapses + (state.raised_at is not None)
+            return State(Level(state.level + 1), relapses=relapses)
         return replace(state, bad_since=since, good_since=None)
     if verdict == "good":
         since = state.good_since if state.good_since is not None else now
-        if now - since >= wait_up:
-            return State(Level(state.level - 1), None, None, wait_up, now)
+        if now - since >= up_wait(state, policy):
+            return replace(state, level=Level(state.level - 1), good_since=None, raised_at=now)
         return replace(state, good_since=since, bad_since=None)
     return replace(state, bad_since=None, good_since=None)
+
+
+def up_wait(state: State, policy: Policy) -> float:
+    """Seconds of good samples before the next step up: doubled per relapse, capped."""
+    return min(policy.up_after_s * 2**state.relapses, policy.up_after_max_s)
 
 
 # --- wiring: sample an aiortc peer connection, apply the limits ------------------------------

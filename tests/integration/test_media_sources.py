@@ -84,7 +84,9 @@ async def test_the_degradation_policy_lowers_video_on_a_live_call_and_restores_i
     async with (
         running_server(server_settings(tmp_path / "server")) as server,
         running_cso(server, "siti", capacity=1) as cso,
-        running_booths(server, 1, width=640, height=360, outbox_dir=tmp_path / "o") as [booth],
+        running_booths(
+            server, 1, face_camera=CameraConfig(width=640, height=360), outbox_dir=tmp_path / "o"
+        ) as [booth],
     ):
         await cso.wait_connected(1, within=60)
         [stats] = cso.stats()

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from booth_client.config import BoothConfig
-from booth_client.degrade import LIMITS, Degrader, Level, Policy, Sample, State, decide, judge
+from booth_client.degrade import (
+    LIMITS,
+    Degrader,
+    Level,
+    Policy,
+    Sample,
+    State,
+    decide,
+    judge,
+    up_wait,
+)
 from booth_client.sources.media import open_media
 
 POLICY = Policy()
@@ -74,13 +84,18 @@ def test_a_relapse_right_after_a_step_up_doubles_the_wait_for_the_next() -> None
     for _ in range(3):  # bad again within relapse_s: down, and the wait doubles
         state = decide(state, LOSSY, now, POLICY)
         now += 2
-    assert state.level == Level.DOCUMENT_SLOW and state.up_after_s == 20.0
+    assert state.level == Level.DOCUMENT_SLOW and up_wait(state, POLICY) == 20.0
     levels = []
     for _ in range(12):
         state = decide(state, GOOD, now, POLICY)
         levels.append(state.level)
         now += 2
     assert levels[9] == Level.DOCUMENT_SLOW and levels[10] == Level.FULL  # after 20 s
+    # Up again, and it holds for relapse_s: the next wait is the plain one again.
+    for _ in range(16):
+        state = decide(state, GOOD, now, POLICY)
+        now += 2
+    assert state.relapses == 0 and up_wait(state, POLICY) == 10.0
 
 
 def test_the_degrader_applies_each_level_to_the_booth_tracks() -> None:
