@@ -300,17 +300,33 @@ setInterval(() => {
   }
 }, VOICE.intervalMs);
 
-// Every 2 s: connection quality per tile, from getStats.
+// Every 2 s: connection quality per tile, from getStats; every third pass it is also
+// reported to the server (`peer_stats`) for the supervisors' floor view.
+let qualityPass = 0;
 setInterval(async () => {
-  for (const tile of tiles.values()) {
+  const report = ++qualityPass % 3 === 0;
+  for (const [sessionId, tile] of tiles) {
     const pc = tile.pc;
     if (!pc || pc.connectionState !== "connected") continue;
     try {
       tile.stats = await quality(pc, tile.stats, tile.faceMid);
       tile.el.querySelector(".quality").textContent = qualityText(tile.stats);
+      if (report && signaling) signaling.send("peer_stats", peerStats(sessionId, tile.stats));
     } catch (e) { /* closed meanwhile */ }
   }
 }, 2000);
+
+function peerStats(sessionId, q) {
+  const clamp = (v, hi) => (v === null || v === undefined || !Number.isFinite(v) ? null : Math.min(hi, Math.max(0, v)));
+  const rtt = clamp(q.rtt, 600000);
+  const fps = clamp(q.fps, 240);
+  return {
+    session_id: sessionId,
+    rtt_ms: rtt === null ? null : Math.round(rtt * 10) / 10,
+    loss: clamp(q.loss, 1),
+    fps: fps === null ? null : Math.round(fps * 10) / 10,
+  };
+}
 
 setInterval(renderClock, 1000);
 

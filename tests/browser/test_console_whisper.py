@@ -76,6 +76,16 @@ async def test_the_console_hears_a_whisper_and_says_who_speaks(tmp_path) -> None
             await badge.wait_for(state="hidden", timeout=15_000)
             assert await console.locator("audio.whisper-audio").count() == 0
 
+            # The console reports its connection quality; the dashboard shows it.
+            quality = f".session[data-session='{session}'] .quality"
+            await dash.wait_for_function(
+                f'() => (document.querySelector("{quality}") || {{}}).textContent'
+                ' && document.querySelector("' + quality + "\").dataset.band !== ''",
+                timeout=20_000,
+            )
+            reported = server.app.state.floor.core.sessions[session].quality
+            assert "cso" in reported and reported["cso"].fps is not None
+
             await dash.click("#monitor-stop")
             await console.wait_for_selector(f"{tile}:not([data-monitored='true'])")
             assert console_errors == [] and dash_errors == []
