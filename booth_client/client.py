@@ -69,6 +69,7 @@ from booth_client.outbox import (
 from booth_client.peer import BoothPeer
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
+from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
 from signaling.codec import decode_outbound, encode
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
@@ -789,6 +790,19 @@ class BoothClient:
             self._spawn(self._request(message), "peer-state")
         if state == "connected":
             self._media_up(peer.session_id)
+            self._spawn(self._report_stats(peer), "peer-stats")
+
+    async def _report_stats(self, peer: BoothPeer) -> None:
+        """While this peer is the call and connected: `peer_stats` every STATS_INTERVAL_S
+        (for the supervisors' floor view; the console reports its end the same way)."""
+        before: StatsSample | None = None
+        while peer is self._peer and peer.state == "connected":
+            await asyncio.sleep(STATS_INTERVAL_S)
+            if peer is not self._peer or peer.state != "connected":
+                return
+            now, rtt, remote_loss = await sample(peer.pc, self.video_sink.frames)
+            await self._send(peer_stats(peer.session_id, now, before, rtt, remote_loss))
+            before = now
 
     async def _report_peer(self, peer: BoothPeer) -> None:
         """Resumed mid-call: the server did not see our peer connection's changes."""

@@ -122,6 +122,26 @@ async def test_all_six_tiles_play(floor: Floor) -> None:
     assert floor.errors == []
 
 
+async def test_both_ends_report_call_quality_for_supervisors(floor: Floor) -> None:
+    """Console and kiosks send `peer_stats`; the focused booth counts the officer's video."""
+    page, booths = floor.page, floor.booths
+    target = booths[0]
+    await page.keyboard.press(await key_of(page, target.label))
+    core = floor.server.app.state.floor.core
+    focused = next(t["session"] for t in await tiles(page) if t["label"] == target.label)
+
+    def reported() -> bool:
+        sessions = list(core.sessions.values())
+        both = len(sessions) == 6 and all({"booth", "cso"} <= set(s.quality) for s in sessions)
+        booth_end = core.sessions[focused].quality.get("booth")
+        return both and booth_end is not None and (booth_end.fps or 0) > 5
+
+    await until(reported, within=40, step=0.5)
+    for record in core.sessions.values():
+        assert record.quality["cso"].rtt_ms is not None
+        assert record.quality["booth"].loss is not None and record.quality["booth"].loss < 0.1
+
+
 async def test_only_the_focused_booth_hears_the_officer_within_the_goal(floor: Floor) -> None:
     page, booths = floor.page, floor.booths
     await page.keyboard.press("Escape")  # everyone on hold

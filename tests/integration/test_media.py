@@ -138,3 +138,26 @@ async def test_signaling_drops_mid_call_leave_media_alone_and_both_ends_resume(t
             assert s.video_frames > frames[s.session_id] + 5, s  # media never stopped
         assert booth._peer is peer
         assert cso.refusals == []
+
+
+async def test_the_booth_reports_its_call_quality_for_supervisors(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("booth_client.client.STATS_INTERVAL_S", 0.5)
+    async with (
+        running_server(server_settings(tmp_path)) as server,
+        running_cso(server, "siti", capacity=1) as cso,
+        running_booths(server, 1) as [booth],
+    ):
+        await cso.wait_connected(1, within=60)
+        core = server.app.state.floor.core
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            record = core.sessions.get(str(booth.session_id))
+            reports = record.quality if record is not None else {}
+            if "booth" in reports and reports["booth"].rtt_ms is not None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, reports
+            await asyncio.sleep(0.2)
+        quality = reports["booth"]
+        assert quality.rtt_ms < 1_000  # loopback, from the officer's receiver reports
+        assert quality.loss is not None and quality.loss < 0.05
+        assert quality.fps is None  # this officer (aiortc stand-in) sends no picture
