@@ -61,8 +61,11 @@ def health_snapshot(client: Any) -> dict[str, Any]:
     }
 
 
-async def serve(config: BoothConfig, label: str | None) -> int:
-    """Run the kiosk (and its health endpoint) until SIGTERM/SIGINT; the exit code."""
+async def serve(
+    config: BoothConfig, label: str | None, screen_flags: dict[str, Any] | None = None
+) -> int:
+    """Run the kiosk (its screen, its health endpoint) until SIGTERM/SIGINT; the exit code.
+    `screen_flags` override the LOKET_KIOSK_* screen settings (booth_client.screen)."""
     from booth_client.client import BoothAuthError, BoothClient
     from booth_client.health import HealthServer
     from booth_client.sources.media import MediaSourceError
@@ -87,6 +90,14 @@ async def serve(config: BoothConfig, label: str | None) -> int:
                 err=True,
             )
             return EXIT_CONFIG
+    try:
+        screen = _open_screen(client, screen_flags or {})
+    except ValueError as exc:  # bad screen settings, or no display for a window
+        typer.secho(f"error: kiosk screen: {exc}", fg="red", err=True)
+        log.error("screen_unavailable", error=str(exc))
+        if health is not None:
+            await health.close()
+        return EXIT_DEVICE
     loop = asyncio.get_running_loop()
     runner = loop.create_task(client.run(), name="kiosk")
     stopping: list[asyncio.Task[int]] = []
@@ -118,8 +129,32 @@ async def serve(config: BoothConfig, label: str | None) -> int:
                 await asyncio.wait_for(task, STOP_WITHIN_S)
         if health is not None:
             await health.close()
+        if screen is not None:
+            await screen.close()
         log.info("booth_stopped", code=code, stop_s=round(time.monotonic() - began, 2))
     return code
+
+
+def _open_screen(client: Any, flags: dict[str, Any]) -> Any:
+    """The participant's screen, if one is asked for (pygame is imported only then)."""
+    from pydantic import ValidationError
+
+    from booth_client.screen.settings import ScreenSettings
+
+    try:
+        options = ScreenSettings(**flags)
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    if options.mode == "none" and options.participant != "screen":
+        return None
+    from booth_client.screen import ScreenUnavailable, add_screen
+
+    try:
+        return add_screen(client, options)
+    except ScreenUnavailable as exc:
+        raise ValueError(f"{exc} (use --screen headless on a kiosk without a display)") from exc
 
 
 def kiosk(
@@ -182,6 +217,22 @@ def kiosk(
     log_level: str = typer.Option(
         None, envvar="LOKET_LOG_LEVEL", help="Log level (default INFO, or log_level in the file)."
     ),
+    screen: str = typer.Option(
+        None,
+        "--screen",
+        envvar="LOKET_KIOSK_MODE",
+        help="The participant's screen: window (full screen on the kiosk's display), "
+        "headless (the same screens as PNG files in --screen-dir), or none (default).",
+    ),
+    screen_dir: Path = typer.Option(
+        None, "--screen-dir", help="With --screen headless: where the PNGs go."
+    ),
+    participant: str = typer.Option(
+        None,
+        "--participant",
+        help="Who checks in: screen (the person at it; the default with a screen) or "
+        "synthetic (the demo participant).",
+    ),
 ) -> None:
     if ctx.invoked_subcommand is not None:
         return  # an operator command (`loket booth enrol`, ...)
@@ -206,8 +257,11 @@ def kiosk(
         typer.secho("`loket booth --help` lists the flags.", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     configure_logging(settings.log_level)
+    screen_flags = {"mode": screen, "out_dir": screen_dir, "participant": participant}
     try:
-        code = asyncio.run(serve(settings, label))
+        code = asyncio.run(
+            serve(settings, label, {k: v for k, v in screen_flags.items() if v is not None})
+        )
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code)
