@@ -85,6 +85,19 @@ class DocumentStored:
     height: int | None = None
 
 
+def document_stored(body: dict[str, object]) -> DocumentStored:
+    """The event for a picture the records API stored (its answer body)."""
+    width, height = body.get("width"), body.get("height")
+    return DocumentStored(
+        claim_id=str(body["claim_id"]),
+        document_id=str(body["document_id"]),
+        kind=str(body["kind"]),
+        sha256=str(body["sha256"]),
+        width=width if isinstance(width, int) else None,
+        height=height if isinstance(height, int) else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TimerFired:
     """The deadline the core last asked for (or any later moment) has come."""

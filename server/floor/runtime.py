@@ -30,7 +30,6 @@ from server.floor.events import (
     ClaimRefused,
     ClaimResolved,
     DeleteSession,
-    DocumentStored,
     Effect,
     Event,
     FloorChanged,
@@ -46,6 +45,7 @@ from server.floor.events import (
     Send,
     SetTimer,
     TimerFired,
+    document_stored,
 )
 from server.metrics import Metrics
 from server.ports.live_state import LiveSession, LiveState
@@ -166,16 +166,7 @@ class FloorRuntime:
 
     async def document_stored(self, document: dict[str, Any]) -> None:
         """A picture was stored (the records API's answer body): push it to the console."""
-        await self.handle(
-            DocumentStored(
-                claim_id=document["claim_id"],
-                document_id=document["document_id"],
-                kind=document["kind"],
-                sha256=document["sha256"],
-                width=document.get("width"),
-                height=document.get("height"),
-            )
-        )
+        await self.handle(document_stored(document))
 
     async def handle(self, event: Event) -> None:
         async with self._lock:

@@ -30,7 +30,7 @@ from server.adapters.redis.live_state import RedisLiveState
 from server.adapters.redis.router import RedisRouter, cancel_in_turn
 from server.adapters.redis.sealed import SealBroken, Sealer
 from server.floor.core import FloorConfig, FloorCore
-from server.floor.events import DocumentStored, Event, PeerClosed, PeerOpened, Received
+from server.floor.events import Event, PeerClosed, PeerOpened, Received, document_stored
 from server.floor.snapshot import load_core, new_core, replay
 from server.metrics import Metrics
 from server.ports.live_state import LiveSession
@@ -129,16 +129,7 @@ class ClusterFloor:
         await self._forward(Received(principal, self._connection(connection), message, wall, raw))
 
     async def document_stored(self, document: dict[str, Any]) -> None:
-        await self._forward(
-            DocumentStored(
-                claim_id=document["claim_id"],
-                document_id=document["document_id"],
-                kind=document["kind"],
-                sha256=document["sha256"],
-                width=document.get("width"),
-                height=document.get("height"),
-            )
-        )
+        await self._forward(document_stored(document))
 
     async def session_of_claim(self, claim_id: str) -> LiveSession | None:
         return await self._live.of_claim(claim_id)
