@@ -195,8 +195,7 @@ async def running_cluster(
     redis = Redis.from_url(redis_server.url)
     cluster = Cluster(settings, redis_server, redis, Keys(settings.redis_prefix), directory)
     try:
-        for label in labels:
-            await cluster.add_node(label)
+        await asyncio.gather(*(cluster.add_node(label) for label in labels))  # side by side
         yield cluster
     finally:
         await cluster.stop()
