@@ -24,6 +24,7 @@ from server.adapters.sql import migrate
 from server.principal import AccountRole
 from signaling.messages import (
     Accept,
+    Assigned,
     BoothAssigned,
     BoothOffered,
     CheckIn,
@@ -207,16 +208,18 @@ async def test_a_cso_whose_process_died_for_good_has_its_booths_requeued_first(
             offered = await cso.expect(BoothOffered)
             await cso.send(Accept(session_id=offered.session_id))
             await cso.expect(BoothAssigned)
+        for booth in first:
+            await booth.expect(Assigned)  # reads past what it was told before its call
+            booth.seen.clear()
         (late,) = await _booths(c, c.nodes["c"], 1, "late")
         await late.send(_walk_in(50))
         await late.expect(Queued, position=0)
-        for booth in first:
-            booth.seen.clear()  # what they were told before their call
-        c.nodes["b"].kill()  # and the CSO never comes back
+        c.nodes["b"].kill()  # and the CSO never comes back (b may be the leader too)
         # Presence lapses, then the grace period: both early booths go back to the front.
+        requeued_within = LEASE + PRESENCE * 3 + GRACE + 5
         for booth in first:
-            await booth.expect(Queued, timeout=PRESENCE * 3 + GRACE + 5)
-        await late.expect(Queued, position=2, timeout=5)
+            await booth.expect(Queued, timeout=requeued_within)
+        await late.expect(Queued, position=2, timeout=requeued_within)
         relief = await _cso(c, c.nodes["c"], "wati", 1)
         offered = await relief.expect(BoothOffered, timeout=10)
         assert offered.booth.booth_id in {"early-0", "early-1"}
