@@ -102,8 +102,9 @@ class FloorRuntime:
         broadcast_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        core: FloorCore | None = None,  # a core rebuilt elsewhere (a cluster's new leader)
     ) -> None:
-        self.core = FloorCore(config)
+        self.core = core if core is not None else FloorCore(config)
         self._router = router
         self._live = live
         self._metrics = metrics

@@ -80,7 +80,6 @@ class ClusterFloor:
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(FORWARD_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self.runtime: LeaderRuntime | None = None  # while this process leads
-        self.leaderships = 0  # times this process became leader
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -184,7 +183,6 @@ class ClusterFloor:
             await asyncio.sleep(period * (0.5 + secrets.randbelow(1000) / 1000))
 
     async def _lead(self) -> None:
-        self.leaderships += 1
         log.info("floor_leader_elected", fence=self._lease.fence)
         runtime = await self._recover()
         self.runtime = runtime

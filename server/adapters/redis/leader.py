@@ -217,8 +217,7 @@ class LeaderRuntime(FloorRuntime):
         **kw: Any,
     ) -> None:
         kw.setdefault("clock", time.time)
-        super().__init__(*args, **kw)
-        self.core = core
+        super().__init__(*args, core=core, **kw)
         self._redis = redis
         self._keys = keys
         self._lease = lease

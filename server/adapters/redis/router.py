@@ -110,7 +110,6 @@ class RedisRouter:
         self._detach = redis.register_script(_DETACH)
         self._tasks: list[asyncio.Task[Any]] = []
         self._registered = False
-        self.present = asyncio.Event()  # presence written at least once
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -208,7 +207,6 @@ class RedisRouter:
                 if added and self._registered:
                     self._evicted()
                 self._registered = True
-                self.present.set()
             except (RedisError, OSError) as exc:
                 log.warning("presence_refresh_failed", error=str(exc) or type(exc).__name__)
             await asyncio.sleep(period)
