@@ -5,12 +5,13 @@ same bytes from the same keep-alive httpx client, requests alternating between t
 
 Through Loket (`POST /api/claims/{id}/documents?kind=ktp` from a booth in the claim's
 live session) a request includes: HTTP, bearer-token auth, the Idempotency-Key look-up,
-the live-session check, magic bytes and metadata strip (JPEG segments rewritten), a real
-decode of the pixels (OpenCV), AES-256-GCM encryption, writing the blob with fsync of the
-file and of its directory, and the document record, idempotency row and hash-chained audit
-entry in one database transaction (SQLite, WAL, synchronous=FULL). The booth and CSO get
-there the real way: demo accounts, a seeded booking, booth check-in over the booth
-socket, the CSO accepts the offer; both sockets stay open (pings answered).
+the live-session check, SHA-256 of the body (in a thread) beside the structural check and
+metadata strip (server/domain/jpeg.py: every header a decoder needs, no pixel decode),
+AES-256-GCM encryption, and side by side: writing the blob with fsync of the file and
+its directory, and the document record, idempotency row and hash-chained audit entry in
+one database transaction (SQLite, WAL, synchronous=FULL). The booth and CSO get there the
+real way: demo accounts, a seeded booking, booth check-in over the booth socket, the CSO
+accepts the offer; both sockets stay open (pings answered).
 
 The baseline (bench/bare_upload.py) is a Starlette handler that reads the body, writes
 it to a file with fsync of the file and its directory (what any durable store must do)
@@ -23,9 +24,11 @@ is content-addressed, so identical bytes would not be written again.
 
 Prints one JSON line: {"jpeg_bytes", "loket_ms": {"p50", "p95"}, "bare_ms": {...},
 "ratio_p50"}; target ratio_p50 <= 1.5. `--breakdown` times each step of the upload path
-instead (server in this process). Measured here: ~26 ms a request, of which the decode
-check is ~16 ms (it runs beside the ~4 ms blob write), the transaction ~2 ms, hashing and
-the metadata strip ~3 ms: the picture's full entropy decode alone is three bare POSTs.
+instead (server in this process). Measured here: ~15 ms a request against ~6.5 ms bare;
+the blob write (~4.3 ms) and the transaction (~4.3 ms) overlap but share one disk, the
+hash and the header walk take ~1.4 ms together, FastAPI's request handling ~2.5 ms more
+than the bare Starlette route. (A full pixel decode, which this path did until
+2026-11-29, cost ~17-22 ms on its own.)
 """
 
 from __future__ import annotations
@@ -277,7 +280,7 @@ async def breakdown(uploads: int, warmup: int) -> None:
 
         return coro if asyncio.iscoroutinefunction(f) else sync
 
-    for name in ("request_hash", "check_image", "decode_check"):
+    for name in ("sha256_hex", "check_image"):
         setattr(records, name, timed(name, getattr(records, name)))
     BlobStore.put = timed("blob put (file + dir fsync)", BlobStore.put)  # type: ignore[method-assign]
     images = pictures(warmup + uploads)
@@ -289,6 +292,12 @@ async def breakdown(uploads: int, warmup: int) -> None:
         async with running_server(settings) as server:
             service = type(server.app.state.records)
             service.upload = timed("service.upload (all of it)", service.upload)
+            service.prepare_upload = timed("checks before the body", service.prepare_upload)
+            floor = type(server.app.state.floor)
+            floor.document_stored = timed("push to the console", floor.document_stored)
+            import server.api.records as api_records
+
+            api_records._read_limited = timed("read the body", api_records._read_limited)
             store = type(server.app.state.records.store)
             store.idempotent = timed("transaction (WAL fsync)", store.idempotent)
             async with (

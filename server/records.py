@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from server.adapters.blobs import BlobMissing, BlobStore, decode_check, load_or_create_key
+from server.adapters.blobs import BlobMissing, BlobStore, load_or_create_key, sha256_hex
 from server.domain.access import AccessDecision, AccessFacts, Action, SessionFacts
 from server.domain.access import decide as decide_access
 from server.domain.audit import ChainProblem, ProblemKind, verify_chain
@@ -400,29 +400,28 @@ class RecordsService:
     async def upload(
         self, booth: Principal, claim_id: str, kind: str, data: bytes, idempotency_key: str
     ) -> StoredResponse:
-        digest = request_hash("upload", claim_id, kind, data)
+        # One hash of the body serves the idempotency digest and, when there is no
+        # metadata to strip (the kiosk's own pictures), the blob's address. It runs in a
+        # thread (hashlib lets go of the GIL) while this one checks the picture's structure
+        # and drops its metadata without decoding pixels (server/domain/jpeg.py says why);
+        # the officer's browser decodes it.
+        hashed = asyncio.ensure_future(asyncio.to_thread(sha256_hex, data))
+        try:
+            image = check_image(data, self.settings.max_document_bytes)
+        finally:
+            body_sha = await hashed
+        digest = request_hash("upload", claim_id, kind, body_sha)
         decision, session = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        sha = body_sha if image.data is data else await asyncio.to_thread(sha256_hex, image.data)
         if not decision:
-            return await self._refused_unless_replay(
+            result = await self._refused_unless_replay(
                 booth, idempotency_key, digest, refused(decision)
             )
+            if result.status_code == 201:  # the retry of an upload acknowledged before
+                await asyncio.to_thread(self.blobs.put, image.data, sha)
+            return result
         assert session is not None
         doc_kind = document_kind(kind)
-        # Checks and the encrypted, fsynced blob come first: the blob is content-addressed,
-        # so a retry writes nothing new, and a blob without a record is only unreferenced.
-        image_kind, clean = check_image(data, self.settings.max_document_bytes)
-        # Decode check and encrypted, fsynced write run side by side (both release the GIL).
-        decoded = asyncio.ensure_future(asyncio.to_thread(decode_check, image_kind, clean))
-        stored = asyncio.ensure_future(asyncio.to_thread(self.blobs.put, clean))
-        await asyncio.wait([decoded, stored])
-        if decoded.exception() is not None:
-            if stored.exception() is None:
-                # Bytes that fail to decode never become a document: drop their file (no
-                # document can share it: the same bytes would have failed the same way).
-                await asyncio.to_thread(self.blobs.delete, stored.result())
-            raise decoded.exception()  # type: ignore[misc]
-        width, height = decoded.result()
-        sha = stored.result()
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(claim_id, for_update=True)
@@ -431,9 +430,9 @@ class RecordsService:
             now = self._now()
             doc = DocumentRecord(
                 document_id=new_id(), claim_id=claim_id, kind=doc_kind.value, sha256=sha,
-                content_type=CONTENT_TYPES[image_kind], size_bytes=len(clean), width=width,
-                height=height, session_id=session.session_id, uploaded_by=booth.subject,
-                uploaded_at=now,
+                content_type=CONTENT_TYPES[image.kind], size_bytes=len(image.data),
+                width=image.width, height=image.height, session_id=session.session_id,
+                uploaded_by=booth.subject, uploaded_at=now,
             )  # fmt: skip
             tx.add_document(doc)
             tx.append_audit(
@@ -444,11 +443,26 @@ class RecordsService:
             )  # fmt: skip
             return 201, document_json(doc)
 
-        result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        # The encrypted, fsynced blob and the record's transaction run side by side (both
+        # wait on the disk, not the GIL); the answer waits for both. A blob without a record
+        # is only unreferenced (content-addressed: a retry writes nothing new). A record
+        # whose blob failed is never acknowledged: the client's retry with the same key
+        # replays the record and writes the blob again (below).
+        blob = asyncio.ensure_future(asyncio.to_thread(self.blobs.put, image.data, sha))
+        try:
+            result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        finally:
+            await asyncio.wait([blob])
+        if blob.exception() is not None:
+            log.error("document_blob_write_failed", claim_id=claim_id, error=str(blob.exception()))
+            raise RecordsError(
+                503, "storage_unavailable",
+                "the picture could not be written to disk: send it again (same Idempotency-Key)",
+            )  # fmt: skip
         # A retention purge may have deleted this very picture (an old document's copy)
         # between our put and our commit; it cannot after the commit (see `purge`).
-        if not result.replayed and not await asyncio.to_thread(self.blobs.exists, sha):
-            await asyncio.to_thread(self.blobs.put, clean)
+        if result.status_code == 201 and not await asyncio.to_thread(self.blobs.exists, sha):
+            await asyncio.to_thread(self.blobs.put, image.data, sha)
         return result
 
     async def judge(

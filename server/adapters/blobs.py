@@ -18,12 +18,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from server.domain.images import ImageKind, ImageRejected, RejectCode, header_size, sniff
 
 KEY_BYTES = 32
 _VERSION = 1
@@ -47,6 +43,10 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _check_sha(sha: str) -> str:
@@ -74,19 +74,28 @@ class BlobStore:
         _check_sha(sha)
         return self._root / sha[:2] / sha[2:4] / sha
 
-    def _ensure_dirs(self, leaf: Path) -> None:
-        """Create root/ab/cd, syncing each parent whose entry list changed."""
+    def _make_dirs(self, leaf: Path) -> list[Path]:
+        """Create root/ab/cd as needed; the directories whose entry lists changed."""
+        changed = []
         for directory in (leaf.parent, leaf):
             if directory.is_dir():
                 continue
             # A concurrent put may have made it and not synced it yet: sync it anyway.
             with contextlib.suppress(FileExistsError):
                 directory.mkdir()
-            _fsync_dir(directory.parent)
+            changed.append(directory.parent)
+        return changed
 
-    def _encrypt(self, sha: str, data: bytes) -> bytes:
+    def _encrypt(self, sha: str, data: bytes) -> bytearray:
+        # Encrypted straight into the file's buffer: concatenating header and ciphertext
+        # copied 1.5 MB once more (0.8 ms a put).
         nonce = secrets.token_bytes(_NONCE_BYTES)
-        return bytes((_VERSION,)) + nonce + self._aead.encrypt(nonce, data, sha.encode())
+        head = 1 + _NONCE_BYTES
+        blob = bytearray(head + len(data) + _TAG_BYTES)
+        blob[0] = _VERSION
+        blob[1:head] = nonce
+        self._aead.encrypt_into(nonce, data, sha.encode(), memoryview(blob)[head:])
+        return blob
 
     def _decrypt(self, sha: str, blob: bytes) -> bytes:
         if len(blob) < 1 + _NONCE_BYTES + _TAG_BYTES or blob[0] != _VERSION:
@@ -99,34 +108,53 @@ class BlobStore:
                 f"blob {sha} does not decrypt: the file was damaged, moved from another "
                 f"address or written with another key; restore it from backup"
             ) from None
-        if hashlib.sha256(plain).hexdigest() != sha:
+        if sha256_hex(plain) != sha:
             raise BlobCorrupt(f"blob {sha} decrypts to other content; restore it from backup")
         return plain
 
-    def put(self, data: bytes) -> str:
-        """Store `data` and return its address once it would survive a power cut."""
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha: str | None = None) -> str:
+        """Store `data` and return its address once it would survive a power cut.
+
+        `sha`, when the caller has already hashed `data`, saves hashing it again.
+        """
+        sha = sha256_hex(data) if sha is None else _check_sha(sha)
         final = self.path_for(sha)
+        damaged = False
         if final.is_file():
             try:
                 self._decrypt(sha, final.read_bytes())
                 return sha  # already stored
             except (BlobCorrupt, FileNotFoundError):
-                pass  # damaged or written under an old key: replace it with a good copy
+                damaged = True  # cut short by a crash, or an old key: replace it
         leaf = final.parent
-        self._ensure_dirs(leaf)
+        changed = self._make_dirs(leaf)
         fd, tmp_name = tempfile.mkstemp(dir=leaf, prefix=f".{sha[:16]}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(self._encrypt(sha, data))
                 tmp.flush()
+                # The whole file is written (page cache) before it gets its name, and is
+                # named before the fsync: on a journalling filesystem one commit then makes
+                # the content, the name and new directories durable together (a rename
+                # after the fsync costs a second commit: 4.2 vs 2.2 ms a put here). A
+                # crash in between can leave the name on a short file: nothing was
+                # acknowledged yet, and the client's retry finds it damaged and replaces it.
+                if damaged:
+                    os.replace(tmp_name, final)
+                else:
+                    try:
+                        os.link(tmp_name, final)
+                    except FileExistsError:
+                        # Another put of the same picture named its file first; ours is not
+                        # needed, but theirs must be on disk before we answer for it.
+                        with open(final, "rb") as theirs:
+                            os.fsync(theirs.fileno())
                 os.fsync(tmp.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
-            raise
-        _fsync_dir(leaf)
+        for directory in (leaf, *changed):
+            _fsync_dir(directory)
         return sha
 
     def get(self, sha: str) -> bytes:
@@ -149,35 +177,6 @@ class BlobStore:
             return False
         _fsync_dir(path.parent)
         return True
-
-
-MIN_SIDE = 64
-MAX_PIXELS = 64_000_000
-
-
-def decode_check(kind: ImageKind, data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) after really decoding the picture; ImageRejected if it cannot be read."""
-    if sniff(data) is not kind:
-        raise ImageRejected(RejectCode.CORRUPT, f"the file is not a {kind.upper()} picture")
-    width, height = header_size(data)
-    # Checked before decoding: a tiny file can declare a size that needs gigabytes of memory.
-    if width * height > max_pixels:
-        raise ImageRejected(
-            RejectCode.TOO_LARGE,
-            f"the picture is {width}x{height} pixels, too many to process: take it again at a "
-            f"lower resolution",
-        )
-    # JPEG: libjpeg's 1/8 scaled decode still reads every entropy-coded block (so a
-    # damaged or cut-off stream fails) but skips most of the IDCT: ~40% less time.
-    flag = cv2.IMREAD_REDUCED_GRAYSCALE_8 if kind is ImageKind.JPEG else cv2.IMREAD_UNCHANGED
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    if image is None or image.size == 0:
-        raise ImageRejected(RejectCode.CORRUPT)
-    if min(width, height) < MIN_SIDE:
-        raise ImageRejected(
-            RejectCode.CORRUPT, "the picture is too small to read: take the picture again closer"
-        )
-    return width, height
 
 
 def load_or_create_key(path: Path) -> bytes:

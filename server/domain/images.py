@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from enum import StrEnum
+
+from server.domain.jpeg import JpegError, inspect_jpeg
 
 
 class ImageKind(StrEnum):
@@ -78,11 +81,6 @@ def _other_format(data: bytes) -> str | None:
 
 # --- JPEG ---------------------------------------------------------------------------------
 
-_SOI, _EOI, _SOS, _COM = 0xD8, 0xD9, 0xDA, 0xFE
-_APP0, _APP14 = 0xE0, 0xEE
-_RST = range(0xD0, 0xD8)
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
 
 def _corrupt(why: str) -> ImageRejected:
     return ImageRejected(
@@ -90,97 +88,51 @@ def _corrupt(why: str) -> ImageRejected:
     )
 
 
-def _jfif_without_thumbnail(payload: bytes) -> bytes | None:
-    # JFIF may embed an RGB thumbnail that can show what was cropped away; keep only the
-    # fixed header (version, density) and declare a 0x0 thumbnail.
-    if not payload.startswith(b"JFIF\x00") or len(payload) < 14:
-        return None
-    return payload[:12] + b"\x00\x00"
-
-
-def _keep_jpeg_segment(marker: int, payload: bytes) -> bytes | None:
-    """The payload to write for a segment, or None to drop it."""
-    if marker == _COM:
-        return None
-    if marker == _APP0:
-        return _jfif_without_thumbnail(payload)
-    if marker == _APP14:
-        # Adobe's segment says whether the data is YCbCr/YCCK; decoders get colours wrong
-        # without it.
-        return payload if payload.startswith(b"Adobe") else None
-    if 0xE1 <= marker <= 0xEF:  # EXIF/XMP, ICC, MPF, maker notes, ...
-        return None
-    return payload
-
-
-def _skip_entropy_data(data: bytes, pos: int) -> int:
-    """Index of the 0xFF that starts the next real marker after compressed scan data."""
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            raise _corrupt("it ends inside the image data")
-        nxt = data[pos + 1]
-        if nxt == 0x00 or nxt in _RST:  # stuffed 0xFF byte or restart marker: still data
-            pos += 2
-        elif nxt == 0xFF:  # fill byte before a marker
-            pos += 1
-        else:
-            return pos
-
-
-def _strip_jpeg(data: bytes) -> bytes:
-    out = bytearray(b"\xff\xd8")
-    pos, n = 2, len(data)
-    seen_sof = seen_sos = False
-    while True:
-        if pos >= n or data[pos] != 0xFF:
-            raise _corrupt("a segment marker is missing")
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
-            pos += 1
-        if pos >= n:
-            raise _corrupt("it ends inside a marker")
-        marker = data[pos]
-        pos += 1
-        if marker == _EOI:
-            if not seen_sos:
-                raise _corrupt("it has no image data")
-            out += b"\xff\xd9"
-            # Anything after EOI (phone trailers, MPF second images with their own EXIF)
-            # is not part of this picture and is dropped.
-            return bytes(out)
-        if marker in _RST or marker == 0x01 or marker == _SOI or marker == 0x00:
-            raise _corrupt(f"unexpected marker FF{marker:02X}")
-        if pos + 2 > n:
-            raise _corrupt("it ends inside a segment header")
-        (length,) = struct.unpack_from(">H", data, pos)
-        if length < 2 or pos + length > n:
-            raise _corrupt(f"segment FF{marker:02X} is cut short")
-        payload = data[pos + 2 : pos + length]
-        pos += length
-        if marker in _SOF:
-            seen_sof = True
-        kept = _keep_jpeg_segment(marker, payload)
-        if kept is not None:
-            out += bytes((0xFF, marker)) + struct.pack(">H", len(kept) + 2) + kept
-        if marker == _SOS:
-            if not seen_sof:
-                raise _corrupt("the image data comes before the frame header")
-            seen_sos = True
-            end = _skip_entropy_data(data, pos)
-            out += data[pos:end]  # compressed pixels, verbatim
-            pos = end
+def _jpeg(data: bytes) -> tuple[bytes, int, int]:
+    try:
+        info = inspect_jpeg(data)
+    except JpegError as exc:
+        if exc.unsupported:
+            raise ImageRejected(
+                RejectCode.UNSUPPORTED_TYPE,
+                f"this JPEG cannot be read here ({exc}): save or photograph it again as an "
+                f"ordinary JPEG",
+            ) from None
+        raise _corrupt(str(exc)) from None
+    return info.data, info.width, info.height
 
 
 # --- PNG ----------------------------------------------------------------------------------
 
 _PNG_DROP = frozenset({b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+# Colour type -> the bit depths the PNG specification allows for it.
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
-def _strip_png(data: bytes) -> bytes:
-    out = bytearray(PNG_MAGIC)
+def _check_ihdr(body: bytes) -> tuple[int, int, int]:
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(
+        ">IIBBBBB", body
+    )
+    if not (0 < width < 2**31 and 0 < height < 2**31):
+        raise _corrupt("its header declares no pixels")
+    if depth not in _PNG_DEPTHS.get(colour, ()) or compression or filtering or interlace > 1:
+        raise _corrupt("its header declares an impossible pixel format")
+    return width, height, colour
+
+
+def _png(data: bytes) -> tuple[bytes, int, int]:
+    """Every chunk's checksum and the chunk order a decoder needs; metadata chunks dropped.
+
+    The compressed pixels are not inflated (see server/domain/jpeg.py for why the upload
+    path does not decode): a damaged stream fails its chunk checksum instead.
+    """
+    view = memoryview(data)
+    pieces: list[memoryview] = [view[: len(PNG_MAGIC)]]
     pos, n = len(PNG_MAGIC), len(data)
-    first = True
+    kept_from = pos  # the run of kept chunks not yet in `pieces` starts here
+    width = height = colour = 0
+    previous = b""
+    seen: set[bytes] = set()
     while True:
         if pos + 12 > n:
             raise _corrupt("it ends inside a chunk header")
@@ -188,63 +140,64 @@ def _strip_png(data: bytes) -> bytes:
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > n:
             raise _corrupt(f"chunk {ctype!r} is cut short")
-        body = data[pos + 8 : pos + 8 + length]
         (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-        if zlib.crc32(body, zlib.crc32(ctype)) != crc:
+        if zlib.crc32(view[pos + 8 : pos + 8 + length], zlib.crc32(ctype)) != crc:
             raise _corrupt(f"chunk {ctype.decode('latin-1')!r} fails its checksum")
-        if first and (ctype != b"IHDR" or length != 13):
-            raise _corrupt("it does not start with an IHDR header")
-        first = False
-        if ctype not in _PNG_DROP:
-            out += data[pos:end]
+        if not seen:
+            if ctype != b"IHDR" or length != 13:
+                raise _corrupt("it does not start with an IHDR header")
+            width, height, colour = _check_ihdr(data[pos + 8 : pos + 21])
+        elif ctype == b"IDAT":
+            if b"IDAT" in seen and previous != b"IDAT":
+                raise _corrupt("its image data is split by other chunks")
+            if b"IDAT" not in seen:
+                if colour == 3 and b"PLTE" not in seen:
+                    raise _corrupt("its palette is missing")
+                cmf_flg = data[pos + 8 : pos + 10]
+                if len(cmf_flg) == 2 and (cmf_flg[0] & 0x0F != 8 or int.from_bytes(cmf_flg) % 31):
+                    raise _corrupt("its image data is not a zlib stream")
+        elif ctype == b"IEND":
+            if b"IDAT" not in seen:
+                raise _corrupt("it has no image data")
+            if kept_from == len(PNG_MAGIC) and end == n:
+                return data, width, height  # nothing dropped: the very same bytes
+            # Bytes after IEND are not part of the picture: dropped.
+            pieces.append(view[kept_from:end])
+            return b"".join(pieces), width, height
+        if ctype in _PNG_DROP:
+            pieces.append(view[kept_from:pos])
+            kept_from = end
+        seen.add(ctype)
+        previous = ctype
         pos = end
-        if ctype == b"IEND":
-            return bytes(out)  # bytes after IEND are not part of the picture: dropped
 
 
 def strip_metadata(data: bytes) -> bytes:
     """The same picture without metadata; raises ImageRejected("corrupt") if malformed."""
     kind = sniff(data)
     if kind is ImageKind.JPEG:
-        return _strip_jpeg(data)
+        return _jpeg(data)[0]
     if kind is ImageKind.PNG:
-        return _strip_png(data)
+        return _png(data)[0]
     raise ImageRejected(RejectCode.NOT_AN_IMAGE)
 
 
-def header_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as declared in the header, read before anything decodes the pixels.
-
-    Lets callers refuse decompression bombs (a few KB declaring 50000x50000) up front.
-    """
-    kind = sniff(data)
-    if kind is ImageKind.PNG:
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise _corrupt("it does not start with an IHDR header")
-        width, height = struct.unpack_from(">II", data, 16)
-        return width, height
-    if kind is ImageKind.JPEG:
-        pos, n = 2, len(data)
-        while pos + 4 <= n and data[pos] == 0xFF:
-            marker = data[pos + 1]
-            if marker == 0xFF:
-                pos += 1
-                continue
-            (length,) = struct.unpack_from(">H", data, pos + 2)
-            if marker in _SOF:
-                if pos + 9 > n:
-                    break
-                height, width = struct.unpack_from(">HH", data, pos + 5)
-                return width, height
-            if marker == _SOS or length < 2:
-                break
-            pos += 2 + length
-        raise _corrupt("it has no frame header")
-    raise ImageRejected(RejectCode.NOT_AN_IMAGE)
+@dataclass(frozen=True, slots=True)
+class CheckedImage:
+    kind: ImageKind
+    data: bytes  # without metadata
+    width: int
+    height: int
 
 
-def check_image(data: bytes, max_bytes: int) -> tuple[ImageKind, bytes]:
-    """The kind and metadata-free bytes of an upload, or ImageRejected saying what to do."""
+# Smaller than this, no document is legible; larger, the officer's browser would need
+# gigabytes to show it (a few KB can declare 50000x50000).
+MIN_SIDE = 64
+MAX_PIXELS = 64_000_000
+
+
+def check_image(data: bytes, max_bytes: int, *, max_pixels: int = MAX_PIXELS) -> CheckedImage:
+    """The upload checked and without metadata, or ImageRejected saying what to do."""
     if not data:
         raise ImageRejected(RejectCode.EMPTY)
     if len(data) > max_bytes:
@@ -263,4 +216,15 @@ def check_image(data: bytes, max_bytes: int) -> tuple[ImageKind, bytes]:
                 f"or PNG (take a photo or screenshot of it if needed)",
             )
         raise ImageRejected(RejectCode.NOT_AN_IMAGE)
-    return kind, strip_metadata(data)
+    clean, width, height = _jpeg(data) if kind is ImageKind.JPEG else _png(data)
+    if width * height > max_pixels:
+        raise ImageRejected(
+            RejectCode.TOO_LARGE,
+            f"the picture is {width}x{height} pixels, too many to show: take it again at a "
+            f"lower resolution",
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageRejected(
+            RejectCode.CORRUPT, "the picture is too small to read: take the picture again closer"
+        )
+    return CheckedImage(kind, clean, width, height)

@@ -196,8 +196,8 @@ async def test_an_upload_whose_file_a_purge_deleted_writes_it_again(server, stag
     picture = jpeg(seed=14)
     put, calls = records.blobs.put, []
 
-    def put_then_lose(data: bytes) -> str:
-        sha = put(data)
+    def put_then_lose(data: bytes, known_sha: str | None = None) -> str:
+        sha = put(data, known_sha)
         calls.append(sha)
         if len(calls) == 1:
             records.blobs.delete(sha)  # as a purge committing right after this put would
@@ -216,6 +216,39 @@ async def test_an_upload_whose_file_a_purge_deleted_writes_it_again(server, stag
     assert res.status_code == 201
     assert records.blobs.get(res.json()["sha256"]) == picture
     assert len(calls) == 2  # written again once the record was committed
+
+
+async def test_an_upload_whose_file_write_fails_is_not_acknowledged_and_its_retry_stores_it(
+    server: RunningServer, staged: StagedSessions
+) -> None:
+    """The record and the file are written side by side: when the file fails, the answer
+    is a 503 (never a 201), and the retry with the same key replays the record and writes
+    the file."""
+    records: RecordsService = server.app.state.records
+    claim = await seed_claim(server, "BK-5004", state=ClaimState.CHECKED_IN)
+    booth_id, booth = await booth_login(server, "booth-a")
+    staged.put(claim.claim_id, booth=booth_id, cso="siti", state=S.FOCUSED)
+    picture = jpeg(seed=15)
+    put = records.blobs.put
+
+    def disk_full(data: bytes, known_sha: str | None = None) -> str:
+        raise OSError(28, "No space left on device")
+
+    headers = {"Authorization": f"Bearer {booth}", "Content-Type": "image/jpeg",
+               "Idempotency-Key": "full-disk"}  # fmt: skip
+    url = f"/api/claims/{claim.claim_id}/documents"
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        records.blobs.put = disk_full  # type: ignore[method-assign]
+        try:
+            failed = await http.post(url, params={"kind": "ktp"}, content=picture, headers=headers)
+        finally:
+            records.blobs.put = put  # type: ignore[method-assign]
+        assert failed.status_code == 503
+        assert failed.json()["error"]["code"] == "storage_unavailable"
+        assert "send it again" in failed.json()["error"]["message"]
+        retried = await http.post(url, params={"kind": "ktp"}, content=picture, headers=headers)
+    assert retried.status_code == 201
+    assert records.blobs.get(retried.json()["sha256"]) == picture
 
 
 # --- check-in: a refusal writes nothing ---------------------------------------------------------

@@ -19,14 +19,12 @@ from server.adapters.blobs import (
     BlobCorrupt,
     BlobMissing,
     BlobStore,
-    decode_check,
     load_or_create_key,
 )
 from server.domain.images import (
     ImageKind,
     ImageRejected,
     check_image,
-    header_size,
     sniff,
     strip_metadata,
 )
@@ -126,7 +124,8 @@ def test_progressive_jpeg_with_restart_markers_survives_stripping() -> None:
     dirty = clean[:2] + jpeg_segment(0xFE, GPS) + clean[2:]
     stripped = strip_metadata(dirty)
     assert GPS not in stripped and stripped == clean
-    assert header_size(stripped) == (333, 211)
+    checked = check_image(dirty, max_bytes=len(dirty))
+    assert (checked.width, checked.height, checked.data) == (333, 211, clean)
 
 
 def test_png_metadata_is_removed_and_pixels_are_identical() -> None:
@@ -208,42 +207,48 @@ def test_empty_and_too_large_uploads() -> None:
     with pytest.raises(ImageRejected) as large:
         check_image(clean, max_bytes=len(clean) - 1)
     assert large.value.code == "too_large" and "lower resolution" in large.value.message
-    assert check_image(clean, max_bytes=len(clean)) == (ImageKind.PNG, clean)
+    checked = check_image(clean, max_bytes=len(clean))
+    assert (checked.kind, checked.data) == (ImageKind.PNG, clean)
 
 
 def test_check_image_returns_the_stripped_bytes() -> None:
     _, dirty = jpeg_with_metadata()
-    kind, cleaned = check_image(dirty, max_bytes=len(dirty))
-    assert kind is ImageKind.JPEG and GPS not in cleaned
+    checked = check_image(dirty, max_bytes=len(dirty))
+    assert checked.kind is ImageKind.JPEG and GPS not in checked.data
 
 
-# --- decode_check ---------------------------------------------------------------------------
+def test_a_picture_with_nothing_to_strip_is_not_copied() -> None:
+    for ext in (".jpg", ".png"):
+        clean = encode(ext, gradient())
+        assert check_image(clean, max_bytes=len(clean)).data is clean
 
 
-def test_decode_check_reads_the_real_size() -> None:
-    assert decode_check(ImageKind.JPEG, encode(".jpg", gradient())) == (200, 150)
-    assert decode_check(ImageKind.PNG, encode(".png", gradient(64, 64))) == (64, 64)
+# --- size limits ----------------------------------------------------------------------------
 
 
-def test_decode_check_rejects_tiny_truncated_and_mislabelled_images() -> None:
+def test_check_image_reads_the_declared_size() -> None:
+    jpeg, png = encode(".jpg", gradient()), encode(".png", gradient(64, 64))
+    assert (check_image(jpeg, 10**7).width, check_image(jpeg, 10**7).height) == (200, 150)
+    assert (check_image(png, 10**7).width, check_image(png, 10**7).height) == (64, 64)
+
+
+def test_tiny_truncated_and_mislabelled_images_are_refused() -> None:
     with pytest.raises(ImageRejected, match="too small to read") as tiny:
-        decode_check(ImageKind.PNG, encode(".png", gradient(10, 10)))
+        check_image(encode(".png", gradient(10, 10)), 10**7)
     assert tiny.value.code == "corrupt"
     jpeg = encode(".jpg", gradient())
     with pytest.raises(ImageRejected) as cut:
-        decode_check(ImageKind.JPEG, jpeg[: len(jpeg) // 2])
+        check_image(jpeg[: len(jpeg) // 2], 10**7)
     assert cut.value.code == "corrupt"
-    with pytest.raises(ImageRejected):
-        decode_check(ImageKind.PNG, jpeg)
 
 
-def test_decode_check_refuses_decompression_bombs_before_decoding() -> None:
+def test_decompression_bombs_are_refused_from_the_header() -> None:
     png = bytearray(encode(".png", gradient()))
     ihdr = bytes(png[12:16]) + struct.pack(">II", 60_000, 60_000) + bytes(png[24:29])
     png[16:24] = ihdr[4:12]
     png[29:33] = struct.pack(">I", zlib.crc32(ihdr))
     with pytest.raises(ImageRejected) as exc:
-        decode_check(ImageKind.PNG, bytes(png))
+        check_image(bytes(png), 10**7)
     assert exc.value.code == "too_large"
 
 
@@ -345,8 +350,30 @@ def test_put_leaves_no_temp_files_and_syncs(
     store.put(b"first")  # file + leaf dir + two new dirs' parents
     assert len(synced) == 4
     synced.clear()
+    store.put(b"second", hashlib.sha256(b"second").hexdigest())  # the caller's hash
+    assert store.get(hashlib.sha256(b"second").hexdigest()) == b"second"
+    synced.clear()
     store.put(b"first")  # dedupe: nothing written
     assert synced == []
+    assert [p.name for p in tmp_path.rglob(".*")] == []
+
+
+def test_a_put_racing_another_put_of_the_same_picture_syncs_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path, KEY)
+    real_link, synced = os.link, []
+    real_fsync = os.fsync
+
+    def other_put_named_it_first(src: str, dst: str) -> None:
+        real_link(src, dst)
+        raise FileExistsError(dst)
+
+    monkeypatch.setattr(os, "link", other_put_named_it_first)
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    sha = store.put(b"uploaded twice at once")
+    assert store.get(sha) == b"uploaded twice at once"
+    assert len(synced) == 5  # theirs, ours, leaf dir, two new dirs' parents
     assert [p.name for p in tmp_path.rglob(".*")] == []
 
 
