@@ -188,6 +188,8 @@ class BoothClient:
         self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
         # Cameras and microphone (booth_client.sources.media); MediaSourceError if absent.
         self.media = open_media(config, self._name)
+        # On hold the console shows us as a small tile: the face camera's hold layer.
+        self.media.face.held = lambda: self.state is SessionState.ON_HOLD
         self._video: MediaStreamTrack = self.media.face
         self._audio: MediaStreamTrack = self.media.audio
         # The officer's voice and picture (booth_client.audio): speaker and kiosk screen.

@@ -106,6 +106,15 @@ class BoothConfig(BaseSettings):
         "while one does)",
     )
     microphone: MicrophoneConfig = Field(default_factory=MicrophoneConfig)
+    hold_video_height: int | None = Field(
+        default=240,
+        ge=90,
+        description="while on hold (the officer talks to another booth) the face camera is "
+        "sent at most this high, aspect kept; unset: as configured",
+    )
+    hold_video_fps: float | None = Field(
+        default=7.5, gt=0, le=60, description="and at most this many frames a second"
+    )
     degrade: bool = Field(
         default=True,
         description="lower video (document first, then the face camera) when the network "

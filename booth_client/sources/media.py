@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import av
 import numpy as np
@@ -92,20 +92,45 @@ class FrameRate:
             self._captures.pop(status.capture_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class HoldLayer:
+    """What the face camera sends while the officer talks to another booth: the console
+    shows a held booth as a small tile, so it gets a smaller, slower picture (less to
+    decode and draw in the officer's browser, less upload from the branch). None: as
+    configured."""
+
+    max_height: int | None = 240
+    fps: float | None = 7.5
+
+
 class ShapedTrack(MediaStreamTrack):
     """A video track at most `rate()` frames a second and at most `max_height` pixels
-    high (aspect kept): what the degradation policy turns."""
+    high (aspect kept): what the degradation policy turns. While `held()` (the booth is
+    on hold), the `hold` layer's caps apply as well."""
 
     kind = "video"
 
     def __init__(
-        self, upstream: MediaStreamTrack, rate: Callable[[], float | None] | None = None
+        self,
+        upstream: MediaStreamTrack,
+        rate: Callable[[], float | None] | None = None,
+        hold: HoldLayer | None = None,
     ) -> None:
         super().__init__()
         self._upstream = upstream
         self._rate = rate
         self.max_height: int | None = None
+        self.hold = hold or HoldLayer(None, None)
+        self.held: Callable[[], bool] = lambda: False
         self._due = 0.0
+
+    def _caps(self) -> tuple[float | None, int | None]:
+        rate = self._rate() if self._rate is not None else None
+        height = self.max_height
+        if self.held():
+            rate = _lowest(rate, self.hold.fps)
+            height = _lowest(height, self.hold.max_height)
+        return rate, height
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
@@ -114,14 +139,13 @@ class ShapedTrack(MediaStreamTrack):
             frame = await self._upstream.recv()
             assert isinstance(frame, av.VideoFrame)
             now = time.monotonic()
-            rate = self._rate() if self._rate is not None else None
+            rate, height = self._caps()
             if not rate:
                 break
             period = 1.0 / rate
             if now >= self._due - period / 4:  # a little early is on time
                 self._due = self._due + period if now - self._due < period else now + period
                 break
-        height = self.max_height
         if height and frame.height > height:
             width = max(2, round(frame.width * height / frame.height / 2) * 2)
             scaled = frame.reformat(width=width, height=height)
@@ -132,6 +156,13 @@ class ShapedTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._upstream.stop()
+
+
+_Cap = TypeVar("_Cap", int, float)
+
+
+def _lowest(a: _Cap | None, b: _Cap | None) -> _Cap | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 # --- feeds: read a device all the time, hand on what is wanted -----------------------------------
@@ -407,6 +438,7 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
     doc = config.document_camera
     rate = FrameRate(idle=config.document_idle_fps, full=doc.fps)
     tone = SyntheticToneTrack(config.tone_hz, pattern=config.speak_pattern)
+    hold = HoldLayer(config.hold_video_height, config.hold_video_fps)
     if config.source == "synthetic":
         face = config.face_camera
         # The desk is drawn at the face camera's size: a test scene, not a document; the
@@ -415,7 +447,9 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
                                   rate.current)  # fmt: skip
         return BoothMedia(
             source="synthetic",
-            face=ShapedTrack(SyntheticVideoTrack(label, face.width, face.height, face.fps)),
+            face=ShapedTrack(
+                SyntheticVideoTrack(label, face.width, face.height, face.fps), hold=hold
+            ),
             document=ShapedTrack(desk),
             audio=tone,
             document_rate=rate,
@@ -441,7 +475,7 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
         audio = mic_feed.subscribe(backlog=10)  # 200 ms of 20 ms frames
     return BoothMedia(
         source=config.source,
-        face=ShapedTrack(face_feed.subscribe()),
+        face=ShapedTrack(face_feed.subscribe(), hold=hold),
         document=document,
         audio=audio,
         document_rate=rate,

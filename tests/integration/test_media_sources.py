@@ -12,6 +12,7 @@ import pytest
 from booth_client.config import CameraConfig
 from booth_client.degrade import Policy, sample_peer
 from signaling.messages import CaptureStatus, Envelope, RequestCapture
+from signaling.session import SessionState
 from tests.support.booths import running_booths, running_cso
 from tests.support.live_server import running_server, server_settings
 from tests.support.videos import write_video
@@ -27,6 +28,8 @@ async def test_file_sources_stream_face_and_document_camera_to_the_cso(tmp_path)
         "face_camera": CameraConfig(device=str(face)),
         "document_camera": CameraConfig(device=str(desk), fps=15),
         "outbox_dir": tmp_path / "outbox",
+        "hold_video_height": None,  # the file's own size and rate, focused or not
+        "hold_video_fps": None,
     }
     async with (
         running_server(server_settings(tmp_path / "server")) as server,
@@ -85,8 +88,13 @@ async def test_the_degradation_policy_lowers_video_on_a_live_call_and_restores_i
         running_server(server_settings(tmp_path / "server")) as server,
         running_cso(server, "siti", capacity=1) as cso,
         running_booths(
-            server, 1, face_camera=CameraConfig(width=640, height=360), outbox_dir=tmp_path / "o"
-        ) as [booth],
+            server,
+            1,
+            face_camera=CameraConfig(width=640, height=360),
+            outbox_dir=tmp_path / "o",
+            hold_video_height=None,
+            hold_video_fps=None,
+        ) as [booth],  # fmt: skip
     ):
         await cso.wait_connected(1, within=60)
         [stats] = cso.stats()
@@ -110,3 +118,54 @@ async def test_the_degradation_policy_lowers_video_on_a_live_call_and_restores_i
             while booth.video_level != "full" or stats.last_size != (640, 360):
                 await asyncio.sleep(0.1)
         assert booth.media.document_rate.current() == 2.0
+
+
+async def _rate(stats: object, seconds: float = 2.0) -> float:
+    frames, began = stats.video_frames, time.monotonic()  # type: ignore[attr-defined]
+    await asyncio.sleep(seconds)
+    return (stats.video_frames - frames) / (time.monotonic() - began)  # type: ignore[attr-defined]
+
+
+async def _until_size(stats: object, size: tuple[int, int]) -> None:
+    async with asyncio.timeout(20):
+        while stats.last_size != size:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+
+
+async def test_a_held_booth_sends_its_hold_layer_and_the_focused_booth_everything(
+    tmp_path,
+) -> None:
+    """On hold the console shows the booth as a small tile: the face camera goes at most
+    `hold_video_height` high and `hold_video_fps` fast; focused, as configured again (the
+    encoder restarts at the new size: no renegotiation)."""
+    async with (
+        running_server(server_settings(tmp_path / "server")) as server,
+        running_cso(server, "siti", capacity=1) as cso,
+        running_booths(
+            server,
+            1,
+            face_camera=CameraConfig(width=640, height=360, fps=15),
+            hold_video_height=180,
+            hold_video_fps=5.0,
+            outbox_dir=tmp_path / "o",
+        ) as [booth],  # fmt: skip
+    ):
+        await cso.wait_connected(1, within=60)
+        [stats] = cso.stats()
+        async with asyncio.timeout(10):
+            while booth.state is not SessionState.ON_HOLD:
+                await asyncio.sleep(0.05)
+        await _until_size(stats, (320, 180))
+        held = await _rate(stats)
+        assert 3.0 <= held <= 6.5, held
+
+        await cso.focus(stats.session_id)
+        await _until_size(stats, (640, 360))
+        assert booth.state is SessionState.FOCUSED
+        focused = await _rate(stats)
+        assert focused >= 11.0, focused
+
+        await cso.focus(None)
+        await _until_size(stats, (320, 180))
+        assert booth.state is SessionState.ON_HOLD
+        assert stats.audio_frames > 0

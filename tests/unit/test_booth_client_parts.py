@@ -4,9 +4,15 @@ pure functions and through BoothClient's message handling over a fake socket."""
 
 from __future__ import annotations
 
+import asyncio
+import fractions
+import time
+
 import aioice.ice
+import av
 import numpy as np
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
 from pydantic import ValidationError
 
 import booth_client.ice
@@ -23,6 +29,7 @@ from booth_client.kiosk import (
     refresh_margin,
     resync,
 )
+from booth_client.sources.media import HoldLayer, ShapedTrack
 from booth_client.sources.synthetic import SpeakPattern, SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_inbound, error_reply
 from signaling.errors import ErrorCode, ProtocolError
@@ -428,3 +435,41 @@ async def test_live_session_end_and_cso_loss() -> None:
     await client._on_message(SessionEnded(session_id="s2", reason="cso_ended"))
     assert client.state is S.IDLE and client.checking_in  # the next participant
     assert isinstance(sock.sent[-1], CheckIn)
+
+
+class _Camera(MediaStreamTrack):
+    """A camera that always has a frame ready: what the shaper lets through is its choice."""
+
+    kind = "video"
+
+    async def recv(self) -> av.VideoFrame:
+        await asyncio.sleep(0.005)  # ~200 fps
+        frame = av.VideoFrame.from_ndarray(np.zeros((360, 640, 3), np.uint8), format="bgr24")
+        frame.pts, frame.time_base = 0, fractions.Fraction(1, 90_000)
+        return frame
+
+
+async def _shaped(track: ShapedTrack, seconds: float) -> tuple[set[tuple[int, int]], float]:
+    sizes, frames, began = set(), 0, time.monotonic()
+    while time.monotonic() - began < seconds:
+        frame = await track.recv()
+        sizes.add((frame.width, frame.height))
+        frames += 1
+    return sizes, frames / (time.monotonic() - began)
+
+
+async def test_the_face_track_sends_its_hold_layer_only_while_held() -> None:
+    held = False
+    track = ShapedTrack(_Camera(), hold=HoldLayer(max_height=180, fps=5.0))
+    track.held = lambda: held
+    sizes, rate = await _shaped(track, 0.5)
+    assert sizes == {(640, 360)} and rate > 50  # not held: as the camera gives it
+    held = True
+    sizes, rate = await _shaped(track, 1.2)
+    assert sizes == {(320, 180)} and 3.0 <= rate <= 6.5, rate
+    track.max_height = 90  # the degradation policy's cap still applies, the lower wins
+    sizes, _ = await _shaped(track, 0.5)
+    assert sizes == {(160, 90)}
+    held = False
+    sizes, rate = await _shaped(track, 0.3)
+    assert sizes == {(160, 90)} and rate > 50
