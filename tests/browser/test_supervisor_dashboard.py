@@ -1,7 +1,8 @@
 """The supervisor dashboard in real headless Chromium against a live server: two aiortc
-officers and six real aiortc kiosks. What the page shows equals the floor core's state
-after check-ins, assignments, an officer's loss and the requeue; alerts appear; a CSO or
-booth account is refused; a screenshot is saved as an artifact."""
+officers and six real kiosk processes (`loket booth --source synthetic`). What the page
+shows equals the floor core's state after check-ins, assignments, an officer's loss and
+the requeue; alerts appear; a CSO or booth account is refused; a screenshot is saved as
+an artifact."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from signaling.messages import Role
 from tests.support.accounts import PASSWORD, add_user, booth_token, user_token
-from tests.support.booths import running_booths
+from tests.support.booths import IN_CALL, booth_processes, describe, wait_for_booths
 from tests.support.browser import chromium
 from tests.support.dashboard import artifacts_dir, open_dashboard, page_floor, server_floor
 from tests.support.live_server import LiveServer, running_server, server_settings
@@ -44,9 +45,13 @@ async def test_dashboard_shows_the_floor_as_the_server_holds_it(tmp_path) -> Non
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             await open_dashboard(page, server.base_url, "budi", "?wait_alert=0.05")
-            # Six booths check in; Siti takes two, four wait.
-            async with talking_cso(server, "siti", capacity=2) as siti, running_booths(server, 6):
+            # Six booth processes check in; Siti takes two, four wait.
+            async with (
+                talking_cso(server, "siti", capacity=2) as siti,
+                booth_processes(server, 6, tmp_path / "booths") as booths,
+            ):
                 siti_id = siti.welcome.peer_id
+                await wait_for_booths(server, booths)
                 shown = await _agrees(
                     page,
                     server,
@@ -61,14 +66,13 @@ async def test_dashboard_shows_the_floor_as_the_server_holds_it(tmp_path) -> Non
                         server,
                         lambda f: f["waiting"] == 2 and f["csos"][rina_id]["load"] == 2,
                     )
-                    # Calls come up: sessions step on to on_hold/focused.
+                    # Calls come up: sessions step on to on_hold/focused (each served kiosk
+                    # process has told the server its peer connection is up).
                     await _agrees(
                         page,
                         server,
                         lambda f: all(
-                            s[1] in ("on_hold", "focused")
-                            for c in f["csos"].values()
-                            for s in c["sessions"]
+                            s[1] in IN_CALL for c in f["csos"].values() for s in c["sessions"]
                         ),
                     )
                     shot = artifacts_dir() / "supervisor-dashboard.png"
@@ -86,6 +90,9 @@ async def test_dashboard_shows_the_floor_as_the_server_holds_it(tmp_path) -> Non
                     # Past the grace period they go back to the front of the queue.
                     shown = await _agrees(page, server, lambda f: f["waiting"] == 4)
                     assert shown["csos"].get(rina_id, {"load": 0})["load"] == 0
+                # Every kiosk process lived through it (none exited).
+                alive = [b for b in booths if b.process and b.process.returncode is None]
+                assert len(alive) == 6, describe(server, booths)
             assert errors == []
 
 

@@ -1,10 +1,12 @@
 """Monitor, whisper and steering from the supervisor dashboard, in real Chromium.
 
-A real aiortc kiosk is served by an aiortc officer who talks (a 660 Hz tone; the
-participant's voice is the kiosk's 440 Hz tone). The supervisor's page monitors the
-session: it receives the participant's video and both voices (energy measured in the
-page with WebAudio), while what the booth and the officer hear from each other stays as
-loud as before; then it whispers: the officer hears it, the booth does not. Moving a
+A real kiosk process (`loket booth --source synthetic`, its participant speaking: the
+kiosk's 440 Hz tone) is served by an aiortc officer who talks (a 660 Hz tone). The
+supervisor's page monitors the session: it receives the participant's video and both
+voices (energy measured in the page with WebAudio), while what the booth and the officer
+hear from each other stays as loud as before (the booth's side measured by the kiosk
+process's measuring sink, read from its audio log); then it whispers: the officer hears it,
+the booth does not. Moving a
 booth and pausing an officer from the page show on the dashboard and are audited.
 """
 
@@ -17,7 +19,15 @@ import pytest
 
 from signaling.messages import EndSession
 from tests.support.accounts import add_user
-from tests.support.booths import running_booths
+from tests.support.booths import (
+    BoothProcess,
+    booth_processes,
+    describe,
+    floor_booth,
+    log_events,
+    mean_level,
+    session_of,
+)
 from tests.support.browser import chromium
 from tests.support.dashboard import artifacts_dir, open_dashboard
 from tests.support.live_server import LiveServer, running_server, server_settings
@@ -27,11 +37,27 @@ pytestmark = pytest.mark.browser
 
 ENERGY = "() => window.loketDashboard.monitorEnergy()"
 WINDOW = 3.0  # seconds of audio compared before and during monitoring
+TALKS = {1: "always"}  # the kiosk's participant speaks all the time
 
 
 async def _audit(server: LiveServer) -> list[tuple[str, dict]]:
     store = server.app.state.records.store
     return [(e.action, e.details) async for e in store.audit_entries()]
+
+
+async def _in_call(server: LiveServer, booth: BoothProcess, within: float = 90.0) -> None:
+    """Wait until the kiosk process's call is up: it told the server its peer connection is
+    connected (its session steps on to on hold or focused)."""
+    try:
+        await wait_until(lambda: session_of(server, booth) is not None, within)
+    except TimeoutError:
+        raise AssertionError(f"no call:\n{describe(server, [booth])}") from None
+
+
+def _session(server: LiveServer, booth: BoothProcess) -> str | None:
+    """The booth's session on the floor, whatever its state."""
+    record = floor_booth(server, booth)
+    return None if record is None else record.session_id
 
 
 async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
@@ -40,18 +66,24 @@ async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
         await add_user(server, "budi", role="supervisor")
         async with (
             talking_cso(server, "siti", capacity=1) as siti,
-            running_booths(server, 1, audio_sink="measure") as [booth],
+            booth_processes(server, 1, tmp_path / "booths", speak=TALKS) as [booth],
             chromium() as browser,
         ):
-            await wait_until(lambda: booth.peer_state == "connected", 60)
-            session = str(booth.session_id)
+            await _in_call(server, booth)
+            session = str(session_of(server, booth))
             heard_by_cso = siti.heard_from(session).audio
-            heard_by_booth = booth.audio_sink
+
+            def energies(since: float) -> tuple[float, float]:
+                """Mean levels in [since, since + WINDOW): the officer hears the booth, the
+                booth (its process's audio log) hears the officer."""
+                until = since + WINDOW
+                return heard_by_cso.energy(since, until), mean_level(booth, since, until)
+
             await wait_until(lambda: heard_by_cso.energy(time.monotonic() - 1) > 0.02, 30)
-            await wait_until(lambda: heard_by_booth.energy(time.monotonic() - 1) > 0.02, 30)
+            await wait_until(lambda: mean_level(booth, time.monotonic() - 1) > 0.02, 30)
             t0 = time.monotonic()
-            await asyncio.sleep(WINDOW)
-            before = (heard_by_cso.energy(t0), heard_by_booth.energy(t0))
+            await asyncio.sleep(WINDOW + 0.5)  # and the last frames of the window logged
+            before = energies(t0)
 
             page = await browser.new_page(viewport={"width": 1400, "height": 1000})
             errors: list[str] = []
@@ -73,8 +105,8 @@ async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
                 raise AssertionError(f"the page did not get the monitor's media: {seen}") from exc
             assert await page.get_attribute("#monitor", "data-state") == "connected"
             t1 = time.monotonic()
-            await asyncio.sleep(WINDOW)
-            during = (heard_by_cso.energy(t1), heard_by_booth.energy(t1))
+            await asyncio.sleep(WINDOW + 0.5)
+            during = energies(t1)
             # What booth and officer hear from each other is unchanged (within 25%).
             for b, d in zip(before, during, strict=True):
                 assert 0.75 < d / b < 1.25, (before, during)
@@ -95,18 +127,24 @@ async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
                 30,
             )
             t2 = time.monotonic()
-            await asyncio.sleep(WINDOW)
-            assert 0.75 < heard_by_booth.energy(t2) / before[1] < 1.25
+            await asyncio.sleep(WINDOW + 0.5)
+            assert 0.75 < energies(t2)[1] / before[1] < 1.25
             core = server.app.state.floor.core
             whispers = [lk for lk in core.links.values() if lk.kind == "whisper"]
             assert [lk.peer_id for lk in whispers] == [siti.welcome.peer_id]
-            assert booth.monitors.opened == 1  # only the monitor link ever reached the booth
+            monitors = [lk.link_id for lk in core.links.values() if lk.kind == "monitor"]
+            # Only the monitor link ever reached the booth: the kiosk process opened one
+            # link, and every link it logged is that one.
+            assert len(monitors) == 1
+            assert len(log_events(booth, "monitor_started")) == 1
+            assert {e["link_id"] for e in log_events(booth) if "link_id" in e} == set(monitors)
             await page.click("#whisper-toggle")
             await page.wait_for_selector("#monitor[data-whisper=off]")
 
             await page.click("#monitor-stop")
             await page.wait_for_selector("#monitor", state="hidden")
-            await wait_until(lambda: not booth.monitors.links, 10)
+            await wait_until(lambda: log_events(booth, "monitor_stopped"), 10)
+            assert [e["link_id"] for e in log_events(booth, "monitor_stopped")] == monitors
             actions = [a for a, _ in await _audit(server)]
             for action in ("monitor.started", "whisper.started", "whisper.stopped",
                            "monitor.stopped"):  # fmt: skip
@@ -122,11 +160,11 @@ async def test_move_a_booth_and_pause_an_officer_from_the_dashboard(tmp_path) ->
         await add_user(server, "budi", role="supervisor")
         async with (
             talking_cso(server, "siti", capacity=1) as siti,
-            running_booths(server, 1) as [booth],
+            booth_processes(server, 1, tmp_path / "booths") as [booth],
             chromium() as browser,
         ):
-            await wait_until(lambda: booth.peer_state == "connected", 60)
-            first = str(booth.session_id)
+            await _in_call(server, booth)
+            first = str(session_of(server, booth))
             async with talking_cso(server, "rina", capacity=1) as rina:
                 page = await browser.new_page(viewport={"width": 1400, "height": 1000})
                 await open_dashboard(page, server.base_url, "budi")
@@ -139,7 +177,7 @@ async def test_move_a_booth_and_pause_an_officer_from_the_dashboard(tmp_path) ->
                 await page.wait_for_selector(
                     f".cso[data-cso='{siti.welcome.peer_id}'][data-load='0']"
                 )
-                await wait_until(lambda: booth.session_id not in (None, first), 30)
+                await wait_until(lambda: session_of(server, booth) not in (None, first), 30)
                 # Pause Siti, with confirmation; her card says so.
                 await page.click(f".cso[data-cso='{siti.welcome.peer_id}'] .pause")
                 await page.click("#confirm-ok")
@@ -148,10 +186,10 @@ async def test_move_a_booth_and_pause_an_officer_from_the_dashboard(tmp_path) ->
                 )
                 # A refused action shows its typed reason: the officer ends the call
                 # while the supervisor's confirmation is open.
-                session = str(booth.session_id)
+                session = str(session_of(server, booth))
                 await page.click(f".session[data-session='{session}'] .end")
                 await rina._send(EndSession(session_id=session))
-                await wait_until(lambda: booth.session_id != session, 30)
+                await wait_until(lambda: _session(server, booth) != session, 30)
                 await page.click("#confirm-ok")
                 await page.wait_for_selector("#status[data-kind=refused]")
                 assert "End session refused" in (await page.text_content("#status") or "")

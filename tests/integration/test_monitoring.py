@@ -1,8 +1,10 @@
-"""Silent monitoring with aiortc at both ends of the link: a real kiosk (BoothClient) is
-served by an aiortc officer who talks; an aiortc supervisor opens a monitor link and
-answers the booth's send-only offer. It receives the participant's video, the
-participant's voice and the officer's voice (as the booth hears it), while what the booth
-and the officer hear from each other is unchanged. The audit holds start and stop."""
+"""Silent monitoring with aiortc at both ends of the link: a real kiosk process (`loket
+booth --source synthetic`, its participant speaking) is served by an aiortc officer who
+talks; an aiortc supervisor opens a monitor link and answers the booth's send-only offer.
+It receives the participant's video, the participant's voice and the officer's voice (as
+the booth hears it), while what the booth and the officer hear from each other is
+unchanged (the booth's side read from the kiosk process's audio log). The audit holds
+start and stop."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from booth_client.audio import MeasuringAudioSink
 from booth_client.peer import rtc_configuration
 from signaling.messages import Ack, Answer, CloseLink, LinkClosed, LinkOpened, Offer, OpenLink, Role
 from tests.support.accounts import user_token
-from tests.support.booths import running_booths
+from tests.support.booths import booth_processes, describe, log_events, mean_level, session_of
 from tests.support.live_server import running_server, server_settings
 from tests.support.talking_cso import talking_cso, wait_until
 from tests.support.ws_client import SignalClient
@@ -30,15 +32,25 @@ async def test_monitor_link_carries_video_and_both_voices(tmp_path) -> None:
         token = await user_token(server, "budi", role="supervisor")
         async with (
             talking_cso(server, "siti", capacity=1) as siti,
-            running_booths(server, 1, audio_sink="measure") as [booth],
+            booth_processes(server, 1, tmp_path / "booths", speak={1: "always"}) as [booth],
         ):
-            await wait_until(lambda: booth.peer_state == "connected", 60)
-            session = str(booth.session_id)
-            heard_by_cso, heard_by_booth = siti.heard_from(session).audio, booth.audio_sink
-            await wait_until(lambda: heard_by_booth.energy(time.monotonic() - 1) > 0.02, 30)
+            try:
+                await wait_until(lambda: session_of(server, booth) is not None, 90)
+            except TimeoutError:
+                raise AssertionError(f"no call:\n{describe(server, [booth])}") from None
+            session = str(session_of(server, booth))
+            heard_by_cso = siti.heard_from(session).audio
+
+            def energies(since: float) -> tuple[float, float]:
+                """Mean levels in [since, since + WINDOW): the officer hears the booth, the
+                booth (its process's audio log) hears the officer."""
+                until = since + WINDOW
+                return heard_by_cso.energy(since, until), mean_level(booth, since, until)
+
+            await wait_until(lambda: mean_level(booth, time.monotonic() - 1) > 0.02, 30)
             t0 = time.monotonic()
-            await asyncio.sleep(WINDOW)
-            before = (heard_by_cso.energy(t0), heard_by_booth.energy(t0))
+            await asyncio.sleep(WINDOW + 0.5)  # and the last frames of the window logged
+            before = energies(t0)
 
             sup = await SignalClient.connect(server.ws_url, Role.SUPERVISOR, token)
             ask = OpenLink(kind="monitor", session_id=session)
@@ -81,16 +93,14 @@ async def test_monitor_link_carries_video_and_both_voices(tmp_path) -> None:
                     lambda: all(v.energy(time.monotonic() - 1) > 0.02 for v in voices), 30
                 )
             except TimeoutError:
-                feeds = [
-                    (lk.cso_voice.pushed, lk.cso_voice.sent) for lk in booth.monitors.links.values()
-                ]
+                states = [e.get("state") for e in log_events(booth, "monitor_state")]
                 levels = [(len(v.levels), v.energy(0)) for v in voices]
                 sdp = (offer.sdp + pc.localDescription.sdp).splitlines()
                 lines = [ln for ln in sdp if ln.startswith(("m=", "a=mid", "a=send", "a=recv"))]
-                raise AssertionError(f"voices {levels}; feeds {feeds}; {lines}") from None
+                raise AssertionError(f"voices {levels}; booth's link {states}; {lines}") from None
             t1 = time.monotonic()
-            await asyncio.sleep(WINDOW)
-            during = (heard_by_cso.energy(t1), heard_by_booth.energy(t1))
+            await asyncio.sleep(WINDOW + 0.5)
+            during = energies(t1)
             for b, d in zip(before, during, strict=True):
                 assert 0.75 < d / b < 1.25, (before, during)
             # The participant's voice is the kiosk's tone; the officer's voice is Siti's.
@@ -99,7 +109,11 @@ async def test_monitor_link_carries_video_and_both_voices(tmp_path) -> None:
             stop = CloseLink(link_id=link.link_id)
             await sup.send(stop)
             await sup.expect(LinkClosed, link_id=link.link_id)
-            await wait_until(lambda: not booth.monitors.links, 10)
+            # The kiosk process closed its end of the link (and opened no other).
+            await wait_until(lambda: log_events(booth, "monitor_stopped"), 10)
+            logged = [(e["event"], e["link_id"]) for e in log_events(booth) if "link_id" in e]
+            assert ("monitor_started", link.link_id) in logged
+            assert {lid for _, lid in logged} == {link.link_id}
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(Exception):

@@ -8,15 +8,20 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from booth_client.client import BoothClient
 from booth_client.config import BoothConfig
 from booth_client.cso_standin import CsoStandIn
 from tests.support.accounts import PASSWORD, add_user, enrol_booth
 from tests.support.live_server import LiveServer
+
+if TYPE_CHECKING:
+    from server.floor.core import BoothRecord
 
 LOOPBACK = ["127.0.0.1"]
 
@@ -180,3 +185,77 @@ async def booth_processes(
         yield booths
     finally:
         await asyncio.gather(*(b.stop() for b in booths), return_exceptions=True)
+
+
+# --- what the floor and a booth process's own records say about it ---------------------------
+
+IN_CALL = frozenset({"on_hold", "focused"})  # the booth's media is up (it said `connected`)
+
+
+def floor_booth(server: LiveServer, booth: BoothProcess) -> BoothRecord | None:
+    """The floor core's record of a booth process (found by its label), None until it has
+    checked in. `.state`, `.session_id` and `.connected` are what the server holds."""
+    core = server.app.state.floor.core
+    for record in core.booths.values():
+        if record.principal.display_name == booth.label:
+            return record
+    return None
+
+
+def session_of(server: LiveServer, booth: BoothProcess) -> str | None:
+    """The booth's session once its media is up (on hold or focused), else None."""
+    record = floor_booth(server, booth)
+    if record is None or str(record.state) not in IN_CALL:
+        return None
+    return record.session_id
+
+
+def log_events(booth: BoothProcess, event: str | None = None) -> list[dict[str, object]]:
+    """The kiosk process's JSON log lines (all, or those of one `event`), oldest first."""
+    if not booth.log_path.exists():
+        return []
+    found = []
+    for line in booth.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            row = json.loads(line)
+            if isinstance(row, dict) and (event is None or row.get("event") == event):
+                found.append(row)
+    return found
+
+
+def mean_level(booth: BoothProcess, since: float, until: float = float("inf")) -> float:
+    """Mean RMS of the officer's audio frames the booth heard in [since, until), 0.0 when
+    none came: the measure of an in-process MeasuringAudioSink.energy."""
+    picked = [rms for at, rms in booth.levels(since) if at < until]
+    return sum(picked) / len(picked) if picked else 0.0
+
+
+def describe(server: LiveServer, booths: list[BoothProcess], tail: int = 3) -> str:
+    """For a failure message: each booth's state on the floor, its process, its last logs."""
+    lines = []
+    for booth in booths:
+        record = floor_booth(server, booth)
+        state = "absent" if record is None else f"{record.state} connected={record.connected}"
+        code = None if booth.process is None else booth.process.returncode
+        last = [str(e.get("event")) for e in log_events(booth)[-tail:]]
+        lines.append(f"{booth.label}: {state}; exit code {code}; last logs {last}")
+    return "\n".join(lines)
+
+
+async def wait_for_booths(
+    server: LiveServer,
+    booths: list[BoothProcess],
+    ready: Callable[[BoothRecord], bool] = lambda record: record.connected,
+    within: float = 90.0,
+) -> list[BoothRecord]:
+    """Wait until the floor holds every booth process and `ready(record)` is true for each
+    (default: its socket is up); their records. Fails with where each one got to."""
+    deadline = time.monotonic() + within
+    while True:
+        records = [floor_booth(server, booth) for booth in booths]
+        if all(r is not None and ready(r) for r in records):
+            return [r for r in records if r is not None]
+        exited = [b for b in booths if b.process is not None and b.process.returncode is not None]
+        if exited or time.monotonic() > deadline:
+            raise AssertionError(f"booth processes not ready:\n{describe(server, booths)}")
+        await asyncio.sleep(0.2)
