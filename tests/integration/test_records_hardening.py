@@ -219,7 +219,7 @@ async def test_an_upload_whose_file_a_purge_deleted_writes_it_again(server, stag
 
 
 async def test_an_upload_whose_file_write_fails_is_not_acknowledged_and_its_retry_stores_it(
-    server: RunningServer, staged: StagedSessions
+    server: LiveServer, staged: StagedSessions
 ) -> None:
     """The record and the file are written side by side: when the file fails, the answer
     is a 503 (never a 201), and the retry with the same key replays the record and writes
