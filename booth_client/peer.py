@@ -33,10 +33,12 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
+from booth_client import aiortc_speedups
 from booth_client.audio import AudioSink, LatestFrameSink, NullAudioSink, VideoSink
 from booth_client.degrade import Degrader
 from signaling.messages import IceCandidate, IceServer
 
+aiortc_speedups.install()
 log = structlog.get_logger("loket.booth.peer")
 
 StateCallback = Callable[[str], None]
