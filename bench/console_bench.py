@@ -8,7 +8,10 @@
    (all on hold, decode only; the booths' hold layer made as large as the camera): cores
    used and the ratio. Goal: <= 0.25 core for six, <= 6x one. Also a shift as it runs by
    default: one booth focused (640x480@15), five held, sending their hold layer
-   (320x240@7.5: `hold_video_height`/`hold_video_fps` in the kiosk's configuration).
+   (320x240@7.5 and no document camera: `hold_video_height`, `hold_video_fps`,
+   `hold_document_camera` in the kiosk's configuration).
+   And the floor: the same Chromium decoding six (and one) bare aiortc streams into
+   plain <video> elements, no audio, no console.
 3. Focus switch: key press -> the officer's audio heard at the newly focused booth (its
    measuring sink; the system-wide monotonic clock is shared), p50/p95. Goal: 200 ms.
 
@@ -94,6 +97,35 @@ async def bare_pair_ms(page: Page) -> float:
     finally:
         await page.evaluate("() => { window.bareRun.pc.close(); window.bareRun.video.remove(); }")
         await sender.close()
+
+
+async def bare_streams_cores(page: Page, n: int, seconds: float) -> float:
+    """Chromium's CPU with `n` bare aiortc -> <video> streams (640x480@15, no audio, no
+    console): the floor under the console's figure on this machine."""
+    senders = []
+    try:
+        for _ in range(n):
+            sdp = await page.evaluate(BARE_OFFER)
+            sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            senders.append(sender)
+            await sender.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            sender.addTrack(SyntheticVideoTrack("bare", 640, 480, 15))
+            await sender.setLocalDescription(await sender.createAnswer())
+            await page.evaluate(
+                "sdp => { (window.bareRuns ||= []).push(window.bareRun);"
+                " return window.bareRun.pc.setRemoteDescription({type: 'answer', sdp}); }",
+                sender.localDescription.sdp,
+            )
+            await page.wait_for_function("() => window.bareRun.t1 !== null", timeout=30_000)
+        await asyncio.sleep(3.0)
+        return await chromium_cores(seconds)
+    finally:
+        await page.evaluate(
+            "() => (window.bareRuns || []).splice(0)"
+            ".forEach(r => { r.pc.close(); r.video.remove(); })"
+        )
+        for sender in senders:
+            await sender.close()
 
 
 STAGES = ("call", "offer_sent", "answer", "connected")
@@ -206,6 +238,8 @@ async def main(rounds: int, bare_runs: int, cpu_window: float, switches: int) ->
                 await bare_page.goto(f"{server.base_url}/healthz")
                 await bare_pair_ms(bare_page)  # warm-up: codecs, first ICE
                 bare = [await bare_pair_ms(bare_page) for _ in range(bare_runs)]
+                bare_six = await bare_streams_cores(bare_page, BOOTHS, cpu_window)
+                bare_one = await bare_streams_cores(bare_page, 1, cpu_window)
 
                 size = {"LOKET_BOOTH_WIDTH": "640", "LOKET_BOOTH_HEIGHT": "480"}
                 async with booth_processes(server, BOOTHS, work / "booths", env=size) as booths:
@@ -228,7 +262,8 @@ async def main(rounds: int, bare_runs: int, cpu_window: float, switches: int) ->
                 # The issue's configuration: six booths at 640x480@15 whatever their state
                 # (the hold layer made as large as the camera), vs one.
                 full = {**size, "LOKET_BOOTH_HOLD_VIDEO_HEIGHT": "480",
-                        "LOKET_BOOTH_HOLD_VIDEO_FPS": "15"}  # fmt: skip
+                        "LOKET_BOOTH_HOLD_VIDEO_FPS": "15",
+                        "LOKET_BOOTH_HOLD_DOCUMENT_CAMERA": "false"}  # fmt: skip
                 await page.check("#available")
                 async with booth_processes(server, BOOTHS, work / "full", env=full):
                     await accept_all_at_once(page, BOOTHS)
@@ -264,6 +299,9 @@ async def main(rounds: int, bare_runs: int, cpu_window: float, switches: int) ->
             "goal": "six <= 0.25 core and <= 6x one",
             # the default: one focused booth at 640x480@15, five held at 320x240@7.5
             "shift_one_focused_five_held": shift,
+            # the same Chromium showing bare aiortc streams in plain <video> elements
+            "bare_six_streams": bare_six,
+            "bare_one_stream": bare_one,
         },
         "focus_switch_ms": {**summary(focus), "goal_ms": 200},
     }

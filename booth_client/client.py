@@ -190,6 +190,9 @@ class BoothClient:
         self.media = open_media(config, self._name)
         # On hold the console shows us as a small tile: the face camera's hold layer.
         self.media.face.held = lambda: self.state is SessionState.ON_HOLD
+        self.media.document.held = lambda: (
+            self.state is SessionState.ON_HOLD and not self.media.document_rate.capturing
+        )
         self._video: MediaStreamTrack = self.media.face
         self._audio: MediaStreamTrack = self.media.audio
         # The officer's voice and picture (booth_client.audio): speaker and kiosk screen.

@@ -115,6 +115,11 @@ class BoothConfig(BaseSettings):
     hold_video_fps: float | None = Field(
         default=7.5, gt=0, le=60, description="and at most this many frames a second"
     )
+    hold_document_camera: bool = Field(
+        default=True,
+        description="while on hold and no capture runs, send nothing on the document "
+        "camera's live track (a capture request resumes it)",
+    )
     degrade: bool = Field(
         default=True,
         description="lower video (document first, then the face camera) when the network "

@@ -165,11 +165,16 @@ export class ClaimPanel {
     this.docCam = el("video", { class: "doc-live", "aria-label": `Document camera of ${boothLabel}`,
       playsinline: true, hidden: true, style: "width: 100%; max-height: 12rem; background: #111; border-radius: .3rem" });
     this.docCam.muted = true;
+    // A held booth pauses this track (its hold layer) unless a capture runs: say so, so a
+    // still picture is not taken for a frozen camera.
+    this.docCamNote = el("p", { class: "doc-live-note", hidden: true },
+      "Document camera: live while you talk to this booth or a capture runs.");
   }
 
   // The live document camera (a MediaStream), or null when the booth sends none.
   showDocumentCamera(stream) {
     this.docCam.hidden = !stream;
+    this.docCamNote.hidden = !stream;
     if (this.docCam.srcObject !== stream) this.docCam.srcObject = stream;
     if (stream) this.docCam.play().catch(() => {}); // paused while the panel was closed
   }
@@ -266,6 +271,7 @@ export class ClaimPanel {
         `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
         + `NIK ${claim.nik} · ${String(claim.state).replaceAll("_", " ")}`),
       this.docCam,
+      this.docCamNote,
       el("h3", { class: "sr-only" }, "Required documents"),
       items,
       live.length ? el("h3", { class: "sub" }, "Pictures") : null,

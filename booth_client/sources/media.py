@@ -100,7 +100,7 @@ class HoldLayer:
     configured."""
 
     max_height: int | None = 240
-    fps: float | None = 7.5
+    fps: float | None = 7.5  # 0: nothing at all while held
 
 
 class ShapedTrack(MediaStreamTrack):
@@ -140,6 +140,8 @@ class ShapedTrack(MediaStreamTrack):
             assert isinstance(frame, av.VideoFrame)
             now = time.monotonic()
             rate, height = self._caps()
+            if rate == 0:
+                continue  # paused while held: read on (a camera must not back up), send none
             if not rate:
                 break
             period = 1.0 / rate
@@ -439,6 +441,9 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
     rate = FrameRate(idle=config.document_idle_fps, full=doc.fps)
     tone = SyntheticToneTrack(config.tone_hz, pattern=config.speak_pattern)
     hold = HoldLayer(config.hold_video_height, config.hold_video_fps)
+    # While held and no capture runs, the document camera's live track pauses (the
+    # officer is working another booth's papers); a capture request resumes it.
+    desk_hold = HoldLayer(None, 0.0 if config.hold_document_camera else None)
     if config.source == "synthetic":
         face = config.face_camera
         # The desk is drawn at the face camera's size: a test scene, not a document; the
@@ -450,7 +455,7 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
             face=ShapedTrack(
                 SyntheticVideoTrack(label, face.width, face.height, face.fps), hold=hold
             ),
-            document=ShapedTrack(desk),
+            document=ShapedTrack(desk, hold=desk_hold),
             audio=tone,
             document_rate=rate,
         )
@@ -462,11 +467,12 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
         ring = FrameRing()
         doc_feed = Feed(opener(doc, "document_camera"), ring=ring, name="document_camera")
         feeds.append(doc_feed)
-        document = ShapedTrack(doc_feed.subscribe(), rate.current)
+        document = ShapedTrack(doc_feed.subscribe(), rate.current, hold=desk_hold)
         capture_camera = FeedCamera(ring)
     else:  # a rehearsal without a document file: the synthetic desk
         document = ShapedTrack(
-            SyntheticDeskTrack(f"{label} document camera", 640, 360, rate.current)
+            SyntheticDeskTrack(f"{label} document camera", 640, 360, rate.current),
+            hold=desk_hold,
         )
     audio: MediaStreamTrack = tone
     if config.source == "v4l2":

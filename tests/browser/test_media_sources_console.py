@@ -29,6 +29,8 @@ async def test_the_claim_panel_shows_the_booths_document_camera_live(tmp_path) -
             await log_in(page, server.base_url, "siti")
             await page.wait_for_function(f"({TILE_VIDEO})() === 1", timeout=60_000)
             assert booth._peer is not None and booth._peer.sends_document
+            # Talking to the booth: a held booth pauses its document camera (hold layer).
+            await page.keyboard.press("1")
             await page.click(".tile .claim-toggle")
             # The desk scene is drawn at the face camera's size (320x240 in these tests).
             width = await page.wait_for_function(f"({DOC_CAM})()", timeout=30_000)
@@ -39,4 +41,5 @@ async def test_the_claim_panel_shows_the_booths_document_camera_live(tmp_path) -
             await page.wait_for_function(f"({DOC_CAM})()", timeout=10_000)
             # One video per tile still: the document camera is not a second face.
             assert await page.evaluate(f"({TILE_VIDEO})()") == 1
+            assert await page.is_visible("#claim .doc-live-note")
             assert errors == []

@@ -30,6 +30,7 @@ async def test_file_sources_stream_face_and_document_camera_to_the_cso(tmp_path)
         "outbox_dir": tmp_path / "outbox",
         "hold_video_height": None,  # the file's own size and rate, focused or not
         "hold_video_fps": None,
+        "hold_document_camera": False,
     }
     async with (
         running_server(server_settings(tmp_path / "server")) as server,
@@ -136,7 +137,8 @@ async def test_a_held_booth_sends_its_hold_layer_and_the_focused_booth_everythin
     tmp_path,
 ) -> None:
     """On hold the console shows the booth as a small tile: the face camera goes at most
-    `hold_video_height` high and `hold_video_fps` fast; focused, as configured again (the
+    `hold_video_height` high and `hold_video_fps` fast, and the document camera's live
+    track pauses unless a capture runs; focused, everything as configured again (the
     encoder restarts at the new size: no renegotiation)."""
     async with (
         running_server(server_settings(tmp_path / "server")) as server,
@@ -156,14 +158,27 @@ async def test_a_held_booth_sends_its_hold_layer_and_the_focused_booth_everythin
             while booth.state is not SessionState.ON_HOLD:
                 await asyncio.sleep(0.05)
         await _until_size(stats, (320, 180))
+        documents = stats.document_frames
         held = await _rate(stats)
         assert 3.0 <= held <= 6.5, held
+        assert stats.document_frames - documents <= 1  # paused (one may have been on its way)
+
+        # A capture while held: the participant places the document, the officer watches.
+        request = RequestCapture(session_id=stats.session_id, capture_id="c1", kind="ktp")
+        documents = stats.document_frames
+        capture = asyncio.create_task(booth.capture_agent.handle(request, booth.claim_id))  # type: ignore[arg-type]
+        async with asyncio.timeout(10):
+            while stats.document_frames < documents + 2:
+                await asyncio.sleep(0.05)
+        await capture
 
         await cso.focus(stats.session_id)
         await _until_size(stats, (640, 360))
         assert booth.state is SessionState.FOCUSED
+        documents = stats.document_frames
         focused = await _rate(stats)
         assert focused >= 11.0, focused
+        assert stats.document_frames - documents >= 2  # idle rate: 2 fps
 
         await cso.focus(None)
         await _until_size(stats, (320, 180))

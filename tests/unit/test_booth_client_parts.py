@@ -473,3 +473,14 @@ async def test_the_face_track_sends_its_hold_layer_only_while_held() -> None:
     held = False
     sizes, rate = await _shaped(track, 0.3)
     assert sizes == {(160, 90)} and rate > 50
+
+
+async def test_a_track_whose_hold_layer_has_no_frame_rate_pauses_while_held() -> None:
+    held = True
+    track = ShapedTrack(_Camera(), hold=HoldLayer(max_height=None, fps=0.0))
+    track.held = lambda: held
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(track.recv(), 0.3)
+    held = False
+    frame = await asyncio.wait_for(track.recv(), 1.0)
+    assert (frame.width, frame.height) == (640, 360)
