@@ -188,10 +188,12 @@ class BoothClient:
         self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
         # Cameras and microphone (booth_client.sources.media); MediaSourceError if absent.
         self.media = open_media(config, self._name)
-        # On hold the console shows us as a small tile: the face camera's hold layer.
-        self.media.face.held = lambda: self.state is SessionState.ON_HOLD
+        # Until the officer focuses us, the console shows us as a small tile: the face
+        # camera's hold layer (from the call's first frame: a smaller first keyframe
+        # reaches the tile sooner), and the document camera pauses unless a capture runs.
+        self.media.face.held = lambda: self.state is not SessionState.FOCUSED
         self.media.document.held = lambda: (
-            self.state is SessionState.ON_HOLD and not self.media.document_rate.capturing
+            self.state is not SessionState.FOCUSED and not self.media.document_rate.capturing
         )
         self._video: MediaStreamTrack = self.media.face
         self._audio: MediaStreamTrack = self.media.audio

@@ -150,7 +150,11 @@ class ShapedTrack(MediaStreamTrack):
                 break
         if height and frame.height > height:
             width = max(2, round(frame.width * height / frame.height / 2) * 2)
-            scaled = frame.reformat(width=width, height=height)
+            # Straight to the encoder's format in one fast pass: scaling the camera's
+            # format and converting after (in the encoder) cost 1.1 + 0.3 ms a frame.
+            scaled = frame.reformat(
+                width=width, height=height, format="yuv420p", interpolation="FAST_BILINEAR"
+            )
             scaled.pts, scaled.time_base = frame.pts, frame.time_base
             return scaled
         return frame
