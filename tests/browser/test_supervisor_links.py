@@ -22,6 +22,7 @@ from tests.support.accounts import add_user
 from tests.support.booths import (
     BoothProcess,
     booth_processes,
+    conversation_levels,
     describe,
     floor_booth,
     log_events,
@@ -74,10 +75,7 @@ async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
             heard_by_cso = siti.heard_from(session).audio
 
             def energies(since: float) -> tuple[float, float]:
-                """Mean levels in [since, since + WINDOW): the officer hears the booth, the
-                booth (its process's audio log) hears the officer."""
-                until = since + WINDOW
-                return heard_by_cso.energy(since, until), mean_level(booth, since, until)
+                return conversation_levels(heard_by_cso, booth, since, WINDOW)
 
             await wait_until(lambda: heard_by_cso.energy(time.monotonic() - 1) > 0.02, 30)
             await wait_until(lambda: mean_level(booth, time.monotonic() - 1) > 0.02, 30)

@@ -19,7 +19,14 @@ from booth_client.audio import MeasuringAudioSink
 from booth_client.peer import rtc_configuration
 from signaling.messages import Ack, Answer, CloseLink, LinkClosed, LinkOpened, Offer, OpenLink, Role
 from tests.support.accounts import user_token
-from tests.support.booths import booth_processes, describe, log_events, mean_level, session_of
+from tests.support.booths import (
+    booth_processes,
+    conversation_levels,
+    describe,
+    log_events,
+    mean_level,
+    session_of,
+)
 from tests.support.live_server import running_server, server_settings
 from tests.support.talking_cso import talking_cso, wait_until
 from tests.support.ws_client import SignalClient
@@ -42,10 +49,7 @@ async def test_monitor_link_carries_video_and_both_voices(tmp_path) -> None:
             heard_by_cso = siti.heard_from(session).audio
 
             def energies(since: float) -> tuple[float, float]:
-                """Mean levels in [since, since + WINDOW): the officer hears the booth, the
-                booth (its process's audio log) hears the officer."""
-                until = since + WINDOW
-                return heard_by_cso.energy(since, until), mean_level(booth, since, until)
+                return conversation_levels(heard_by_cso, booth, since, WINDOW)
 
             await wait_until(lambda: mean_level(booth, time.monotonic() - 1) > 0.02, 30)
             t0 = time.monotonic()

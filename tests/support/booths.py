@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from booth_client.audio import MeasuringAudioSink
 from booth_client.client import BoothClient
 from booth_client.config import BoothConfig
 from booth_client.cso_standin import CsoStandIn
@@ -228,6 +229,15 @@ def mean_level(booth: BoothProcess, since: float, until: float = float("inf")) -
     none came: the measure of an in-process MeasuringAudioSink.energy."""
     picked = [rms for at, rms in booth.levels(since) if at < until]
     return sum(picked) / len(picked) if picked else 0.0
+
+
+def conversation_levels(
+    heard_by_cso: MeasuringAudioSink, booth: BoothProcess, since: float, window: float
+) -> tuple[float, float]:
+    """Mean levels in [since, since + window): the officer hears the booth (its measuring
+    sink), the booth (its process's audio log) hears the officer."""
+    until = since + window
+    return heard_by_cso.energy(since, until), mean_level(booth, since, until)
 
 
 def describe(server: LiveServer, booths: list[BoothProcess], tail: int = 3) -> str:
