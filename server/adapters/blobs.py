@@ -119,13 +119,12 @@ class BlobStore:
         """
         sha = sha256_hex(data) if sha is None else _check_sha(sha)
         final = self.path_for(sha)
-        damaged = False
         if final.is_file():
             try:
                 self._decrypt(sha, final.read_bytes())
                 return sha  # already stored
             except (BlobCorrupt, FileNotFoundError):
-                damaged = True  # cut short by a crash, or an old key: replace it
+                pass  # damaged or written under an old key: replace it with a good copy
         leaf = final.parent
         changed = self._make_dirs(leaf)
         fd, tmp_name = tempfile.mkstemp(dir=leaf, prefix=f".{sha[:16]}.", suffix=".tmp")
@@ -133,26 +132,14 @@ class BlobStore:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(self._encrypt(sha, data))
                 tmp.flush()
-                # The whole file is written (page cache) before it gets its name, and is
-                # named before the fsync: on a journalling filesystem one commit then makes
-                # the content, the name and new directories durable together (a rename
-                # after the fsync costs a second commit: 4.2 vs 2.2 ms a put here). A
-                # crash in between can leave the name on a short file: nothing was
-                # acknowledged yet, and the client's retry finds it damaged and replaces it.
-                if damaged:
-                    os.replace(tmp_name, final)
-                else:
-                    try:
-                        os.link(tmp_name, final)
-                    except FileExistsError:
-                        # Another put of the same picture named its file first; ours is not
-                        # needed, but theirs must be on disk before we answer for it.
-                        with open(final, "rb") as theirs:
-                            os.fsync(theirs.fileno())
                 os.fsync(tmp.fileno())
-        finally:
+            # Named only once its content is on disk: the name never points at a short file.
+            os.replace(tmp_name, final)
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+            raise
+        # The new name, and any new directory, durable with one pass at the end.
         for directory in (leaf, *changed):
             _fsync_dir(directory)
         return sha

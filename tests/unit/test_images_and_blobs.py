@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import os
 import stat
@@ -358,23 +359,14 @@ def test_put_leaves_no_temp_files_and_syncs(
     assert [p.name for p in tmp_path.rglob(".*")] == []
 
 
-def test_a_put_racing_another_put_of_the_same_picture_syncs_theirs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_puts_of_the_same_picture_at_once_leave_one_good_file(tmp_path: Path) -> None:
     store = BlobStore(tmp_path, KEY)
-    real_link, synced = os.link, []
-    real_fsync = os.fsync
-
-    def other_put_named_it_first(src: str, dst: str) -> None:
-        real_link(src, dst)
-        raise FileExistsError(dst)
-
-    monkeypatch.setattr(os, "link", other_put_named_it_first)
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
-    sha = store.put(b"uploaded twice at once")
-    assert store.get(sha) == b"uploaded twice at once"
-    assert len(synced) == 5  # theirs, ours, leaf dir, two new dirs' parents
-    assert [p.name for p in tmp_path.rglob(".*")] == []
+    data = os.urandom(200_000)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        shas = set(pool.map(lambda _: store.put(data), range(8)))
+    assert shas == {hashlib.sha256(data).hexdigest()}
+    assert store.get(shas.pop()) == data
+    assert len(files_under(tmp_path)) == 1 and [p.name for p in tmp_path.rglob(".*")] == []
 
 
 def test_key_must_be_32_bytes(tmp_path: Path) -> None:
