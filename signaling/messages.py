@@ -183,6 +183,10 @@ class PendingOffer(Body):
     claim: ClaimSummary
     language: Language
     expires_in: float = Field(ge=0, description="seconds left to accept")
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="the officer's, to prepare the call's peer connection before accepting",
+    )
 
 
 class CsoStatus(Body):
@@ -427,6 +431,10 @@ class BoothOffered(Envelope):
     claim: ClaimSummary
     language: Language
     expires_in: float
+    # The officer's ICE servers: the console prepares the call's peer connection (and its
+    # offer) while the booth is offered, so accepting sends the offer at once. Nothing
+    # reaches the booth before the accept: the server relays no offer until then.
+    ice_servers: list[IceServer] = Field(default_factory=list)
 
 
 class OfferWithdrawn(Envelope):

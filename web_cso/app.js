@@ -130,7 +130,7 @@ function tileFor(sessionId, booth, claim, checkedInAt) {
   el.querySelector(".media").onclick = () => { if (tile.offerDeadline === null) focus(sessionId); };
   $("#tiles").append(el);
   tile = {
-    el, label, pc: null, senders: null, booth, claim, iceServers: [], pcState: "connecting",
+    el, label, pc: null, prepared: null, senders: null, booth, claim, iceServers: [], pcState: "connecting",
     offerDeadline: null, offerTotal: null, boothAway: false, needsOffer: false,
     since: checkedInAt ? checkedInAt * 1000 : Date.now(), step: "connecting",
     meter: null, speaking: false, stats: null, newDocs: 0, captures: new Map(),
@@ -206,6 +206,7 @@ function removeTile(sessionId) {
   const pc = tile.pc;
   tile.pc = null;
   if (pc) pc.close();
+  dropPrepared(tile);
   if (tile.meter) tile.meter.close();
   tile.el.remove();
   tiles.delete(sessionId);
@@ -336,6 +337,7 @@ function showOffer(offer) {
   if (tile.pc) return; // already accepted: a late duplicate
   tile.offerDeadline = Date.now() + offer.expires_in * 1000;
   tile.offerTotal = Math.max(offer.expires_in, tile.offerTotal || 0);
+  prepareCall(tile, offer.ice_servers);
   render(tile);
   renderStatus();
   if ($("#auto-accept").checked) accept(offer.session_id);
@@ -351,8 +353,51 @@ function negotiated(tile) {
     && !["failed", "closed"].includes(tile.pc.connectionState);
 }
 
-// A fresh sendrecv peer connection and its offer (the booth answers each offer afresh).
-// The officer's tracks are attached now if this booth is focused, later by focus.
+// The call's peer connection and offer, made while the booth is only offered: accepting
+// then sends the offer at once (six accepted together no longer queue up behind six
+// createOffer calls). Nothing leaves this page until the booth is assigned: candidates
+// gathered meanwhile are in the offer's SDP by then. Dropped with the offer.
+function newCallPeer(iceServers) {
+  const pc = new RTCPeerConnection({ iceServers });
+  // m-line order is the convention the booth answers by: face video, audio, then the
+  // document camera (receive only; a booth without one leaves it inactive).
+  const video = pc.addTransceiver("video", { direction: "sendrecv" });
+  const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
+  const documentCamera = pc.addTransceiver("video", { direction: "recvonly" });
+  return { pc, video, audio, documentCamera };
+}
+
+const iceUrls = (servers) => JSON.stringify((servers || []).map((s) => s.urls));
+
+function prepareCall(tile, iceServers) {
+  if (!iceServers || tile.pc || tile.prepared) return;
+  const call = newCallPeer(iceServers);
+  call.urls = iceUrls(iceServers);
+  call.ready = call.pc.createOffer().then((offer) => call.pc.setLocalDescription(offer))
+    .then(() => true, () => false);
+  tile.prepared = call;
+}
+
+function dropPrepared(tile) {
+  if (tile.prepared) tile.prepared.pc.close();
+  tile.prepared = null;
+}
+
+// The prepared call if it is usable with these ICE servers (TURN credentials are renewed
+// with each message; the servers themselves must be the same), else null.
+async function takePrepared(tile, iceServers) {
+  const call = tile.prepared;
+  tile.prepared = null;
+  if (!call) return null;
+  if (call.urls === iceUrls(iceServers) && (await call.ready)
+      && call.pc.signalingState === "have-local-offer") return call;
+  call.pc.close();
+  return null;
+}
+
+// A sendrecv peer connection and its offer (the booth answers each offer afresh; a
+// prepared one is used for the first). The officer's tracks are attached now if this
+// booth is focused, later by focus.
 async function startCall(sessionId) {
   const tile = tiles.get(sessionId);
   if (!tile) return;
@@ -365,16 +410,17 @@ async function startCall(sessionId) {
   tile.pc = null;
   if (old) old.close();
   tile.needsOffer = false;
-  const pc = new RTCPeerConnection({ iceServers: tile.iceServers });
+  tile.marks.call = tile.marks.call || performance.now();
+  const prepared = await takePrepared(tile, tile.iceServers);
+  if (tile.pc !== null || !tiles.has(sessionId)) {
+    if (prepared) prepared.pc.close(); // another call started meanwhile, or the tile went
+    return;
+  }
+  const { pc, video, audio, documentCamera } = prepared || newCallPeer(tile.iceServers);
   tile.pc = pc;
   tile.stats = null;
   tile.pcState = "connecting";
   render(tile);
-  const video = pc.addTransceiver("video", { direction: "sendrecv" });
-  const audio = pc.addTransceiver("audio", { direction: "sendrecv" });
-  // m-line order is the convention the booth answers by: face video, audio, then the
-  // document camera (receive only; a booth without one leaves it inactive).
-  const documentCamera = pc.addTransceiver("video", { direction: "recvonly" });
   tile.senders = { video: video.sender, audio: audio.sender };
   tile.docStream = null;
   // The officer's tracks if focused (and once the camera is open: start() re-routes).
@@ -416,10 +462,11 @@ async function startCall(sessionId) {
     tile.pcState = pc.connectionState;
     if (pc.connectionState === "connected") tile.marks.connected = tile.marks.connected || performance.now();
     render(tile);
-    signaling.send("peer_state", { session_id: sessionId, state: pc.connectionState });
+    // "new" is no news to the server (a prepared connection can report it once its
+    // transports are set up by the answer); it knows connecting..closed.
+    if (pc.connectionState !== "new") signaling.send("peer_state", { session_id: sessionId, state: pc.connectionState });
   };
-  tile.marks.call = tile.marks.call || performance.now();
-  await pc.setLocalDescription(await pc.createOffer());
+  if (!prepared) await pc.setLocalDescription(await pc.createOffer());
   tile.faceMid = video.mid;
   if (tile.pc === pc && signaling) signaling.send("offer", { session_id: sessionId, sdp: pc.localDescription.sdp });
   tile.marks.offerSent = tile.marks.offerSent || performance.now();
@@ -716,6 +763,7 @@ window.loketConsole = {
       away: t.boothAway, wants: t.speaking, level: t.meter ? t.meter.level : null,
       framesDecoded: t.stats ? t.stats.framesDecoded : null, claimId: t.claim ? t.claim.claim_id : null,
       sending: Boolean(t.senders && t.senders.audio && t.senders.audio.track),
+      prepared: Boolean(t.prepared),
     };
   }),
   framesDecoded: async () => {

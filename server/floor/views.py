@@ -128,6 +128,7 @@ def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
                     claim=booth.claim or NO_CLAIM,
                     language=booth.language,
                     expires_in=_expires_in(core, record),
+                    ice_servers=ice_servers(core, cso.cso_id),
                 )
             )
         else:
@@ -174,6 +175,7 @@ def offer(core: FloorCore, record: SessionRecord, booth: BoothRecord) -> BoothOf
         claim=booth.claim or NO_CLAIM,
         language=booth.language,
         expires_in=_expires_in(core, record),
+        ice_servers=ice_servers(core, record.live.cso_id or ""),
     )
 
 

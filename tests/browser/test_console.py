@@ -39,7 +39,7 @@ async def test_console_logs_in_and_plays_six_booth_videos(tmp_path) -> None:
             assert states == ["connected"] * 6
             assert errors == []
             # No message the console sent was refused (e.g. its ICE candidates).
-            assert await page.is_hidden("#notice")
+            assert await page.is_hidden("#notice"), await page.text_content("#notice")
             assert (await page.text_content("#status") or "").startswith("Connected · serving 6")
             assert await page.is_hidden("#login")
 
@@ -238,8 +238,12 @@ async def test_an_offer_counts_down_until_the_officer_accepts_it(tmp_path) -> No
             page = await browser.new_page()
             await log_in(page, server.base_url, "siti")
             await page.uncheck("#auto-accept")
-            async with running_booths(server, 1):
+            async with running_booths(server, 1) as [booth]:
                 await page.wait_for_selector(".tile[data-state=offered]")
+                # The call's peer connection and offer are made while the booth is only
+                # offered; nothing reaches the booth before the officer accepts.
+                await page.wait_for_function("() => window.loketConsole.tiles()[0].prepared")
+                assert booth._peer is None
                 countdown = page.locator(".tile .state")
                 first = await countdown.text_content() or ""
                 assert first.startswith("offered · ") and first.endswith("s"), first
@@ -248,5 +252,7 @@ async def test_an_offer_counts_down_until_the_officer_accepts_it(tmp_path) -> No
                 )
                 later = await countdown.text_content() or ""
                 assert int(later.split(" · ")[1][:-1]) < int(first.split(" · ")[1][:-1])
+                assert booth._peer is None
                 await page.click(".tile .accept")
                 await page.wait_for_function(f"({PLAYING_VIDEOS})() === 1", timeout=60_000)
+                assert not (await page.evaluate("() => window.loketConsole.tiles()[0].prepared"))
