@@ -66,7 +66,7 @@ from booth_client.outbox import (
     drain_once,
     http_uploader,
 )
-from booth_client.peer import BoothPeer
+from booth_client.peer import BoothPeer, warm_up
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
 from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
@@ -257,6 +257,7 @@ class BoothClient:
 
     async def run(self) -> None:
         """Until stop(): connect, serve, reconnect with backoff. Raises BoothAuthError."""
+        self._spawn(self._warm_up(), "warm-up")
         try:
             await self._run()
         finally:
@@ -264,6 +265,11 @@ class BoothClient:
             await self._close_peer()
             for task in list(self._background):
                 task.cancel()
+
+    async def _warm_up(self) -> None:
+        took = await warm_up()
+        if took is not None:
+            log.info("media_warmed_up", seconds=round(took, 3))
 
     async def _run(self) -> None:
         backoff = self.config.reconnect_min

@@ -29,6 +29,7 @@ from booth_client.kiosk import (
     refresh_margin,
     resync,
 )
+from booth_client.peer import warm_up
 from booth_client.sources.media import HoldLayer, ShapedTrack
 from booth_client.sources.synthetic import SpeakPattern, SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_inbound, error_reply
@@ -484,3 +485,12 @@ async def test_a_track_whose_hold_layer_has_no_frame_rate_pauses_while_held() ->
     held = False
     frame = await asyncio.wait_for(track.recv(), 1.0)
     assert (frame.width, frame.height) == (640, 360)
+
+
+async def test_the_kiosk_warms_its_media_up_once_over_loopback() -> None:
+    use_host_addresses(["127.0.0.1"])
+    try:
+        took = await warm_up(within=20.0)
+    finally:
+        use_host_addresses([])  # aioice's own choice again for the tests after this one
+    assert took is not None and 0 < took < 20.0
