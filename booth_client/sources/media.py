@@ -94,10 +94,10 @@ class FrameRate:
 
 @dataclass(frozen=True, slots=True)
 class HoldLayer:
-    """What the face camera sends while the officer talks to another booth: the console
-    shows a held booth as a small tile, so it gets a smaller, slower picture (less to
-    decode and draw in the officer's browser, less upload from the branch). None: as
-    configured."""
+    """What a camera sends until the officer focuses the booth (connecting, or on hold
+    while the officer talks to another booth): the console shows such a booth as a small
+    tile, so it gets a smaller, slower picture (less to decode and draw in the officer's
+    browser, less upload from the branch). None: as configured."""
 
     max_height: int | None = 240
     fps: float | None = 7.5  # 0: nothing at all while held
@@ -106,7 +106,7 @@ class HoldLayer:
 class ShapedTrack(MediaStreamTrack):
     """A video track at most `rate()` frames a second and at most `max_height` pixels
     high (aspect kept): what the degradation policy turns. While `held()` (the booth is
-    on hold), the `hold` layer's caps apply as well."""
+    not focused), the `hold` layer's caps apply as well."""
 
     kind = "video"
 
