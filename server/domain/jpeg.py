@@ -105,6 +105,16 @@ def _check_dht(payload: bytes, walk: _Walk) -> None:
         pos += 17 + total
 
 
+def _check_dac(payload: bytes, walk: _Walk) -> None:
+    # Arithmetic-coding conditioning: only arithmetic-coded frames use it (refused as
+    # unsupported), but libjpeg reads it wherever it stands and stops on a bad entry.
+    if len(payload) % 2:
+        raise JpegError("the arithmetic-coding conditioning segment is malformed")
+    for index, value in zip(payload[::2], payload[1::2], strict=True):
+        if index >= 32 or (index < 16 and value & 0x0F > value >> 4):
+            raise JpegError("the arithmetic-coding conditioning segment is malformed")
+
+
 def _check_sof(marker: int, payload: bytes, walk: _Walk) -> None:
     if marker in _SOF_OTHER:
         raise JpegError("it uses lossless, hierarchical or arithmetic coding", unsupported=True)
@@ -207,6 +217,7 @@ _CHECKS: dict[int, Callable[[bytes, _Walk], None]] = {
     _DQT: _check_dqt,
     _DHT: _check_dht,
     _SOS: _check_sos,
+    _DAC: _check_dac,
 }
 
 
