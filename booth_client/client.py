@@ -31,7 +31,6 @@ from typing import Any
 import httpx
 import structlog
 import websockets
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 
@@ -67,6 +66,7 @@ from booth_client.outbox import (
     http_uploader,
 )
 from booth_client.peer import BoothPeer, warm_up
+from booth_client.relay import FrameRelay
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
 from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
@@ -183,7 +183,7 @@ class BoothClient:
         self._replaced = 0
         self._documents_sent_for: str | None = None
         self._peer: BoothPeer | None = None
-        self._relay = MediaRelay()
+        self._relay = FrameRelay()
         # Supervisors' monitor links: send-only peers beside the call (booth_client.monitor).
         self.monitors = MonitorLinks(self._relay, lambda: (self._video, self._audio), self._send)
         # Cameras and microphone (booth_client.sources.media); MediaSourceError if absent.

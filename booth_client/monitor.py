@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 import av
 import structlog
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av.video.reformatter import VideoReformatter
 
 from booth_client.audio import AudioSink
 from booth_client.peer import rtc_configuration
+from booth_client.relay import FrameRelay
 from signaling.messages import Answer, Candidate, Envelope, LinkClosed, LinkOpened, Offer
 
 log = structlog.get_logger("loket.booth.monitor")
@@ -147,7 +147,7 @@ class MonitorLink:
 class MonitorLinks:
     """The booth's monitor links: at most a few (one per watching supervisor)."""
 
-    def __init__(self, relay: MediaRelay, tracks: Tracks, send: Send) -> None:
+    def __init__(self, relay: FrameRelay, tracks: Tracks, send: Send) -> None:
         self._relay, self._tracks, self._send = relay, tracks, send
         self.links: dict[str, MonitorLink] = {}
         self.opened = 0  # links ever opened (tests, benches)

@@ -29,13 +29,13 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from booth_client import aiortc_speedups
 from booth_client.audio import AudioSink, LatestFrameSink, NullAudioSink, VideoSink
 from booth_client.degrade import Degrader
+from booth_client.relay import FrameRelay
 from signaling.messages import IceCandidate, IceServer
 
 aiortc_speedups.install()
@@ -61,7 +61,7 @@ class BoothPeer:
         ice_servers: list[IceServer],
         video: MediaStreamTrack,
         audio: MediaStreamTrack,
-        relay: MediaRelay,
+        relay: FrameRelay,
         on_state: StateCallback,
         *,
         audio_sink: AudioSink | None = None,

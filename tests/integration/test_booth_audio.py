@@ -15,7 +15,6 @@ import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
 
 from booth_client.audio import (
     LatestFrameSink,
@@ -26,6 +25,7 @@ from booth_client.audio import (
 )
 from booth_client.ice import use_host_addresses
 from booth_client.peer import BoothPeer
+from booth_client.relay import FrameRelay
 from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
 
 
@@ -69,7 +69,7 @@ async def test_the_booth_hears_the_officer_only_while_the_microphone_is_attached
     heard, screen = MeasuringAudioSink(), LatestFrameSink()
     booth = BoothPeer(
         "s1", [], SyntheticVideoTrack("booth-1", 160, 120), SyntheticToneTrack(300),
-        MediaRelay(), lambda state: None, audio_sink=heard, video_sink=screen,
+        FrameRelay(), lambda state: None, audio_sink=heard, video_sink=screen,
     )  # fmt: skip
     console = RTCPeerConnection()
     voice, camera = SyntheticToneTrack(1000, amplitude=0.3), SyntheticVideoTrack("cso", 160, 120)
