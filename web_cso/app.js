@@ -447,7 +447,7 @@ async function startCall(sessionId) {
     el.play().catch(() => {});
     if (ev.track.kind === "audio") {
       if (tile.meter) tile.meter.close();
-      try { tile.meter = new VoiceMeter(ev.track); } catch (e) { tile.meter = null; }
+      tile.meter = new VoiceMeter(ev.receiver);
     }
   };
   pc.onicecandidate = (ev) => {

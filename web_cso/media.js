@@ -5,11 +5,12 @@
 // RTCRtpSender.replaceTrack(track | null): no renegotiation, so a switch takes effect as
 // soon as the next packets leave. A booth on hold gets no packet from the microphone.
 //
-// Every remote booth's audio feeds an AnalyserNode: a level meter per tile, and a voice-
-// activity detector (threshold + hangover) that flags a waiting participant who speaks.
+// Every remote booth's audio level (measured at the kiosk, carried in each RTP packet)
+// drives a level meter per tile and a voice-activity detector (threshold + hangover) that
+// flags a waiting participant who speaks.
 
 export const VOICE = {
-  threshold: 0.02, // RMS (full scale 1.0) above which a frame counts as voice
+  threshold: 0.02, // level (RMS, full scale 1.0) above which a packet counts as voice
   attackMs: 200, // this much voice in a row raises the flag...
   hangoverMs: 1500, // ...which stays up this long after the voice stops
   intervalMs: 100,
@@ -63,27 +64,18 @@ export function route(senders, local, focused) {
   return Promise.all(jobs);
 }
 
-let audioContext = null;
-
-// One AudioContext for the page. Browsers start it suspended without a user gesture (a
-// reload): any click or key resumes it.
-export function sharedAudioContext() {
-  if (!audioContext) {
-    audioContext = new AudioContext();
-    const resume = () => { if (audioContext.state === "suspended") audioContext.resume().catch(() => {}); };
-    for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, resume, { capture: true });
-  }
-  return audioContext;
-}
+// A booth's voice level without decoding or analysing anything here: the kiosk measures
+// each audio packet's level before sending it (the RTP audio-level header extension,
+// RFC 6464) and the browser keeps the newest one per source for
+// RTCRtpReceiver.getSynchronizationSources(). This replaced a Web Audio analyser per
+// tile, whose AudioContext a browser starts suspended after a reload (no user gesture
+// yet): the meters read silence until the officer clicked. A level older than STALE_MS
+// counts as silence (the booth stopped sending).
+const STALE_MS = 300;
 
 export class VoiceMeter {
-  constructor(track) {
-    const ctx = sharedAudioContext();
-    this.source = ctx.createMediaStreamSource(new MediaStream([track]));
-    this.analyser = ctx.createAnalyser();
-    this.analyser.fftSize = 1024;
-    this.source.connect(this.analyser); // analysed only: the tile's <video> plays it
-    this.buffer = new Float32Array(this.analyser.fftSize);
+  constructor(receiver) {
+    this.receiver = receiver;
     this.level = 0;
     this.voicedMs = 0;
     this.speakingUntil = 0;
@@ -91,10 +83,14 @@ export class VoiceMeter {
 
   // Called every VOICE.intervalMs: the current level, and whether the participant speaks.
   sample(now = performance.now()) {
-    this.analyser.getFloatTimeDomainData(this.buffer);
-    let sum = 0;
-    for (const v of this.buffer) sum += v * v;
-    this.level = Math.sqrt(sum / this.buffer.length);
+    const wallNow = performance.timeOrigin + now;
+    let level = 0;
+    for (const source of this.receiver.getSynchronizationSources()) {
+      if (source.audioLevel !== undefined && wallNow - source.timestamp < STALE_MS) {
+        level = Math.max(level, source.audioLevel);
+      }
+    }
+    this.level = level;
     if (this.level > VOICE.threshold) {
       this.voicedMs += VOICE.intervalMs;
       if (this.voicedMs >= VOICE.attackMs) this.speakingUntil = now + VOICE.hangoverMs;
@@ -104,9 +100,7 @@ export class VoiceMeter {
     return { level: this.level, speaking: now < this.speakingUntil };
   }
 
-  close() {
-    try { this.source.disconnect(); } catch (e) { /* already */ }
-  }
+  close() {}
 }
 
 // Connection quality from getStats: round-trip time, loss and frame rate of the booth's
