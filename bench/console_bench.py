@@ -13,7 +13,10 @@
    (320x240@7.5 and no document camera: `hold_video_height`, `hold_video_fps`,
    `hold_document_camera` in the kiosk's configuration).
    And the floor: the same Chromium decoding six (and one) bare aiortc streams into
-   plain <video> elements, no audio, no console.
+   plain <video> elements, no audio, no console, laid out 3 x 2 at 1366x768 so all six
+   are drawn as the console's tiles are (until 2026-12-02 they sat at their natural
+   640x480 in a 1280x720 page, and the four off-screen were never drawn: a floor too low
+   by the compositing of four videos, ~0.1 core).
 3. Focus switch: key press -> the officer's audio heard at the newly focused booth (its
    measuring sink; the system-wide monotonic clock is shared), p50/p95. Goal: 200 ms.
 
@@ -54,6 +57,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BARE_OFFER = """async () => {
   const pc = new RTCPeerConnection({ iceServers: [] });
   pc.addTransceiver("video", { direction: "recvonly" });
+  if (!document.getElementById("grid")) {  // six visible at once, as the console's tiles are
+    const style = document.createElement("style");
+    style.id = "grid";
+    style.textContent = "body { margin: 0; display: flex; flex-wrap: wrap; background: #222; }" +
+      " video { width: 33.3vw; height: 50vh; object-fit: contain; background: #000; }";
+    document.head.append(style);
+  }
   const video = document.createElement("video");
   video.muted = true; video.autoplay = true; document.body.append(video);
   const run = { pc, video, t0: performance.now(), t1: null };
@@ -236,7 +246,7 @@ async def main(rounds: int, bare_runs: int, cpu_window: float, switches: int) ->
             async with chromium(fake_audio=tone_wav(work / "officer.wav")) as browser:
                 page = await browser.new_page(viewport={"width": 1366, "height": 768})
                 await log_in(page, server.base_url, "siti", auto_accept=False)
-                bare_page = await browser.new_page()
+                bare_page = await browser.new_page(viewport={"width": 1366, "height": 768})
                 await bare_page.goto(f"{server.base_url}/healthz")
                 await bare_pair_ms(bare_page)  # warm-up: codecs, first ICE
                 bare = [await bare_pair_ms(bare_page) for _ in range(bare_runs)]
