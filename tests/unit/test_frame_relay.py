@@ -116,12 +116,18 @@ async def test_an_unbuffered_consumer_gets_only_the_newest() -> None:
     assert await view.recv() is frames[-1]
 
 
+async def two_watching(source: Source, relay: FrameRelay) -> list[MediaStreamTrack]:
+    """Two consumers of `source`, both past their first frame."""
+    consumers = [relay.subscribe(source), relay.subscribe(source)]
+    source.give()
+    for consumer in consumers:
+        await consumer.recv()
+    return consumers
+
+
 async def test_the_source_ending_ends_every_consumer() -> None:
     source, relay = Source(), FrameRelay()
-    a, b = relay.subscribe(source), relay.subscribe(source)
-    source.give()
-    await a.recv()
-    await b.recv()
+    a, b = await two_watching(source, relay)
     source.end()
     for track in (a, b):
         with pytest.raises(MediaStreamError):
@@ -131,10 +137,7 @@ async def test_the_source_ending_ends_every_consumer() -> None:
 
 async def test_a_stopped_consumer_is_forgotten() -> None:
     source, relay = Source(), FrameRelay()
-    a, b = relay.subscribe(source), relay.subscribe(source)
-    source.give()
-    await a.recv()
-    await b.recv()
+    a, b = await two_watching(source, relay)
     b.stop()
     with pytest.raises(MediaStreamError):
         await b.recv()
