@@ -50,7 +50,7 @@ async def main(captures: int) -> None:
         accounts = await prepare(Path(tmp) / "server", port)
         async with (
             loket_server(Path(tmp) / "server", port) as base,
-            bare_server() as bare_base,
+            bare_server(Path(tmp) / "bare") as bare_base,
             httpx.AsyncClient(base_url=base, timeout=30) as http,
             httpx.AsyncClient(base_url=bare_base, timeout=30) as bare_http,
             live_session(port, accounts, http) as (token, claim_id),
