@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import websockets
 from common import free_port, loket_server, redis_server
+from pydantic import SecretStr
 
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
@@ -67,7 +68,7 @@ async def make_accounts(data_dir: Path, booths: int, csos: int) -> list[str]:
     from server.principal import AccountRole
     from server.settings import Settings
 
-    settings = Settings(data_dir=data_dir, jwt_secret=SECRET)
+    settings = Settings(data_dir=data_dir, jwt_secret=SecretStr(SECRET))
     await migrate.upgrade(settings)
     engine, store = await open_accounts(settings)
     try:
@@ -170,7 +171,7 @@ async def latency(booth: Peer, cso: Peer, session: str, n: int) -> dict[str, flo
         await booth.ws.send(frame(session, time.perf_counter_ns()))
         while True:
             msg = await cso.next()
-            if isinstance(msg, Candidate):
+            if isinstance(msg, Candidate) and msg.candidate is not None:
                 sent = int(msg.candidate.candidate.split()[0].split(":")[1])
                 samples.append((time.perf_counter_ns() - sent) / 1e6)
                 break

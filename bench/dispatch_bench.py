@@ -20,7 +20,7 @@ import time
 from server.dispatch import Assigned, BoothRequest, CsoProfile, Dispatcher, Reserved
 
 BRANCHES = ("jkt01", "bdg01", "sby01", "mdn01")
-NEEDS = (frozenset(), frozenset(), frozenset(), frozenset({"lang:en"}))
+NEEDS: tuple[frozenset[str], ...] = (frozenset(), frozenset(), frozenset(), frozenset({"lang:en"}))
 
 
 def _request(i: int, rng: random.Random) -> BoothRequest:
@@ -97,7 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=20_000, help="decisions per size")
     args = parser.parse_args()
-    results = {}
+    results: dict[str, float | str] = {}
+    best: dict[str, float] = {}
     for label, size in (("small", 100), ("large", 100_000)):
         d, csos, n, rng = build(size)
         _, n = run_cycle(d, csos, n, rng, 500)  # warm caches
@@ -105,8 +106,9 @@ def main() -> None:
         for _ in range(3):  # best of three: this machine is noisy
             seconds, n = run_cycle(d, csos, n, rng, args.ops)
             timings.append(seconds)
-        results[f"{label}_us"] = round(min(timings) * 1e6, 2)
-    results["ratio"] = round(results["large_us"] / results["small_us"], 2)
+        best[label] = min(timings)
+        results[f"{label}_us"] = round(best[label] * 1e6, 2)
+    results["ratio"] = round(best["large"] / best["small"], 2)
     results["target"] = "ratio <= 3"
     print(json.dumps(results))
 

@@ -49,7 +49,7 @@ from server.adapters.sql import migrate  # noqa: E402
 from server.adapters.sql.engine import make_engine  # noqa: E402
 from server.adapters.sql.records import SqlRecordStore, SqlRecordsTx  # noqa: E402
 from server.domain.claims import ClaimState, new_booked_claim  # noqa: E402
-from server.ports.records import AuditDraft, OutcomeRecord  # noqa: E402
+from server.ports.records import AuditDraft, OutcomeRecord, RecordsTx  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from signaling.messages import ClaimType  # noqa: E402
 
@@ -113,7 +113,7 @@ class LoketWriter:
     async def outcome(self, claim_id: str) -> None:
         session_id = uuid.uuid4().hex
 
-        def work(tx: SqlRecordsTx) -> tuple[int, dict[str, Any]]:
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(claim_id, for_update=True)
             assert claim is not None
             tx.documents_of(claim_id)

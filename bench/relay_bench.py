@@ -41,6 +41,7 @@ from signaling.messages import (
     BoothOffered,
     Candidate,
     CheckIn,
+    ClaimType,
     Hello,
     IceCandidate,
     Pong,
@@ -132,7 +133,9 @@ async def loket_pair(data_dir: Path) -> AsyncIterator[Pair]:
         ):
             await booth.send(encode(Hello(token=booth_auth.json()["access_token"])))
             await cso.send(encode(Hello(token=cso_auth.json()["access_token"])))
-            walk_in = WalkInRef(nik="3171011508900001", kpj="12345678901", claim_type="resignation")
+            walk_in = WalkInRef(
+                nik="3171011508900001", kpj="12345678901", claim_type=ClaimType.RESIGNATION
+            )
             await booth.send(encode(CheckIn(claim=walk_in)))
             session_id = ""
             while not session_id:
@@ -147,7 +150,8 @@ async def loket_pair(data_dir: Path) -> AsyncIterator[Pair]:
 
 
 async def main(n: int, rounds: int) -> None:
-    ours, theirs = [], []
+    ours: list[float] = []
+    theirs: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         async with loket_pair(Path(tmp)) as loket, bare_pair() as bare:
             for sender, receiver, session_id in (loket, bare):  # warm-up

@@ -190,12 +190,12 @@ async def latency(server: Any, probe: Peer, rounds: int, booths: int) -> list[fl
             core = server.app.state.floor.core.dispatcher.waiting_count()
             raise RuntimeError(f"page never showed {booths} waiting: {shown}, core {core}") from exc
         for r in range(rounds):
-            for message, want in ((walk_in(90_000 + r), booths + 1), (Leave(), booths)):
+            for message, waiting in ((walk_in(90_000 + r), booths + 1), (Leave(), booths)):
                 sent = time.time() * 1000
                 await probe.ws.send(encode(message))
                 at = await page.wait_for_function(
                     f"""() => {{ const r = window.loketDashboard.renders.find(
-                        x => x.at >= {sent} && x.waiting === {want}); return r && r.at; }}""",
+                        x => x.at >= {sent} && x.waiting === {waiting}); return r && r.at; }}""",
                     timeout=30_000,
                 )
                 out.append(await at.json_value() - sent)

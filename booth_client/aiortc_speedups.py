@@ -29,7 +29,7 @@ def audio_level_dbov(frame: av.AudioFrame) -> int:
     """RFC 6465 Appendix A over the frame's first plane, as aiortc's own function reads it
     (every 16-bit value in the plane, divided by the samples per channel)."""
     plane = frame.planes[0]
-    values = np.frombuffer(plane, dtype=np.int16, count=plane.buffer_size // 2)
+    values = np.frombuffer(memoryview(plane), dtype=np.int16, count=plane.buffer_size // 2)
     wide = values.astype(np.int64)
     energy = int(np.dot(wide, wide))
     rms = math.sqrt(energy / (frame.samples * _MAX_SAMPLE * _MAX_SAMPLE))

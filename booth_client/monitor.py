@@ -106,6 +106,7 @@ class OwnFrames(MediaStreamTrack):
         for _ in range(self._every - 1):
             await self._source.recv()
         frame = await self._source.recv()
+        assert isinstance(frame, av.VideoFrame)
         width = max(16, int(frame.width * self._scale) // 2 * 2)
         height = max(16, int(frame.height * self._scale) // 2 * 2)
         out = self._reformatter.reformat(frame, format="yuv420p", width=width, height=height)

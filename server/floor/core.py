@@ -54,7 +54,6 @@ from server.floor.events import (
     DeleteSession,
     DocumentStored,
     Effect,
-    EndReason,
     Event,
     FloorChanged,
     Now,
@@ -86,6 +85,7 @@ from signaling.messages import (
     CloseLink,
     Decline,
     DocumentAdded,
+    EndReason,
     EndSession,
     Envelope,
     FloorEvent,
@@ -665,7 +665,8 @@ class FloorCore(Supervision):
                 continue
             self._align_focus(booth)
             if booth.connected:
-                self._send(booth.booth_id, Focus(session_id=sid, focused=sid == session_id))
+                live_id = record.live.session_id
+                self._send(booth.booth_id, Focus(session_id=live_id, focused=live_id == session_id))
 
     def _align_focus(self, booth: BoothRecord) -> None:
         """Make the booth's state say whether its CSO talks to it (once media is up)."""
@@ -724,8 +725,10 @@ class FloorCore(Supervision):
         live = record.live
         first = live.booth_fingerprints if from_booth else live.cso_fingerprints
         if not first:
-            field_name = "booth_fingerprints" if from_booth else "cso_fingerprints"
-            record.live = replace(live, **{field_name: prints})
+            if from_booth:
+                record.live = replace(live, booth_fingerprints=prints)
+            else:
+                record.live = replace(live, cso_fingerprints=prints)
             self._out.append(PersistSession(record.live))
             return
         new = tuple(p for p in prints if p not in first and p not in record.extra_fingerprints)

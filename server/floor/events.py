@@ -14,8 +14,6 @@ from server.principal import Principal
 from signaling.errors import ErrorCode
 from signaling.messages import CheckIn, Envelope
 
-EndReason = Literal["completed", "booth_left", "cso_ended", "cso_lost", "booth_lost", "moved"]
-
 
 class Now(NamedTuple):
     """Both clocks at one instant: monotonic for deadlines, wall (unix) for people.

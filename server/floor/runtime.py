@@ -59,7 +59,7 @@ log = structlog.get_logger("loket.floor")
 
 # (booth principal, check-in) -> claim id; raises ClaimLookupError to refuse.
 ClaimResolver = Callable[[Principal, CheckIn], Awaitable[str | None]]
-FingerprintRecorder = Callable[[RecordFingerprints], Awaitable[None]]
+FingerprintRecorder = Callable[[RecordFingerprints], Coroutine[Any, Any, None]]
 AuditRecorder = Callable[[Audit], Awaitable[None]]
 MAX_EVENTS_PER_PASS = 500
 
