@@ -22,12 +22,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import structlog
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.frame import Frame
 from av.packet import Packet
 
-FRESH_S = 0.3  # a frame this young still shows what the camera sees
+log = structlog.get_logger("loket.booth.relay")
+
 Media = Frame | Packet
+FRESH_S = 0.3  # a frame this young still shows what the camera sees
 BACKLOG = {"video": 4, "audio": 50}  # frames a consumer may fall behind (audio: 1 s)
 
 
@@ -114,6 +117,9 @@ class FrameRelay:
             try:
                 frame: Media | None = await source.track.recv()
             except MediaStreamError:
+                frame = None
+            except Exception as exc:  # a broken source ends; its consumers must not wait on
+                log.error("relay_source_failed", kind=source.track.kind, error=repr(exc))
                 frame = None
             if frame is not None:
                 source.latest, source.latest_at = frame, time.monotonic()

@@ -18,7 +18,9 @@ class Source(MediaStreamTrack):
     def __init__(self, kind: str = "video") -> None:
         super().__init__()
         self.kind = kind
-        self.frames: asyncio.Queue[av.VideoFrame | av.AudioFrame | None] = asyncio.Queue()
+        self.frames: asyncio.Queue[av.VideoFrame | av.AudioFrame | Exception | None] = (
+            asyncio.Queue()
+        )
         self.count = 0
 
     def give(self) -> av.VideoFrame | av.AudioFrame:
@@ -38,6 +40,8 @@ class Source(MediaStreamTrack):
         frame = await self.frames.get()
         if frame is None:
             raise MediaStreamError
+        if isinstance(frame, Exception):
+            raise frame
         return frame
 
 
@@ -144,3 +148,12 @@ async def test_a_stopped_consumer_is_forgotten() -> None:
     source.give()
     await a.recv()
     assert len(relay._sources[source].consumers) == 1
+
+
+async def test_a_source_that_breaks_ends_its_consumers_instead_of_freezing_them() -> None:
+    source, relay = Source(), FrameRelay()
+    a, b = await two_watching(source, relay)
+    source.frames.put_nowait(OSError("camera unplugged"))
+    for track in (a, b):
+        with pytest.raises(MediaStreamError):
+            await asyncio.wait_for(track.recv(), 1)
