@@ -75,7 +75,9 @@ const STALE_MS = 300;
 
 export class VoiceMeter {
   constructor(receiver) {
-    this.receiver = receiver;
+    // A browser without it (none current) leaves the meter at rest rather than throwing
+    // in the meter loop every 100 ms.
+    this.receiver = typeof receiver.getSynchronizationSources === "function" ? receiver : null;
     this.level = 0;
     this.voicedMs = 0;
     this.speakingUntil = 0;
@@ -85,7 +87,7 @@ export class VoiceMeter {
   sample(now = performance.now()) {
     const wallNow = performance.timeOrigin + now;
     let level = 0;
-    for (const source of this.receiver.getSynchronizationSources()) {
+    for (const source of this.receiver ? this.receiver.getSynchronizationSources() : []) {
       if (source.audioLevel !== undefined && wallNow - source.timestamp < STALE_MS) {
         level = Math.max(level, source.audioLevel);
       }
