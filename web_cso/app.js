@@ -207,7 +207,6 @@ function removeTile(sessionId) {
   tile.pc = null;
   if (pc) pc.close();
   dropPrepared(tile);
-  if (tile.meter) tile.meter.close();
   tile.el.remove();
   tiles.delete(sessionId);
   const panel = panels.get(sessionId);
@@ -446,8 +445,7 @@ async function startCall(sessionId) {
     el.muted = focused !== sessionId;
     el.play().catch(() => {});
     if (ev.track.kind === "audio") {
-      if (tile.meter) tile.meter.close();
-      tile.meter = new VoiceMeter(ev.receiver);
+      tile.meter = new VoiceMeter(ev.receiver); // holds nothing to release
     }
   };
   pc.onicecandidate = (ev) => {

@@ -101,8 +101,6 @@ export class VoiceMeter {
     }
     return { level: this.level, speaking: now < this.speakingUntil };
   }
-
-  close() {}
 }
 
 // Connection quality from getStats: round-trip time, loss and frame rate of the booth's
