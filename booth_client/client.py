@@ -65,6 +65,7 @@ from booth_client.outbox import (
     drain_once,
     http_uploader,
 )
+from booth_client.pacing import Pacer
 from booth_client.peer import BoothPeer, warm_up
 from booth_client.relay import FrameRelay
 from booth_client.sources.documents import render_document
@@ -202,6 +203,8 @@ class BoothClient:
         self.video_sink = LatestFrameSink()
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
+        # Uploads ask it before each piece they send (booth_client.pacing); None: unpaced.
+        self.upload_pacer: Pacer | None = None
         # Document captures the CSO asks for: pipeline, on-disk outbox, upload.
         self.capture_agent = CaptureAgent(
             self.media.capture_camera
