@@ -8,7 +8,6 @@ first response (marked `Idempotent-Replayed: true`), the same key with another b
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -21,6 +20,7 @@ from server.api.errors import error_body
 from server.auth.deps import current_principal
 from server.domain.access import Action, Reach, decide
 from server.domain.claims import REASONS
+from server.domain.csv_cells import SpreadsheetCsv
 from server.domain.images import ImageRejected, RejectCode
 from server.ports.records import IdempotencyConflict, OutcomeFilter, StoredResponse
 from server.principal import Principal
@@ -269,7 +269,7 @@ async def list_outcomes(
     rows = await export_rows(service.store, found, full_nik=full_nik)
     await service.audit_outcomes_read(who, where, fmt="csv", rows=len(rows), full_nik=full_nik)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS)
+    writer = SpreadsheetCsv(out, EXPORT_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     return Response(

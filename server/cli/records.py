@@ -317,9 +317,10 @@ async def _write_export(
 ) -> int:
     import dataclasses
 
+    from server.domain.csv_cells import SpreadsheetCsv
     from server.record_views import EXPORT_FIELDS, export_rows
 
-    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer = SpreadsheetCsv(out, EXPORT_FIELDS, lineterminator="\n")
     if fmt is FileFormat.CSV:
         writer.writeheader()
     else:
