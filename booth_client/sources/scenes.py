@@ -184,8 +184,9 @@ def render_burst(
     return frames
 
 
-def render(spec: SceneSpec, frame: int = 0) -> Scene:
-    """Render a scene; `frame` varies only the sensor noise (for bursts)."""
+def render(spec: SceneSpec, frame: int = 0, texture: np.ndarray | None = None) -> Scene:
+    """Render a scene; `frame` varies only the sensor noise (for bursts). `texture` (a
+    flat BGR document, placed as read) replaces the generated card or letter."""
     width, height = spec.size
     rng = np.random.default_rng([spec.seed, 0xDE5C])
     light = _lighting(rng, width, height, spec.light)
@@ -196,7 +197,10 @@ def render(spec: SceneSpec, frame: int = 0) -> Scene:
     _clutter(scene, rng, spec.clutter, corners, light)
     glare_share = 0.0
     if corners is not None:
-        texture = _texture(spec.fmt, spec.seed, spec.card_style)
+        if texture is None:
+            texture = _texture(spec.fmt, spec.seed, spec.card_style)
+        else:
+            texture = np.dstack([texture, _alpha(spec.fmt, *texture.shape[1::-1])])
         glare_share = _lay_document(scene, texture, corners, spec, fmt.landscape, light)
     if spec.blur > 0 and spec.blur_kind == "defocus":
         scene = cv2.filter2D(scene, -1, _disk(spec.blur))
@@ -227,12 +231,7 @@ def _texture(fmt: str, seed: int, card_style: int = 0) -> np.ndarray:
         title = _CARD_TITLES[int(rng.integers(len(_CARD_TITLES)))]
         image = document_image(title, "booth", seed, width=w, height=h,
                                background=background, header=header)  # fmt: skip
-        alpha = np.zeros((h, w), np.uint8)
-        r = round(3.18 * w / 85.6)  # ISO/IEC 7810 corner radius
-        cv2.rectangle(alpha, (r, 0), (w - 1 - r, h - 1), 255, -1)
-        cv2.rectangle(alpha, (0, r), (w - 1, h - 1 - r), 255, -1)
-        for cx, cy in ((r, r), (w - 1 - r, r), (w - 1 - r, h - 1 - r), (r, h - 1 - r)):
-            cv2.circle(alpha, (cx, cy), r, 255, -1, lineType=cv2.LINE_AA)
+        alpha = _alpha(fmt, w, h)
     else:
         w, h = 992, 1403
         tone = int(rng.integers(216, 236))
@@ -240,6 +239,19 @@ def _texture(fmt: str, seed: int, card_style: int = 0) -> np.ndarray:
                              width=w, height=h, paper=(tone - 4, tone, tone))  # fmt: skip
         alpha = np.full((h, w), 255, np.uint8)
     return np.dstack([image, alpha])
+
+
+def _alpha(fmt: str, w: int, h: int) -> np.ndarray:
+    """Coverage of a flat document: an ID-1 card's rounded corners, a letter's square ones."""
+    alpha = np.full((h, w), 255, np.uint8)
+    if fmt == "id1":
+        alpha[:] = 0
+        r = round(3.18 * max(w, h) / 85.6)  # ISO/IEC 7810 corner radius
+        cv2.rectangle(alpha, (r, 0), (w - 1 - r, h - 1), 255, -1)
+        cv2.rectangle(alpha, (0, r), (w - 1, h - 1 - r), 255, -1)
+        for cx, cy in ((r, r), (w - 1 - r, r), (w - 1 - r, h - 1 - r), (r, h - 1 - r)):
+            cv2.circle(alpha, (cx, cy), r, 255, -1, lineType=cv2.LINE_AA)
+    return alpha
 
 
 def _placement(spec: SceneSpec, landscape: bool, aspect: float) -> np.ndarray:

@@ -1,0 +1,328 @@
+"""From lines of text to a document's fields: the KTP, the KPJ card, the bank book. Pure.
+
+The lines are put back into rows (left to right, as printed), each row's label is found
+(the printed label, allowing OCR's slips and a missing colon) and its value read by the
+field's rules: a NIK is 16 digits that can be a NIK, a date is a real date, a sex is one
+of the two words. A field that is not found, does not pass its rule, or was read with too
+little confidence is `None`: never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from reading.dates import nik_birth, parse_date
+from reading.engine import TextLine
+from reading.text import (
+    LETTER_LOOKALIKES,
+    clean,
+    digit_field,
+    digit_runs,
+    letters,
+    ratio,
+    split_label,
+)
+
+KINDS: tuple[str, ...] = ("ktp", "kpj_card", "buku_tabungan")
+KIND_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "ktp": ("nik", "name", "birth_place", "birth_date", "sex"),
+    "kpj_card": ("kpj", "name"),
+    "buku_tabungan": ("account_number", "holder_name"),
+}
+# Below these a value is reported as unreadable (None). Set from bench/reading_bench.py:
+# the lowest confidence at which the rendered set had no wrong value (README).
+MIN_CONFIDENCE: Mapping[str, float] = {
+    "nik": 0.80, "kpj": 0.80, "account_number": 0.80,
+    "name": 0.80, "holder_name": 0.80, "birth_place": 0.75,
+    "birth_date": 0.80, "sex": 0.75,
+}  # fmt: skip
+# Each substituted look-alike letter in a digit field costs this factor of confidence.
+LOOKALIKE_COST = 0.95
+_PROVINCES = range(11, 97)  # as server/domain/claims.py checks a NIK: a lenient range
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field as read: its value (normalised: digits only, upper-case names, ISO dates,
+    "M"/"F") or None, its confidence (0-1; 0 for None), and the text it came from."""
+
+    value: str | None
+    confidence: float
+    raw: str | None = None
+
+    @staticmethod
+    def unreadable(raw: str | None = None) -> Field:
+        return Field(None, 0.0, raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    lines: tuple[TextLine, ...]
+
+    @property
+    def text(self) -> str:
+        return clean(" ".join(line.text for line in self.lines))
+
+    @property
+    def score(self) -> float:
+        return min(line.score for line in self.lines)
+
+
+def rows(lines: Iterable[TextLine]) -> list[Row]:
+    """Lines grouped into printed rows, top to bottom, each left to right. Two lines share
+    a row when they overlap vertically by half the smaller one's height."""
+    upright = sorted((line for line in lines if line.upright), key=lambda line: line.middle)
+    groups: list[list[TextLine]] = []
+    for line in upright:
+        if groups:
+            top = min(x.top for x in groups[-1])
+            bottom = max(x.bottom for x in groups[-1])
+            overlap = min(bottom, line.bottom) - max(top, line.top)
+            smaller = min(line.height, min(x.height for x in groups[-1]))
+            if overlap >= 0.5 * smaller:
+                groups[-1].append(line)
+                continue
+        groups.append([line])
+    return [Row(tuple(sorted(g, key=lambda line: line.left))) for g in groups]
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+Labels = Mapping[str, tuple[str, ...]]  # field (or "other") -> label keys, letters only
+
+KTP_LABELS: Labels = {
+    "nik": ("NIK",),
+    "name": ("NAMA",),
+    "birth": ("TEMPATTGLLAHIR", "TEMPATTANGGALLAHIR", "TEMPATLAHIR", "TTL"),
+    "sex": ("JENISKELAMIN",),
+    # Rows that are not ours, listed so that none of them is taken for one that is.
+    "other": ("ALAMAT", "RTRW", "KELDESA", "KELURAHANDESA", "KECAMATAN", "AGAMA",
+              "STATUSPERKAWINAN", "PEKERJAAN", "KEWARGANEGARAAN", "BERLAKUHINGGA",
+              "GOLDARAH", "PROVINSI", "KOTA", "KABUPATEN"),
+}  # fmt: skip
+KPJ_LABELS: Labels = {
+    "kpj": ("NOKPJ", "NOMORKPJ", "KPJ", "NOMORPESERTA", "NOPESERTA", "NOMORKARTU", "NOKARTU"),
+    "name": ("NAMA", "NAMAPESERTA", "NAMALENGKAP"),
+    "other": ("TGLLAHIR", "TANGGALLAHIR", "PERUSAHAAN", "NAMAPERUSAHAAN", "NIK", "ALAMAT",
+              "KARTUPESERTA", "BPJSKETENAGAKERJAAN", "TANGGALKEPESERTAAN", "TGLKEPESERTAAN"),
+}  # fmt: skip
+BANK_LABELS: Labels = {
+    "account_number": ("NOREKENING", "NOMORREKENING", "NOREK", "REKENING", "NOMORREK",
+                       "NOACCOUNT", "ACCOUNTNO", "ACCOUNTNUMBER"),
+    "holder_name": ("NAMA", "NAMANASABAH", "ATASNAMA", "NAMAPEMILIK", "PEMILIKREKENING",
+                    "NAMAREKENING", "NAMAPEMEGANGREKENING"),
+    "other": ("ALAMAT", "CABANG", "KANTORCABANG", "TGLPEMBUKAAN", "TANGGALPEMBUKAAN",
+              "NOCIF", "CIF", "JENISTABUNGAN", "PRODUK", "NPWP", "NIK", "MATAUANG"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled:
+    field: str
+    value: str
+    score: float  # OCR confidence of the row times how well the label matched
+    row: int  # index in rows()
+
+
+def labelled(found_rows: Sequence[Row], labels: Labels) -> list[Labelled]:
+    """Every row that starts with a known label, with the field the label names."""
+    keys = tuple(key for group in labels.values() for key in group)
+    owner = {key: field for field, group in labels.items() for key in group}
+    out = []
+    for i, row in enumerate(found_rows):
+        split = split_label(row.text, keys)
+        if split is None:
+            continue
+        key, value, similarity = split
+        out.append(Labelled(owner[key], value, row.score * min(1.0, similarity + 0.1), i))
+    return out
+
+
+def _first(found: list[Labelled], field: str) -> Labelled | None:
+    return next((x for x in found if x.field == field), None)
+
+
+# --- values -----------------------------------------------------------------------------------
+
+
+def is_nik(digits: str) -> bool:
+    """16 digits laid out as a NIK: province, birth date (+40 for women), serial."""
+    return (
+        len(digits) == 16
+        and int(digits[:2]) in _PROVINCES
+        and nik_birth(digits) is not None
+        and digits[12:] != "0000"
+    )
+
+
+def _digits(text: str, length: range, score: float, check: Callable[[str], bool] | None = None
+            ) -> Field:  # fmt: skip
+    """A digit field from `text`: the whole of it, or else its one run of the right length."""
+    candidates = []
+    whole = digit_field(text)
+    if whole is not None:
+        candidates.append(whole)
+    candidates += digit_runs(text)
+    for digits, mapped in candidates:
+        if len(digits) in length and (check is None or check(digits)):
+            return Field(digits, score * LOOKALIKE_COST**mapped, text)
+    return Field.unreadable(text)
+
+
+def _anywhere(found_rows: Sequence[Row], length: range, check: Callable[[str], bool] | None,
+              exclude: Iterable[int] = ()) -> Field:  # fmt: skip
+    """The one digit run of the right length anywhere (no label seen); None if there are
+    several different ones: which is the field would be a guess."""
+    skip = set(exclude)
+    seen: dict[str, float] = {}
+    raw = None
+    for i, row in enumerate(found_rows):
+        if i in skip:
+            continue
+        for digits, mapped in digit_runs(row.text):
+            if len(digits) in length and (check is None or check(digits)):
+                score = row.score * LOOKALIKE_COST**mapped
+                seen[digits] = max(score, seen.get(digits, 0.0))
+                raw = row.text
+    if len(seen) != 1:
+        return Field.unreadable()
+    digits, score = next(iter(seen.items()))
+    return Field(digits, score * 0.95, raw)  # no label: a little less sure
+
+
+_NAME_CHARS = re.compile(r"[^A-Z .,'\-]")
+
+
+def _name(text: str, score: float) -> Field:
+    """A person's name as printed: upper case, letters and . , ' - only. A digit or two
+    inside it are read as the letters they resemble; more make it unreadable."""
+    value = clean(text).upper()
+    digits = sum(c.isdigit() for c in value)
+    if digits > 2:
+        return Field.unreadable(text)
+    value = "".join(LETTER_LOOKALIKES.get(c, c) for c in value)
+    value = re.sub(r"\s+", " ", _NAME_CHARS.sub("", value)).strip(" ,-")
+    if len(letters(value)) < 3:
+        return Field.unreadable(text)
+    return Field(value, score * LOOKALIKE_COST**digits, text)
+
+
+_DATE_TAIL = re.compile(
+    r"(?P<date>\w{1,2}\s*[-/.]\s*\w{1,2}\s*[-/.]\s*\w{2,4}|\w{1,2}[\s.-]+[A-Za-z]{3,9}\.?[\s,.-]+\w{4})\s*$"
+)
+
+
+def _birth(text: str, score: float) -> tuple[Field, Field]:
+    """(place, date) from "JAKARTA, 27-08-1990" (comma or not, any date format)."""
+    match = _DATE_TAIL.search(text)
+    if match is None:
+        return Field.unreadable(text), Field.unreadable(text)
+    born = parse_date(match.group("date"))
+    date_field = Field(born.isoformat(), score, text) if born else Field.unreadable(text)
+    place = clean(text[: match.start()]).strip(" ,.:;")
+    place_field = _name(place, score) if place else Field.unreadable(text)
+    return place_field, date_field
+
+
+_SEXES = (("LAKILAKI", "M"), ("PEREMPUAN", "F"), ("PRIA", "M"), ("WANITA", "F"))
+
+
+def _sex(text: str, score: float) -> Field:
+    found = letters(text)
+    best = max(((ratio(found[: len(word)], word), sex) for word, sex in _SEXES), default=(0.0, ""))
+    similarity, sex = best
+    if similarity < 0.75:
+        return Field.unreadable(text)
+    return Field(sex, score * similarity, text)
+
+
+def _gate(fields: dict[str, Field]) -> dict[str, Field]:
+    """Values read with too little confidence become unreadable."""
+    out = {}
+    for name, field in fields.items():
+        ok = field.value is not None and field.confidence >= MIN_CONFIDENCE.get(name, 0.8)
+        out[name] = field if ok else Field.unreadable(field.raw)
+    return out
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+def parse_ktp(lines: Iterable[TextLine]) -> dict[str, Field]:
+    """NIK, name, birth place and date, sex from a KTP's lines."""
+    found_rows = rows(lines)
+    found = labelled(found_rows, KTP_LABELS)
+    out = dict.fromkeys(KIND_FIELDS["ktp"], Field.unreadable())
+    nik = _first(found, "nik")
+    if nik is not None:
+        out["nik"] = _digits(nik.value, range(16, 17), nik.score, is_nik)
+    if out["nik"].value is None:
+        out["nik"] = _anywhere(found_rows, range(16, 17), is_nik)
+    name = _first(found, "name")
+    if name is not None:
+        out["name"] = _name(name.value, name.score)
+    birth = _first(found, "birth")
+    if birth is not None:
+        out["birth_place"], out["birth_date"] = _birth(birth.value, birth.score)
+    sex = _first(found, "sex")
+    if sex is not None:
+        out["sex"] = _sex(sex.value, sex.score)
+    return _gate(out)
+
+
+def parse_kpj_card(lines: Iterable[TextLine]) -> dict[str, Field]:
+    """KPJ number and name from a BPJS Ketenagakerjaan card: labelled ("No. KPJ", "Nomor
+    Peserta", "Nama"), or, on cards that print no labels, the one 11-digit number and the
+    name printed on the row just above it."""
+    found_rows = rows(lines)
+    found = labelled(found_rows, KPJ_LABELS)
+    out = dict.fromkeys(KIND_FIELDS["kpj_card"], Field.unreadable())
+    kpj = _first(found, "kpj")
+    if kpj is not None:
+        out["kpj"] = _digits(kpj.value, range(11, 12), kpj.score)
+    kpj_row = None
+    if out["kpj"].value is None:
+        labelled_rows = [x.row for x in found]
+        out["kpj"] = _anywhere(found_rows, range(11, 12), None, exclude=labelled_rows)
+        if out["kpj"].value is not None:
+            kpj_row = next(i for i, row in enumerate(found_rows) if out["kpj"].raw == row.text)
+    name = _first(found, "name")
+    if name is not None:
+        out["name"] = _name(name.value, name.score)
+    elif kpj_row is not None and kpj_row > 0:
+        above = found_rows[kpj_row - 1]
+        if not any(x.row == kpj_row - 1 for x in found):
+            out["name"] = _name(above.text, above.score * 0.95)
+    return _gate(out)
+
+
+def parse_buku_tabungan(lines: Iterable[TextLine]) -> dict[str, Field]:
+    """Account number and holder's name from a passbook's identity page."""
+    found_rows = rows(lines)
+    found = labelled(found_rows, BANK_LABELS)
+    out = dict.fromkeys(KIND_FIELDS["buku_tabungan"], Field.unreadable())
+    account = _first(found, "account_number")
+    if account is not None:
+        out["account_number"] = _digits(account.value, range(8, 21), account.score)
+    holder = _first(found, "holder_name")
+    if holder is not None:
+        out["holder_name"] = _name(holder.value, holder.score)
+    return _gate(out)
+
+
+PARSERS: Mapping[str, Callable[[Iterable[TextLine]], dict[str, Field]]] = {
+    "ktp": parse_ktp,
+    "kpj_card": parse_kpj_card,
+    "buku_tabungan": parse_buku_tabungan,
+}
+
+
+def parse(kind: str, lines: Iterable[TextLine]) -> dict[str, Field]:
+    """The fields of a document `kind` (one of KINDS) from its lines of text."""
+    try:
+        parser = PARSERS[kind]
+    except KeyError:
+        raise ValueError(f"cannot read {kind!r}: one of {', '.join(KINDS)}") from None
+    return parser(list(lines))
