@@ -27,6 +27,7 @@ from server.adapters.sql.wiring import open_accounts
 from server.api import auth as auth_api
 from server.api import health, ws
 from server.api import records as records_api
+from server.api import uploads as uploads_api
 from server.api.connection import CloseCode, Connection
 from server.api.errors import install_error_handlers
 from server.api.records import install_records_errors
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_api.router)
     app.include_router(ws.router)
     app.include_router(records_api.router)
+    app.include_router(uploads_api.router)
 
     @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")
     async def schema() -> JSONResponse:

@@ -30,3 +30,9 @@ class Metrics:
         self.protocol_errors = Counter(
             "loket_protocol_errors", "Typed errors sent", ["code"], registry=r
         )
+        self.captures_undeliverable = Counter(
+            "loket_captures_undeliverable",
+            "Captures a kiosk gave up on and reported (the officer must ask again): alert",
+            ["reason"],
+            registry=r,
+        )

@@ -92,6 +92,7 @@ def document_json(doc: DocumentRecord) -> dict[str, Any]:
         "verdict_reasons": list(doc.verdict_reasons),
         "verdict_by": doc.verdict_by,
         "purged": doc.purged_at is not None,
+        "after_session": doc.after_session,
     }
 
 

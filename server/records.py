@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import signal
 import uuid
@@ -25,6 +26,7 @@ from typing import Any
 import structlog
 
 from server.adapters.blobs import BlobMissing, BlobStore, load_or_create_key, sha256_hex
+from server.auth.secrets import load_or_create_jwt_secret
 from server.domain.access import AccessDecision, AccessFacts, Action, SessionFacts
 from server.domain.access import decide as decide_access
 from server.domain.audit import ChainProblem, ProblemKind, verify_chain
@@ -43,6 +45,7 @@ from server.domain.documents import (
     DocumentKind,
     Verdict,
 )
+from server.domain.grants import CaptureGrant, GrantError, grant_key, sign, verify
 from server.domain.images import ImageKind, check_image
 from server.domain.privacy import mask_nik
 from server.ports.live_state import LiveSession
@@ -124,6 +127,11 @@ def request_hash(*parts: bytes | str) -> str:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def upload_digest(claim_id: str, kind: str, sha: str) -> str:
+    """An upload's idempotency digest: the same whether it came whole or in chunks."""
+    return request_hash("upload", claim_id, kind, sha)
 
 
 def documents_key(settings: Settings) -> bytes:
@@ -254,11 +262,22 @@ class RecordsService:
     # --- access: every decision through server.domain.access.decide ------------------------
 
     async def _decide(
-        self, who: Principal, action: Action, claim_id: str, *, claim_branch: str | None = None
+        self,
+        who: Principal,
+        action: Action,
+        claim_id: str,
+        *,
+        claim_branch: str | None = None,
+        grant: CaptureGrant | None = None,
     ) -> tuple[AccessDecision, LiveSession | None]:
-        """The policy's decision about `claim_id`, given its live session (also returned)."""
+        """The policy's decision about `claim_id`, given its live session (also returned)
+        and a capture grant already verified for this claim (`check_grant`)."""
         live = await self.session_of_claim(claim_id)
-        facts = AccessFacts(session=session_facts(live), claim_branch=claim_branch)
+        facts = AccessFacts(
+            session=session_facts(live),
+            claim_branch=claim_branch,
+            grant_booth=grant.booth_id if grant is not None else None,
+        )
         return decide_access(who, action, facts), live
 
     async def _claim(self, claim_id: str) -> Claim:
@@ -383,13 +402,19 @@ class RecordsService:
             raise refused(decision)
 
     async def prepare_upload(
-        self, booth: Principal, claim_id: str, kind: str, idempotency_key: str
+        self,
+        booth: Principal,
+        claim_id: str,
+        kind: str,
+        idempotency_key: str,
+        grant: CaptureGrant | None = None,
     ) -> DocumentKind:
         """Every check an upload needs before its body is read: the kind, and whether this
-        principal may upload to this claim now (a live session, accepted, not ended).
-        Refused at once unless the key holds an answer this could be the retry of; then
-        the body decides (`upload`: the stored answer, or a 409 for another body)."""
-        decision, _ = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        principal may upload to this claim now (a live session, accepted, not ended; or a
+        capture grant for it). Refused at once unless the key holds an answer this could be
+        the retry of; then the body decides (`upload`: the stored answer, or a 409 for
+        another body)."""
+        decision, _ = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id, grant=grant)
         if not decision and (
             decision.code == "forbidden"  # the role: never an upload, so never a retry
             or await self.store.stored_request_hash(booth.subject, idempotency_key) is None
@@ -398,8 +423,17 @@ class RecordsService:
         return document_kind(kind)
 
     async def upload(
-        self, booth: Principal, claim_id: str, kind: str, data: bytes, idempotency_key: str
+        self,
+        booth: Principal,
+        claim_id: str,
+        kind: str,
+        data: bytes,
+        idempotency_key: str,
+        grant: CaptureGrant | None = None,
     ) -> StoredResponse:
+        """Store a picture for the claim (one-shot POST, or a resumable upload's last
+        chunk). With `grant` (verified for this claim and kind) it is accepted after its
+        session ended too, and recorded as delivered after the session."""
         # One hash of the body serves the idempotency digest and, when there is no
         # metadata to strip (the kiosk's own pictures), the blob's address. It runs in a
         # thread (hashlib lets go of the GIL) while this one checks the picture's structure
@@ -410,8 +444,8 @@ class RecordsService:
             image = check_image(data, self.settings.max_document_bytes)
         finally:
             body_sha = await hashed
-        digest = request_hash("upload", claim_id, kind, body_sha)
-        decision, session = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        digest = upload_digest(claim_id, kind, body_sha)
+        decision, session = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id, grant=grant)
         sha = body_sha if image.data is data else await asyncio.to_thread(sha256_hex, image.data)
         if not decision:
             result = await self._refused_unless_replay(
@@ -420,8 +454,17 @@ class RecordsService:
             if result.status_code == 201:  # the retry of an upload acknowledged before
                 await asyncio.to_thread(self.blobs.put, image.data, sha)
             return result
-        assert session is not None
         doc_kind = document_kind(kind)
+        in_session = session is not None and session.booth_id == booth.subject
+        if grant is not None:
+            session_id = grant.session_id
+            after_session = not in_session or session is None or session.session_id != session_id
+        else:
+            assert session is not None
+            session_id, after_session = session.session_id, False
+        details: dict[str, Any] = {"session_id": session_id}
+        if grant is not None:
+            details.update(capture_id=grant.capture_id, after_session=after_session)
 
         def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
             claim = tx.get_claim(claim_id, for_update=True)
@@ -431,14 +474,13 @@ class RecordsService:
             doc = DocumentRecord(
                 document_id=new_id(), claim_id=claim_id, kind=doc_kind.value, sha256=sha,
                 content_type=CONTENT_TYPES[image.kind], size_bytes=len(image.data),
-                width=image.width, height=image.height, session_id=session.session_id,
-                uploaded_by=booth.subject, uploaded_at=now,
+                width=image.width, height=image.height, session_id=session_id,
+                uploaded_by=booth.subject, uploaded_at=now, after_session=after_session,
             )  # fmt: skip
             tx.add_document(doc)
             tx.append_audit(
                 _draft(booth, "document.uploaded", claim_id=claim_id, evidence=(sha,),
-                       details={"document_id": doc.document_id, "kind": doc.kind,
-                                "session_id": session.session_id}),
+                       details={"document_id": doc.document_id, "kind": doc.kind, **details}),
                 now,
             )  # fmt: skip
             return 201, document_json(doc)
@@ -463,6 +505,139 @@ class RecordsService:
         # between our put and our commit; it cannot after the commit (see `purge`).
         if result.status_code == 201 and not await asyncio.to_thread(self.blobs.exists, sha):
             await asyncio.to_thread(self.blobs.put, image.data, sha)
+        return result
+
+    async def stored_upload(
+        self, booth: Principal, claim_id: str, kind: str, sha: str, idempotency_key: str
+    ) -> StoredResponse | None:
+        """The stored answer of an upload of this picture under this key, if it was made
+        (a resumable upload created again after its last chunk was acknowledged). Raises
+        IdempotencyConflict if the key was used for another request."""
+        if await self.store.stored_request_hash(booth.subject, idempotency_key) is None:
+            return None
+        gone = RecordsError(404, "not_found", "no upload under this key")
+        digest = upload_digest(claim_id, kind, sha)
+        return await self._refused_unless_replay(booth, idempotency_key, digest, gone)
+
+    # --- capture grants (server/domain/grants.py) --------------------------------------
+
+    @functools.cached_property
+    def grant_key(self) -> bytes:
+        return grant_key(load_or_create_jwt_secret(self.settings))
+
+    def check_grant(
+        self,
+        booth: Principal,
+        token: str,
+        claim_id: str,
+        *,
+        kind: str | None = None,
+        capture_id: str | None = None,
+        allow_expired: bool = False,
+    ) -> CaptureGrant:
+        """The grant `token` carries, verified for this booth and claim; a 403 naming the
+        problem (grant_invalid, grant_expired, grant_mismatch) otherwise."""
+        try:
+            return verify(
+                token, self.grant_key, now=self._now().timestamp(), booth_id=booth.subject,
+                claim_id=claim_id, kind=kind, capture_id=capture_id, allow_expired=allow_expired,
+            )  # fmt: skip
+        except GrantError as exc:
+            raise RecordsError(403, str(exc.problem), exc.message) from None
+
+    async def issue_grant(
+        self,
+        booth: Principal,
+        claim_id: str,
+        kind: str,
+        session_id: str,
+        capture_id: str,
+        idempotency_key: str,
+    ) -> StoredResponse:
+        """A capture grant for the booth in the claim's live session `session_id`, audited
+        as `capture.requested`; a retry under the same key gets the same grant."""
+        doc_kind = document_kind(kind)
+        digest = request_hash("grant", claim_id, doc_kind.value, session_id, capture_id)
+        decision, live = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id)
+        if decision and (live is None or live.session_id != session_id):
+            decision = AccessDecision(
+                False, reason=f"session {session_id} is not this claim's live session",
+                code="not_in_session",
+            )  # fmt: skip
+        if not decision:
+            return await self._refused_unless_replay(
+                booth, idempotency_key, digest, refused(decision)
+            )
+        now = self._now()
+        issued = int(now.timestamp())
+        grant = CaptureGrant(
+            booth.subject, claim_id, doc_kind.value, capture_id, session_id,
+            issued, issued + self.settings.capture_grant_ttl,
+        )  # fmt: skip
+        expires = datetime.fromtimestamp(grant.expires_at, UTC).isoformat()
+        body = {
+            "grant": sign(grant, self.grant_key), "claim_id": claim_id, "kind": grant.kind,
+            "capture_id": capture_id, "session_id": session_id, "expires_at": expires,
+        }  # fmt: skip
+
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            if tx.get_claim(claim_id) is None:
+                raise not_found(f"claim {claim_id}")
+            tx.append_audit(
+                _draft(booth, "capture.requested", claim_id=claim_id,
+                       details={"capture_id": capture_id, "kind": grant.kind,
+                                "session_id": session_id, "grant_expires_at": expires}),
+                now,
+            )  # fmt: skip
+            return 201, body
+
+        return await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+
+    async def capture_undeliverable(
+        self,
+        booth: Principal,
+        claim_id: str,
+        capture_id: str,
+        grant_token: str | None,
+        report: dict[str, Any],
+        idempotency_key: str,
+    ) -> StoredResponse:
+        """The kiosk gave up on a picture the server will never take (refused for good, or
+        the capture was cut short): audited as `capture.undeliverable`, once per key. The
+        booth must cite the capture's grant (expired is fine: that is often why) or be in
+        the claim's live session. The caller tells the people (the API's hook)."""
+        grant = None
+        if grant_token is not None:
+            grant = self.check_grant(
+                booth, grant_token, claim_id, capture_id=capture_id, allow_expired=True
+            )
+        digest = request_hash("undeliverable", claim_id, capture_id, json.dumps(report))
+        decision, live = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id, grant=grant)
+        if not decision:
+            return await self._refused_unless_replay(
+                booth, idempotency_key, digest, refused(decision)
+            )
+        now = self._now()
+        body = {
+            "claim_id": claim_id, "capture_id": capture_id, "booth_id": booth.subject,
+            "session_id": grant.session_id if grant else live.session_id if live else None,
+            "kind": grant.kind if grant else report.get("kind"), "reported_at": now.isoformat(),
+            **{k: report.get(k) for k in ("reason", "status", "message")},
+        }  # fmt: skip
+
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            if tx.get_claim(claim_id) is None:
+                raise not_found(f"claim {claim_id}")
+            tx.append_audit(
+                _draft(booth, "capture.undeliverable", claim_id=claim_id,
+                       details={**body, "grant": grant is not None}),
+                now,
+            )  # fmt: skip
+            return 201, body
+
+        result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        if result.status_code == 201 and not result.replayed:
+            log.error("capture_undeliverable", **{k: v for k, v in body.items() if v is not None})
         return result
 
     async def judge(

@@ -93,6 +93,24 @@ class Settings(BaseSettings):
     )
     max_document_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     retention_days: int = Field(default=365, ge=1, description="for `loket retention purge`")
+    # Capture grants and resumable uploads (server/api/uploads.py).
+    capture_grant_ttl: int = Field(
+        default=7 * 24 * 3600, ge=60, description="seconds a kiosk may deliver a capture"
+    )
+    upload_chunk_max_bytes: int = Field(
+        default=256 * 1024, ge=4096, description="largest PATCH body of a resumable upload"
+    )
+    upload_chunk_min_bytes: int = Field(
+        default=16 * 1024, ge=1, description="smallest PATCH body but the last (bounds files)"
+    )
+    max_uploads_per_booth: int = Field(default=4, ge=1, description="in progress at once")
+    max_uploads_total: int = Field(default=256, ge=1, description="in progress, all booths")
+    max_upload_staging_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=64 * 1024, description="declared sizes in progress"
+    )
+    upload_expiry: float = Field(
+        default=24 * 3600.0, gt=0, description="seconds an upload with no new chunk is kept"
+    )
     # Testing only (refused in production): the process kills itself with SIGKILL at this
     # point of recording an outcome, so tests can prove a retry yields exactly one outcome.
     crash_point: Literal["", "outcome_before_commit", "outcome_after_commit"] = ""

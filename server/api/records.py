@@ -36,6 +36,15 @@ IdempotencyKey = Annotated[
         description="unique per intended change (e.g. a UUID); retries reuse it",
     ),
 ]
+CaptureGrantHeader = Annotated[
+    str | None,
+    Header(
+        alias="Loket-Capture-Grant",
+        max_length=1024,
+        description="the capture's grant (POST /api/claims/{id}/captures): accepted after "
+        "the session ended too",
+    ),
+]
 ACCEPTED_TYPES = {"image/jpeg", "image/png"}
 _IMAGE_STATUS = {
     RejectCode.NOT_AN_IMAGE: 415,
@@ -174,6 +183,7 @@ async def upload_document(
     claim_id: str,
     kind: Annotated[str, Query(max_length=32, description="e.g. ktp, kk, kpj_card")],
     idempotency_key: IdempotencyKey = None,
+    grant_token: CaptureGrantHeader = None,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
     # Everything that needs no body first: a refused upload costs no 8 MB read.
@@ -181,6 +191,7 @@ async def upload_document(
     limit = service.settings.max_document_bytes
     service.check_uploader(who)  # the role: booths only
     key = _require_key(idempotency_key)
+    grant = service.check_grant(who, grant_token, claim_id, kind=kind) if grant_token else None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_TYPES:
         raise ApiError(
@@ -188,16 +199,21 @@ async def upload_document(
             "Send the picture's bytes as the body with Content-Type image/jpeg or image/png.",
         )  # fmt: skip
     _check_declared_length(request, limit)
-    await service.prepare_upload(who, claim_id, kind, key)  # role, live session, its state
+    # The role, and the live session and its state (or the grant).
+    await service.prepare_upload(who, claim_id, kind, key, grant)
     data = await _read_limited(request, limit)
     # Decided again on the body: the session may have ended while it arrived (a retry
     # of an upload answered before then gets its stored answer).
-    stored = await service.upload(who, claim_id, kind, data, key)
+    stored = await service.upload(who, claim_id, kind, data, key, grant)
+    await announce_document(request, stored)
+    return _stored(stored)
+
+
+async def announce_document(request: Request, stored: StoredResponse) -> None:
+    """A document just stored: the CSO's console shows it at once (a push, not a poll)."""
     if stored.status_code == 201 and not stored.replayed:
-        # Durable now: the CSO's console shows it at once (a push, not a poll).
         with contextlib.suppress(Exception):
             await request.app.state.floor.document_stored(stored.body)
-    return _stored(stored)
 
 
 @router.get("/documents/{document_id}", summary="The document picture (audited read)")

@@ -83,6 +83,8 @@ class SessionFacts:
 class AccessFacts:
     session: SessionFacts | None = None
     claim_branch: str | None = None  # the branch a claim belongs to, for scoped readers
+    # The booth a verified capture grant for this claim was issued to (server/domain/grants).
+    grant_booth: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,8 @@ def decide(
         case Action.DOCUMENT_UPLOAD:
             if role is not AccountRole.BOOTH:
                 return _deny("documents are uploaded by the booth in the claim's live session")
+            if facts.grant_booth is not None and facts.grant_booth == principal.subject:
+                return _allow()  # its grant outlives the session: the picture was asked for
             return _serving(principal, session, "booth")
         case Action.DOCUMENT_READ:
             if auditor:

@@ -57,6 +57,8 @@ class DocumentRecord:
     verdict_by: str | None = None
     verdict_at: datetime | None = None
     purged_at: datetime | None = None
+    # Delivered under a capture grant once its session had ended (server/domain/grants).
+    after_session: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def _document(row: RowMapping) -> DocumentRecord:
         verdict_by=row["verdict_by"],
         verdict_at=row["verdict_at"],
         purged_at=row["purged_at"],
+        after_session=bool(row["after_session"]),
     )
 
 
@@ -236,7 +237,7 @@ class SqlRecordsTx:
             "sha256": d.sha256, "content_type": d.content_type, "size_bytes": d.size_bytes,
             "width": d.width, "height": d.height, "session_id": d.session_id,
             "uploaded_by": d.uploaded_by, "uploaded_at": d.uploaded_at, "verdict": None,
-            "verdict_reasons": "[]",
+            "verdict_reasons": "[]", "after_session": d.after_session,
         }  # fmt: skip
         self._conn.execute(_INSERT_DOCUMENT, row)
 

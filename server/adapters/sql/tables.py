@@ -119,6 +119,7 @@ documents = Table(
     Column("verdict_by", String(64), nullable=True),
     Column("verdict_at", UtcDateTime(), nullable=True),
     Column("purged_at", UtcDateTime(), nullable=True),
+    Column("after_session", Boolean, nullable=False, default=False),
 )
 
 outcomes = Table(
