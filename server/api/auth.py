@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from server.api.params import TEXT_PATTERN
 from server.auth.deps import auth_http_error, current_principal
 from server.auth.errors import AuthError
 from server.auth.service import AuthService
@@ -21,7 +22,7 @@ class Strict(BaseModel):
 
 
 class LoginRequest(Strict):
-    username: Annotated[str, Field(min_length=1, max_length=64)]
+    username: Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,9 +28,30 @@ def error_body(code: str, message: str, hint: str | None = None, **extra: Any) -
     return {"error": {"code": code, "message": message, "hint": hint, **extra}}
 
 
+def _missing_headers(errors: Sequence[Any]) -> list[str]:
+    """The required headers absent from a request that has nothing else wrong (a 400
+    naming the header, e.g. `idempotency_key_required`); [] otherwise."""
+    names = [
+        str(err["loc"][1])
+        for err in errors
+        if err.get("type") == "missing" and tuple(err.get("loc", ()))[:1] == ("header",)
+    ]
+    return names if len(names) == len(errors) else []
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        missing = _missing_headers(exc.errors())
+        if missing:
+            return JSONResponse(
+                error_body(
+                    f"{missing[0].lower().replace('-', '_')}_required",
+                    f"send the {missing[0]} header",
+                    "The headers each operation needs are listed at /docs.",
+                ),
+                status_code=400,
+            )
         details = [
             {"field": ".".join(str(p) for p in err["loc"][1:]) or "(body)", "problem": err["msg"]}
             for err in exc.errors()[:20]

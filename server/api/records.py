@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,10 +16,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.api.errors import error_body
+from server.api.params import (
+    MAX_OFFSET,
+    NOTE_PATTERN,
+    TEXT_PATTERN,
+    ClaimId,
+    DocumentId,
+    Timestamp,
+)
 from server.auth.deps import current_principal
 from server.domain.access import Action, Reach, decide
 from server.domain.claims import REASONS
 from server.domain.csv_cells import SpreadsheetCsv
+from server.domain.documents import DocumentKind
 from server.domain.images import ImageRejected, RejectCode
 from server.ports.records import IdempotencyConflict, OutcomeFilter, StoredResponse
 from server.principal import Principal
@@ -33,6 +41,8 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        max_length=128,
+        pattern=r"^[ -~]*[!-~][ -~]*$",  # printable ASCII, not blank
         description="unique per intended change (e.g. a UUID); retries reuse it",
     ),
 ]
@@ -59,15 +69,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Checked against the catalogue by the claim rules (422 `unknown_reason`).
+ReasonCode = Annotated[
+    str, Field(max_length=64, json_schema_extra={"enum": [r.code for r in REASONS]})
+]
+
+
 class VerdictRequest(Strict):
     verdict: Literal["accepted", "rejected"]
-    reason_codes: list[Annotated[str, Field(max_length=64)]] = Field(default=[], max_length=10)
+    reason_codes: list[ReasonCode] = Field(default=[], max_length=10)
 
 
 class OutcomeRequest(Strict):
     decision: Literal["approved", "rejected", "needs_follow_up"]
-    reason_codes: list[Annotated[str, Field(max_length=64)]] = Field(default=[], max_length=10)
-    note: Annotated[str, Field(max_length=2000)] = ""
+    reason_codes: list[ReasonCode] = Field(default=[], max_length=10)
+    note: Annotated[str, Field(max_length=2000, pattern=NOTE_PATTERN)] = ""
 
 
 def _service(request: Request) -> RecordsService:
@@ -128,8 +144,8 @@ def _stored(result: StoredResponse) -> JSONResponse:
 @router.get("/claims", summary="Find claims by booking code or NIK")
 async def lookup_claims(
     request: Request,
-    booking_code: Annotated[str | None, Query(max_length=32)] = None,
-    nik: Annotated[str | None, Query(pattern=r"^\d{16}$")] = None,
+    booking_code: Annotated[str | None, Query(max_length=32, pattern=TEXT_PATTERN)] = None,
+    nik: Annotated[str | None, Query(max_length=16, pattern=r"^\d{16}$")] = None,
     who: Principal = Depends(current_principal),
 ) -> list[dict[str, Any]]:
     return await _service(request).lookup(who, booking_code=booking_code, nik=nik)
@@ -137,7 +153,7 @@ async def lookup_claims(
 
 @router.get("/claims/{claim_id}", summary="A claim with its document checklist and evidence")
 async def read_claim(
-    request: Request, claim_id: str, who: Principal = Depends(current_principal)
+    request: Request, claim_id: ClaimId, who: Principal = Depends(current_principal)
 ) -> dict[str, Any]:
     return await _service(request).claim_view(who, claim_id)
 
@@ -180,9 +196,9 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 )
 async def upload_document(
     request: Request,
-    claim_id: str,
-    kind: Annotated[str, Query(max_length=32, description="e.g. ktp, kk, kpj_card")],
-    idempotency_key: IdempotencyKey = None,
+    claim_id: ClaimId,
+    kind: Annotated[DocumentKind, Query(description="e.g. ktp, kk, kpj_card")],
+    idempotency_key: IdempotencyKey,
     grant_token: CaptureGrantHeader = None,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
@@ -218,7 +234,7 @@ async def announce_document(request: Request, stored: StoredResponse) -> None:
 
 @router.get("/documents/{document_id}", summary="The document picture (audited read)")
 async def download_document(
-    request: Request, document_id: str, who: Principal = Depends(current_principal)
+    request: Request, document_id: DocumentId, who: Principal = Depends(current_principal)
 ) -> Response:
     doc, data = await _service(request).read_document(who, document_id)
     return Response(
@@ -236,9 +252,9 @@ async def download_document(
 @router.post("/documents/{document_id}/verdict", summary="Accept or reject a document")
 async def judge_document(
     request: Request,
-    document_id: str,
+    document_id: DocumentId,
     body: VerdictRequest,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
     key = _require_key(idempotency_key)
@@ -249,9 +265,9 @@ async def judge_document(
 @router.post("/claims/{claim_id}/outcome", status_code=201, summary="Record the claim decision")
 async def record_outcome(
     request: Request,
-    claim_id: str,
+    claim_id: ClaimId,
     body: OutcomeRequest,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
     key = _require_key(idempotency_key)
@@ -264,14 +280,14 @@ async def record_outcome(
 @router.get("/outcomes", summary="List or export outcomes (supervisors, auditors)")
 async def list_outcomes(
     request: Request,
-    branch: Annotated[str | None, Query(max_length=32)] = None,
-    cso: Annotated[str | None, Query(max_length=64)] = None,
+    branch: Annotated[str | None, Query(max_length=32, pattern=TEXT_PATTERN)] = None,
+    cso: Annotated[str | None, Query(max_length=64, pattern=TEXT_PATTERN)] = None,
     decision: Literal["approved", "rejected", "needs_follow_up"] | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     who: Principal = Depends(current_principal),
 ) -> Response:
     service = _service(request)

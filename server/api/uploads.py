@@ -45,6 +45,7 @@ from server.adapters.staging import (
     upload_id_for,
 )
 from server.api.errors import error_body
+from server.api.params import ClaimId, UploadId
 from server.api.records import (
     ApiError,
     CaptureGrantHeader,
@@ -86,7 +87,7 @@ class UndeliverableReport(Strict):
 
 class UploadCreate(Strict):
     length: Annotated[int, Field(ge=1, le=2**31)]
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    sha256: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]{64}$")]
     content_type: Literal["image/jpeg", "image/png"]
 
 
@@ -175,9 +176,9 @@ async def _own_upload(request: Request, who: Principal, upload_id: str) -> Uploa
 )
 async def request_capture_grant(
     request: Request,
-    claim_id: str,
+    claim_id: ClaimId,
     body: GrantRequest,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
     service = _service(request)
@@ -196,10 +197,10 @@ async def request_capture_grant(
 )
 async def report_undeliverable(
     request: Request,
-    claim_id: str,
+    claim_id: ClaimId,
     capture_id: Annotated[str, Path(min_length=1, max_length=64, pattern=CAPTURE_ID)],
     body: UndeliverableReport,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     grant_token: CaptureGrantHeader = None,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
@@ -252,10 +253,10 @@ def _upload_json(state: UploadState, settings: Settings) -> dict[str, Any]:
 )
 async def create_upload(
     request: Request,
-    claim_id: str,
+    claim_id: ClaimId,
     kind: KindQuery,
     body: UploadCreate,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
     grant_token: CaptureGrantHeader = None,
     who: Principal = Depends(current_principal),
 ) -> JSONResponse:
@@ -284,7 +285,7 @@ async def create_upload(
 
 @router.head("/uploads/{upload_id}", summary="Where a resumable upload stands (Upload-Offset)")
 async def upload_offset(
-    request: Request, upload_id: str, who: Principal = Depends(current_principal)
+    request: Request, upload_id: UploadId, who: Principal = Depends(current_principal)
 ) -> Response:
     state = await _own_upload(request, who, upload_id)
     return Response(status_code=200, headers=_offset_headers(state))
@@ -334,7 +335,7 @@ async def _read_chunk(request: Request, limit: int) -> bytes:
 )
 async def patch_upload(
     request: Request,
-    upload_id: str,
+    upload_id: UploadId,
     upload_offset: Annotated[int, Header(alias="Upload-Offset", ge=0, le=2**31)],
     upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum", max_length=100)] = None,
     who: Principal = Depends(current_principal),
