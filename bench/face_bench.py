@@ -1,13 +1,15 @@
 """Face comparison cost on this machine, its scores on the generated set, and (in a
 throwaway OpenCV 4.x venv) the cross-check of faces/ against OpenCV's own face classes.
 
-Timing: one comparison is `analyse(live still)` + `analyse(KTP capture)` + `compare`:
-per picture a letterbox to 640x640, a YuNet run, its decoding and NMS, the alignment, an
+Timing: one comparison is what FaceRunner.compare does: `analyse(live still)` +
+`analyse_document(KTP capture)` + `compare`: per picture a letterbox to 640x640, a YuNet
+run (four for the document: its four orientations), decoding and NMS, the alignment, an
 SFace run; then the cosine and band. The baseline, measured in the same loop on the same
-pictures, is the four bare onnxruntime `session.run` calls on exactly the tensors those
-comparisons build (prepared once). The ratio (comparison / bare runs) is the cost of the
-pre- and post-processing around the models. It is printed only if the bare runs did the
-same work: their outputs, decoded, give the same faces and the same similarity (1e-5).
+pictures, is the bare onnxruntime `session.run` calls (five YuNet, two SFace) on exactly
+the tensors those comparisons build (prepared once). The ratio (comparison / bare runs)
+is the cost of the pre- and post-processing around the models. It is printed only if the
+bare runs did the same work: their outputs, decoded, give the same faces and the same
+similarity (1e-5).
 
 Scores: every live view against every KTP capture of the generated set
 (tests/support/faces_scenes.py: two real public-domain portraits, so "same person" is the
@@ -37,7 +39,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from faces.analysis import BANDS, FaceAnalyser, FaceFinding, compare
+from faces.analysis import BANDS, TURNS, FaceAnalyser, FaceFinding, compare
 from faces.detector import DetectedFace
 from faces.embedder import align, blob, cosine
 
@@ -80,10 +82,17 @@ def timed_pairs(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def _bare_inputs(analyser: FaceAnalyser, image: np.ndarray, finding: FaceFinding) -> dict[str, Any]:
+def _bare_inputs(
+    analyser: FaceAnalyser, image: np.ndarray, finding: FaceFinding, turns: tuple[int, ...]
+) -> dict[str, Any]:
+    """The detector's input for every turn the analysis tried, and the SFace input."""
     assert finding.face is not None
-    prepared = analyser.detector.prepare(image)
-    return {"prepared": prepared, "crop": blob(align(image, finding.face))}
+    turned = {0: image} | {t: cv2.rotate(image, TURNS[t]) for t in turns if t}
+    return {
+        "prepared": {t: analyser.detector.prepare(turned[t]) for t in turns},
+        "chosen": finding.turned,
+        "crop": blob(align(turned[finding.turned], finding.face)),
+    }
 
 
 def _by_score(face: DetectedFace) -> float:
@@ -93,11 +102,12 @@ def _by_score(face: DetectedFace) -> float:
 def timing(
     analyser: FaceAnalyser, pairs: list[tuple[np.ndarray, np.ndarray]], runs: int, warmup: int
 ) -> dict[str, object]:
-    findings = [(analyser.analyse(a), analyser.analyse(b)) for a, b in pairs]
+    findings = [(analyser.analyse(a), analyser.analyse_document(b)) for a, b in pairs]
     if not all(f.usable for pair in findings for f in pair):
         sys.exit("every timed picture must hold one usable face")
+    every_turn = (0, *TURNS)
     inputs = [
-        (_bare_inputs(analyser, a, fa), _bare_inputs(analyser, b, fb))
+        (_bare_inputs(analyser, a, fa, (0,)), _bare_inputs(analyser, b, fb, every_turn))
         for (a, b), (fa, fb) in zip(pairs, findings, strict=True)
     ]
     full: list[float] = []
@@ -110,20 +120,26 @@ def timing(
         live, document = pairs[i]
         cpu_started = time.process_time()
         started = time.perf_counter()
-        result = compare(analyser.analyse(live), analyser.analyse(document))
+        result = compare(analyser.analyse(live), analyser.analyse_document(document))
         full_ms = (time.perf_counter() - started) * 1000
         cpu_ms = (time.process_time() - cpu_started) * 1000
         cpu_started = time.process_time()
         started = time.perf_counter()
         outputs = [
-            (analyser.detector.run(side["prepared"]), analyser.recognizer.run(side["crop"]))
+            (
+                {t: analyser.detector.run(p) for t, p in side["prepared"].items()},
+                analyser.recognizer.run(side["crop"]),
+            )
             for side in inputs[i]
         ]
         bare_ms = (time.perf_counter() - started) * 1000
         bare_cpu_ms = (time.process_time() - cpu_started) * 1000
         # Same work? The bare outputs must give the comparison's faces and similarity.
         same_faces = all(
-            sorted(analyser.detector.decode(det, side["prepared"]), key=_by_score)
+            sorted(
+                analyser.detector.decode(det[side["chosen"]], side["prepared"][side["chosen"]]),
+                key=_by_score,
+            )
             == sorted(f.faces, key=_by_score)
             for (det, _), side, f in zip(
                 outputs, inputs[i], (result.live, result.document), strict=True
@@ -169,14 +185,13 @@ def scores(analyser: FaceAnalyser, seeds: int) -> dict[str, object]:
     not_compared = 0
     cache: dict[int, FaceFinding] = {}
 
-    def found(image: np.ndarray) -> FaceFinding:
-        key = id(image)
-        if key not in cache:
-            cache[key] = analyser.analyse(image)
-        return cache[key]
+    def found(image: np.ndarray, document: bool) -> FaceFinding:
+        if id(image) not in cache:
+            cache[id(image)] = analyser.analyse(image, any_orientation=document)
+        return cache[id(image)]
 
     for live_name, live, card_name, card in generated_pairs(seeds):
-        result = compare(found(live), found(card))
+        result = compare(found(live, False), found(card, True))
         if result.similarity is None or result.band is None:
             not_compared += 1
             continue

@@ -101,10 +101,9 @@ class YuNet:
         if scale < 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        padded = np.zeros((self.height, self.width, 3), np.float32)
-        padded[: image.shape[0], : image.shape[1]] = image
-        blob = padded.transpose(2, 0, 1)[None]
-        return Prepared(np.ascontiguousarray(blob), image.shape[1] / w, image.shape[0] / h)
+        blob = np.zeros((1, 3, self.height, self.width), np.float32)  # padded with zeros
+        blob[0, :, : image.shape[0], : image.shape[1]] = image.transpose(2, 0, 1)
+        return Prepared(blob, image.shape[1] / w, image.shape[0] / h)
 
     def run(self, prepared: Prepared) -> list[np.ndarray]:
         """The bare model run (what the bench's baseline times)."""

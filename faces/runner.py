@@ -82,17 +82,22 @@ class FaceRunner:
         result = await self._submit(self.analyser)
         return result if isinstance(result, FaceUnavailable) else None
 
-    async def analyse(self, image: np.ndarray) -> FaceFinding | FaceUnavailable:
-        return await self._submit(lambda: self.analyser().analyse(image))
+    async def analyse(
+        self, image: np.ndarray, *, any_orientation: bool = False
+    ) -> FaceFinding | FaceUnavailable:
+        return await self._submit(
+            lambda: self.analyser().analyse(image, any_orientation=any_orientation)
+        )
 
     async def compare(
         self, live: np.ndarray, document: np.ndarray, bands: FaceBands = BANDS
     ) -> FaceComparison | FaceUnavailable:
-        """Both pictures analysed and compared in one job (one slot)."""
+        """Both pictures analysed (the document in any orientation) and compared in one
+        job (one slot)."""
 
         def job() -> FaceComparison:
             analyser = self.analyser()
-            return compare(analyser.analyse(live), analyser.analyse(document), bands)
+            return compare(analyser.analyse(live), analyser.analyse_document(document), bands)
 
         return await self._submit(job)
 

@@ -81,14 +81,17 @@ class CapturedCard:
 
 @lru_cache(maxsize=16)
 def captured_ktp(
-    name: str | None, seed: int = 0, *, doc_scale: float | None = None
+    name: str | None, seed: int = 0, *, doc_scale: float | None = None, upside_down: bool = False
 ) -> CapturedCard:
     """`name`'s KTP on a desk (id_documents.on_desk: booth_client.sources.scenes' desk,
-    light, perspective, noise) through the kiosk's capture pipeline (corners,
-    rectification, blur/glare/resolution gate, metadata-free JPEG), decoded as the server
-    would."""
+    light, perspective, noise), laid upright or upside down, through the kiosk's capture
+    pipeline (corners, rectification that keeps the card as it lies, blur/glare/resolution
+    gate, metadata-free JPEG), decoded as the server would."""
     spec = {} if doc_scale is None else {"doc_scale": doc_scale}
-    frame = on_desk(ktp_card(name, seed), "id1", seed, **spec).image
+    card = ktp_card(name, seed)
+    if upside_down:
+        card = cv2.rotate(card, cv2.ROTATE_180)
+    frame = on_desk(card, "id1", seed, **spec).image
     result = CapturePipeline().run([frame], "ktp")
     assert result.jpeg is not None
     image = cv2.imdecode(np.frombuffer(result.jpeg, np.uint8), cv2.IMREAD_COLOR)
