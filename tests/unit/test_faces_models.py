@@ -6,7 +6,7 @@ fails), but its DNN runs both models when the input is named, its FaceDetectorYN
 YuNet, and FaceRecognizerSF.alignCrop works. So every stage but the embedding's wrapper
 is compared here with OpenCV's own code on the same pixels; the embedding is compared
 with OpenCV's DNN on the unfixed file. (The whole chain was also checked once against
-OpenCV 4.14's FaceDetectorYN + FaceRecognizerSF outside the lock: see faces/analysis.py.)
+OpenCV 4.14's FaceDetectorYN + FaceRecognizerSF outside the lock: see faces/__init__.py.)
 """
 
 from __future__ import annotations
