@@ -59,15 +59,25 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """Lines printed on one row, left to right; `text` joins them with spaces."""
+
     lines: tuple[TextLine, ...]
 
     @property
     def text(self) -> str:
-        return clean(" ".join(line.text for line in self.lines))
+        return " ".join(clean(line.text) for line in self.lines)
 
-    @property
-    def score(self) -> float:
-        return min(line.score for line in self.lines)
+    def score(self, start: int = 0, end: int | None = None) -> float:
+        """The OCR confidence of `text[start:end]`: its least confident line (junk
+        elsewhere on the row, a blood group misread beside the sex, does not count)."""
+        end = len(self.text) if end is None else end
+        scores, offset = [], 0
+        for line in self.lines:
+            length = len(clean(line.text))
+            if offset < end and offset + length > start:
+                scores.append(line.score)
+            offset += length + 1
+        return min(scores, default=0.0)
 
 
 def rows(lines: Iterable[TextLine]) -> list[Row]:
@@ -122,8 +132,16 @@ BANK_LABELS: Labels = {
 class Labelled:
     field: str
     value: str
-    score: float  # OCR confidence of the row times how well the label matched
-    row: int  # index in rows()
+    row: Row
+    start: int  # where the value starts in the row's text
+    similarity: float  # how well the printed label matched
+
+    def score(self, start: int = 0, end: int | None = None) -> float:
+        """Confidence of `value[start:end]`: its OCR confidence, less a little when the
+        label itself was misread."""
+        end = len(self.value) if end is None else end
+        ocr = self.row.score(self.start + start, self.start + end)
+        return ocr * min(1.0, self.similarity + 0.1)
 
 
 def labelled(found_rows: Sequence[Row], labels: Labels) -> list[Labelled]:
@@ -131,12 +149,19 @@ def labelled(found_rows: Sequence[Row], labels: Labels) -> list[Labelled]:
     keys = tuple(key for group in labels.values() for key in group)
     owner = {key: field for field, group in labels.items() for key in group}
     out = []
-    for i, row in enumerate(found_rows):
-        split = split_label(row.text, keys)
-        if split is None:
+    for row in found_rows:
+        # A label that is a line of its own ("Nama", then "SITI AMINAH" as another line)
+        # ends where that line ends, however it was misread; else it is cut from the row.
+        alone = split_label(clean(row.lines[0].text), keys)
+        if alone is not None and not alone.value and len(row.lines) > 1:
+            start = len(clean(row.lines[0].text)) + 1
+            value = row.text[start:].lstrip(" :;.=_-")
+            start = len(row.text) - len(value)
+            out.append(Labelled(owner[alone.key], value, row, start, alone.similarity))
             continue
-        key, value, similarity = split
-        out.append(Labelled(owner[key], value, row.score * min(1.0, similarity + 0.1), i))
+        split = split_label(row.text, keys)
+        if split is not None:
+            out.append(Labelled(owner[split.key], split.value, row, split.start, split.similarity))
     return out
 
 
@@ -171,25 +196,29 @@ def _digits(text: str, length: range, score: float, check: Callable[[str], bool]
     return Field.unreadable(text)
 
 
-def _anywhere(found_rows: Sequence[Row], length: range, check: Callable[[str], bool] | None,
-              exclude: Iterable[int] = ()) -> Field:  # fmt: skip
-    """The one digit run of the right length anywhere (no label seen); None if there are
-    several different ones: which is the field would be a guess."""
-    skip = set(exclude)
-    seen: dict[str, float] = {}
-    raw = None
+def _anywhere(
+    found_rows: Sequence[Row],
+    length: range,
+    check: Callable[[str], bool] | None,
+    exclude: Iterable[Row] = (),
+) -> tuple[Field, int | None]:
+    """The one digit run of the right length anywhere (no label seen), and its row's
+    index; unreadable when there are several different ones: which is the field would
+    be a guess."""
+    skip = {id(row) for row in exclude}
+    seen: dict[str, tuple[float, int]] = {}
     for i, row in enumerate(found_rows):
-        if i in skip:
+        if id(row) in skip:
             continue
         for digits, mapped in digit_runs(row.text):
             if len(digits) in length and (check is None or check(digits)):
-                score = row.score * LOOKALIKE_COST**mapped
-                seen[digits] = max(score, seen.get(digits, 0.0))
-                raw = row.text
+                score = row.score() * LOOKALIKE_COST**mapped
+                if score > seen.get(digits, (0.0, 0))[0]:
+                    seen[digits] = (score, i)
     if len(seen) != 1:
-        return Field.unreadable()
-    digits, score = next(iter(seen.items()))
-    return Field(digits, score * 0.95, raw)  # no label: a little less sure
+        return Field.unreadable(), None
+    digits, (score, index) = next(iter(seen.items()))
+    return Field(digits, score * 0.95, found_rows[index].text), index  # no label: less sure
 
 
 _NAME_CHARS = re.compile(r"[^A-Z .,'\-]")
@@ -229,13 +258,39 @@ def _birth(text: str, score: float) -> tuple[Field, Field]:
 _SEXES = (("LAKILAKI", "M"), ("PEREMPUAN", "F"), ("PRIA", "M"), ("WANITA", "F"))
 
 
-def _sex(text: str, score: float) -> Field:
-    found = letters(text)
-    best = max(((ratio(found[: len(word)], word), sex) for word, sex in _SEXES), default=(0.0, ""))
-    similarity, sex = best
+def _sex(found: Labelled) -> Field:
+    """ "M" or "F" from the word the value starts with (LAKI-LAKI / PEREMPUAN)."""
+    text = found.value
+    plain = letters(text)
+    similarity, word, sex = max((ratio(plain[: len(w)], w), w, s) for w, s in _SEXES)
     if similarity < 0.75:
         return Field.unreadable(text)
-    return Field(sex, score * similarity, text)
+    # Its confidence is that of the characters the word took, not of what follows it.
+    seen, end = 0, len(text)
+    for i, c in enumerate(text):
+        seen += c.isascii() and c.isalpha()
+        if seen >= len(word):
+            end = i + 1
+            break
+    return Field(sex, found.score(0, end) * similarity, text)
+
+
+def _sex_anywhere(found_rows: Sequence[Row]) -> Field:
+    """LAKI-LAKI or PEREMPUAN as a word of its own on some row, read closely."""
+    seen = set()
+    best = Field.unreadable()
+    for row in found_rows:
+        for i, line in enumerate(row.lines):
+            plain = letters(line.text)
+            for word, sex in _SEXES[:2]:
+                similarity = ratio(plain[: len(word)], word)
+                if similarity >= 0.85:
+                    seen.add(sex)
+                    offset = sum(len(clean(x.text)) + 1 for x in row.lines[:i])
+                    score = row.score(offset, offset + 1) * similarity * 0.95
+                    if score > best.confidence:
+                        best = Field(sex, score, line.text)
+    return best if len(seen) == 1 else Field.unreadable()
 
 
 def _gate(fields: dict[str, Field]) -> dict[str, Field]:
@@ -257,18 +312,20 @@ def parse_ktp(lines: Iterable[TextLine]) -> dict[str, Field]:
     out = dict.fromkeys(KIND_FIELDS["ktp"], Field.unreadable())
     nik = _first(found, "nik")
     if nik is not None:
-        out["nik"] = _digits(nik.value, range(16, 17), nik.score, is_nik)
+        out["nik"] = _digits(nik.value, range(16, 17), nik.score(), is_nik)
     if out["nik"].value is None:
-        out["nik"] = _anywhere(found_rows, range(16, 17), is_nik)
+        out["nik"], _ = _anywhere(found_rows, range(16, 17), is_nik)
     name = _first(found, "name")
     if name is not None:
-        out["name"] = _name(name.value, name.score)
+        out["name"] = _name(name.value, name.score())
     birth = _first(found, "birth")
     if birth is not None:
-        out["birth_place"], out["birth_date"] = _birth(birth.value, birth.score)
+        out["birth_place"], out["birth_date"] = _birth(birth.value, birth.score())
     sex = _first(found, "sex")
     if sex is not None:
-        out["sex"] = _sex(sex.value, sex.score)
+        out["sex"] = _sex(sex)
+    if out["sex"].value is None:  # label unreadable: the word itself is on no other row
+        out["sex"] = _sex_anywhere(found_rows)
     return _gate(out)
 
 
@@ -281,20 +338,17 @@ def parse_kpj_card(lines: Iterable[TextLine]) -> dict[str, Field]:
     out = dict.fromkeys(KIND_FIELDS["kpj_card"], Field.unreadable())
     kpj = _first(found, "kpj")
     if kpj is not None:
-        out["kpj"] = _digits(kpj.value, range(11, 12), kpj.score)
+        out["kpj"] = _digits(kpj.value, range(11, 12), kpj.score())
     kpj_row = None
     if out["kpj"].value is None:
-        labelled_rows = [x.row for x in found]
-        out["kpj"] = _anywhere(found_rows, range(11, 12), None, exclude=labelled_rows)
-        if out["kpj"].value is not None:
-            kpj_row = next(i for i, row in enumerate(found_rows) if out["kpj"].raw == row.text)
+        out["kpj"], kpj_row = _anywhere(found_rows, range(11, 12), None, [x.row for x in found])
     name = _first(found, "name")
     if name is not None:
-        out["name"] = _name(name.value, name.score)
+        out["name"] = _name(name.value, name.score())
     elif kpj_row is not None and kpj_row > 0:
         above = found_rows[kpj_row - 1]
-        if not any(x.row == kpj_row - 1 for x in found):
-            out["name"] = _name(above.text, above.score * 0.95)
+        if not any(x.row is above for x in found):  # a labelled row is some other field
+            out["name"] = _name(above.text, above.score() * 0.95)
     return _gate(out)
 
 
@@ -305,10 +359,10 @@ def parse_buku_tabungan(lines: Iterable[TextLine]) -> dict[str, Field]:
     out = dict.fromkeys(KIND_FIELDS["buku_tabungan"], Field.unreadable())
     account = _first(found, "account_number")
     if account is not None:
-        out["account_number"] = _digits(account.value, range(8, 21), account.score)
+        out["account_number"] = _digits(account.value, range(8, 21), account.score())
     holder = _first(found, "holder_name")
     if holder is not None:
-        out["holder_name"] = _name(holder.value, holder.score)
+        out["holder_name"] = _name(holder.value, holder.score())
     return _gate(out)
 
 

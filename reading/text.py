@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from difflib import SequenceMatcher
+from typing import NamedTuple
 
 # Letters OCR returns for digits in a digit field (and only there: "SITI" stays a name).
 DIGIT_LOOKALIKES = {
@@ -35,11 +35,36 @@ def letters(text: str) -> str:
     return "".join(c for c in decomposed if c.isascii() and c.isalpha()).upper()
 
 
-def ratio(a: str, b: str) -> float:
-    """Similarity 0-1 of two strings (difflib's: 2 * matches / total length)."""
+def distance(a: str, b: str, limit: int | None = None) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions that
+    turn `a` into `b` (what an OCR slip costs: one per misread, dropped or extra letter).
+    With `limit`, stops as soon as the distance must exceed it (and returns limit + 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    if limit is not None and len(a) - len(b) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if limit is not None and min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]
+
+
+def ratio(a: str, b: str, floor: float | None = None) -> float:
+    """Similarity 0-1 of two strings: 1 - edit distance / the longer length. With
+    `floor`, a similarity below it comes back as 0 (and costs less to find)."""
     if not a and not b:
         return 1.0
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+    longest = max(len(a), len(b))
+    limit = None if floor is None else int((1.0 - floor) * longest + 1e-9)
+    found = distance(a, b, limit)
+    if limit is not None and found > limit:
+        return 0.0
+    return 1.0 - found / longest
 
 
 def digit_field(text: str, separators: str = " -./") -> tuple[str, int] | None:
@@ -78,10 +103,15 @@ def digit_runs(text: str, separators: str = " -./") -> list[tuple[str, int]]:
     return runs
 
 
-def split_label(
-    text: str, keys: tuple[str, ...], threshold: float = 0.8
-) -> tuple[str, str, float] | None:
-    """(key, value, similarity) when `text` starts with one of the labels `keys` (letters
+class LabelSplit(NamedTuple):
+    key: str  # the label it starts with, letters only
+    value: str  # what follows the label and its colon
+    similarity: float  # how closely the printed label matched the key (0.8-1)
+    start: int  # where the value starts in the text
+
+
+def split_label(text: str, keys: tuple[str, ...], threshold: float = 0.8) -> LabelSplit | None:
+    """The label `text` starts with, when it starts with one of the labels `keys` (letters
     only, upper case: "TEMPATTGLLAHIR"), allowing OCR's slips: a letter more or less, a
     misread letter ("Tg1"), a missing colon or space ("NamaBUDI"). The value is what
     follows the label, without the colon. The longest label that fits wins ("NAMA
@@ -92,20 +122,27 @@ def split_label(
     # Digits inside a label ("Tg1") count as the letter they replace.
     slots = [i for i, c in enumerate(text) if (c.isascii() and c.isalnum())]
     mixed = "".join(LETTER_LOOKALIKES.get(text[i], text[i]).upper() for i in slots)
-    best: tuple[str, str, float] | None = None
+    best: LabelSplit | None = None
     for key in keys:
         for source, index in ((mixed, slots), (upper, positions)):
             for n in (len(key), len(key) - 1, len(key) + 1):
                 if n <= 0 or n > len(source):
                     continue
-                score = ratio(source[:n], key)
+                score = ratio(source[:n], key, threshold)
                 if score < threshold:
                     continue
                 cut = index[n - 1] + 1
-                value = text[cut:].lstrip(" :;.=_-").strip()
+                rest = text[cut:]
+                value = rest.lstrip(" :;.=_-")
+                start = cut + len(rest) - len(value)
                 # Ranked by similarity to a tenth, then length: "NAMA NASABAH" is the
                 # longer label when both fit, but a long label that barely fits does
                 # not beat a short one read exactly.
-                if best is None or (round(score, 1), len(key)) > (round(best[2], 1), len(best[0])):
-                    best = (key, value, score)
+                rank = (round(score, 1), len(key), score)
+                if best is None or rank > (
+                    round(best.similarity, 1),
+                    len(best.key),
+                    best.similarity,
+                ):
+                    best = LabelSplit(key, value.rstrip(), score, start)
     return best
