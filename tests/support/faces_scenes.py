@@ -95,6 +95,7 @@ def captured_ktp(
     result = CapturePipeline().run([frame], "ktp")
     assert result.jpeg is not None
     image = cv2.imdecode(np.frombuffer(result.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    image.setflags(write=False)  # cached: shared by every caller
     return CapturedCard(image, frame, result.px_per_mm or 0.0, result.accepted)
 
 
@@ -117,7 +118,9 @@ def _place_face(
     m = cv2.getRotationMatrix2D((fx, fy), angle_deg, scale)
     m[:, 2] += np.array(centre) - np.array([fx, fy])
     size = (frame.shape[1], frame.shape[0])
-    warped = cv2.warpAffine(photo, m, size, flags=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+    warped = cv2.warpAffine(
+        photo, m, size, flags=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_LINEAR
+    )
     mask = np.zeros(photo.shape[:2], np.float32)
     border = max(4, photo.shape[1] // 12)
     mask[border:-border, border:-border] = 1
