@@ -70,7 +70,7 @@ def ratio(a: str, b: str, floor: float | None = None) -> float:
 def digit_field(text: str, separators: str = " -./") -> tuple[str, int] | None:
     """(digits, letters mapped) of a field that should be all digits, or None when it is
     not one: separators dropped, look-alike letters mapped, and at most a third of the
-    characters may have been letters (a word is not a number)."""
+    characters (or one, in a short number) may have been letters: a word is not a number."""
     out: list[str] = []
     mapped = 0
     for c in text:
@@ -83,7 +83,7 @@ def digit_field(text: str, separators: str = " -./") -> tuple[str, int] | None:
             continue
         else:
             return None
-    if not out or mapped * 3 > len(out):
+    if not out or mapped > max(1, len(out) // 3):
         return None
     return "".join(out), mapped
 
