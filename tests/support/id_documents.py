@@ -343,6 +343,15 @@ def _photo(size: tuple[int, int], rng: np.random.Generator) -> Image.Image:
     return img
 
 
+def _fit(
+    draw: ImageDraw.ImageDraw, text: str, face: ImageFont.FreeTypeFont, width: float
+) -> ImageFont.FreeTypeFont:
+    """`face`, made smaller until `text` fits in `width` (as cards print long names)."""
+    while draw.textlength(text, font=face) > width and face.size > 12:
+        face = face.font_variant(size=face.size - 2)
+    return face
+
+
 def _signature(
     draw: ImageDraw.ImageDraw,
     x: float,
@@ -435,9 +444,8 @@ def render_ktp(p: Person, style: CardStyle | None = None, seed: int = 0) -> np.n
         d.text((x_label + indent, y), label, font=label_font, fill=(25, 25, 25))
         if style.label_colon:
             d.text((x_colon, y), ":", font=label_font, fill=(25, 25, 25))
-        fitted = value_font  # long names are printed smaller, to end before the photo
-        while d.textlength(value, font=fitted) > 60 * mm - x_colon and fitted.size > 12:
-            fitted = font(style.font, fitted.size - 2, bold=style.bold_values)
+        # Long names are printed smaller, to end before the photo.
+        fitted = _fit(d, value, value_font, 60 * mm - x_colon)
         d.text((x_colon + 1.6 * mm, y), value, font=fitted, fill=(15, 15, 15))
         if label == "Jenis Kelamin":
             gx = 45 * mm
@@ -496,7 +504,7 @@ def render_kpj_card(p: Person, style: CardStyle | None = None, seed: int = 0) ->
     y = 17 * mm
     x, xv = 5 * mm, 30 * mm
     if variant == 2:  # no labels: the name, then the number, as printed on older cards
-        d.text((x, y), p.name, font=value, fill=(15, 15, 15))
+        d.text((x, y), p.name, font=_fit(d, p.name, value, w - x - 4 * mm), fill=(15, 15, 15))
         d.text(
             (x, y + 5.5 * mm),
             p.kpj,
@@ -508,9 +516,8 @@ def render_kpj_card(p: Person, style: CardStyle | None = None, seed: int = 0) ->
         kpj_label = ("No. KPJ", "Nomor Peserta")[variant]
         for label, text in (("Nama", p.name), (kpj_label, p.kpj)):
             d.text((x, y), label, font=body, fill=(40, 40, 40))
-            d.text(
-                (xv, y), (": " if style.label_colon else "") + text, font=value, fill=(15, 15, 15)
-            )
+            shown = (": " if style.label_colon else "") + text
+            d.text((xv, y), shown, font=_fit(d, shown, value, w - xv - 4 * mm), fill=(15, 15, 15))
             y += 5 * mm
     for label, text in (
         ("Tgl. Lahir", f"{p.birth_date:%d-%m-%Y}"),
@@ -574,7 +581,8 @@ def render_bank_book(p: Person, style: CardStyle | None = None, seed: int = 0) -
     y = 32 * mm
     for label, text, f in rows:
         d.text((8 * mm, y), label, font=body, fill=(40, 40, 40))
-        d.text((48 * mm, y), (": " if style.label_colon else "") + text, font=f, fill=(10, 10, 10))
+        shown = (": " if style.label_colon else "") + text
+        d.text((48 * mm, y), shown, font=_fit(d, shown, f, w - 54 * mm), fill=(10, 10, 10))
         y += 9 * mm
     cx, cy = 120 * mm, 88 * mm
     d.ellipse(
