@@ -27,15 +27,14 @@ from collections.abc import Awaitable, Callable
 
 from server.adapters.local import LocalLiveState, LocalRouter
 from server.floor.core import FloorConfig, FloorCore
+from server.floor.effects import Effect, ResolveClaim
 from server.floor.events import (
     ClaimResolved,
-    Effect,
     Event,
     Now,
     PeerClosed,
     PeerOpened,
     Received,
-    ResolveClaim,
 )
 from server.floor.runtime import FloorRuntime
 from server.logging import configure_logging
@@ -62,8 +61,9 @@ CONFIG = FloorConfig(reservation_timeout=15, grace_period=30, decline_cooldown=6
 
 
 class CountingMailbox:
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         self.count = 0
+        self.id = name
 
     def deliver(self, delivery: Delivery) -> bool:
         self.count += 1
@@ -160,9 +160,9 @@ async def run_runtime(rounds: int) -> tuple[int, float]:
     router, live = LocalRouter(), LocalLiveState()
     runtime = FloorRuntime(CONFIG, router, live, Metrics())
     for i in range(BOOTHS):
-        await router.attach(f"b{i}", CountingMailbox())
+        await router.attach(f"booth:b{i}", CountingMailbox(f"b{i}"))
     for i in range(CSOS):
-        await router.attach(f"c{i}", CountingMailbox())
+        await router.attach(f"cso:c{i}", CountingMailbox(f"c{i}"))
     asks: list[ResolveClaim] = []
     execute = runtime._execute
 

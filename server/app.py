@@ -39,7 +39,7 @@ from server.floor import FloorRuntime
 from server.metrics import Metrics
 from server.ports.floor import Floor
 from server.ports.live_state import LiveSession, LiveState
-from server.ports.router import FLOOR_TOPIC, Mailbox, Router
+from server.ports.router import FLOOR_TOPICS, Mailbox, Router
 from server.records import RecordsService, documents_key
 from server.settings import Settings
 from signaling.schema import protocol_schema
@@ -107,16 +107,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         records = RecordsService(settings, store, blobs, session_of_claim=session_of_claim)
         runtime_kw = {
             "resolve_claim": ws.claim_resolver(records),
-            "record_fingerprints": ws.fingerprint_recorder(records),
-            "record_audit": ws.audit_recorder(records),
+            "write_audit": ws.audit_writer(records),
             "broadcast_interval": settings.broadcast_interval,
         }
         floor: Floor
         if cluster is not None:
             floor = cluster.floor(metrics, runtime_kw)
-            await cluster.router.start(topics=(FLOOR_TOPIC,))
+            await cluster.router.start(topics=(FLOOR_TOPICS,))
         else:
-            floor = FloorRuntime.from_settings(settings, router, live, metrics, **runtime_kw)
+            secret = load_or_create_jwt_secret(settings)
+            floor = FloorRuntime.from_settings(
+                settings, router, live, metrics, secret, **runtime_kw
+            )
         floor_ref.append(floor)
         await floor.start()
 

@@ -36,3 +36,27 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # The floor's own health: alert on any increase of the counters below.
+        self.floor_quarantined = Counter(
+            "loket_floor_events_quarantined",
+            "Events the floor core failed on, set aside so the floor goes on (a bug: alert)",
+            registry=r,
+        )
+        self.floor_format_refused = Counter(
+            "loket_floor_format_refused",
+            "Snapshots or events in a format this version does not read (upgrade order)",
+            registry=r,
+        )
+        self.floor_outbox_pending = Gauge(
+            "loket_floor_outbox_pending", "Audit entries decided, not yet written", registry=r
+        )
+        self.floor_outbox_set_aside = Counter(
+            "loket_floor_outbox_set_aside",
+            "Audit entries the database refused for good, set aside (alert)",
+            registry=r,
+        )
+        self.floor_gateway_resets = Counter(
+            "loket_floor_gateway_resets",
+            "Times this process could not hand its sockets' events to the floor and reset them",
+            registry=r,
+        )

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     process_id: str | None = Field(
         default=None, description="this process's name among the cluster (default: host-pid)"
     )
+    floor_events_budget: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=16 * 1024**3,
+        description="bytes the floor's event stream may hold while no leader drains it; a "
+        "server that cannot add its sockets' events resets them (1012) instead",
+    )
+    previous_secrets: CommaList = Field(
+        default_factory=list,
+        description="secrets used before LOKET_JWT_SECRET, during a rotation: the floor's "
+        "sealed state in Redis is still read with them (never written)",
+    )
 
     # Auth
     jwt_secret: SecretStr | None = Field(
@@ -128,6 +140,9 @@ class Settings(BaseSettings):
     hello_timeout: float = Field(default=10.0, gt=0)
     max_message_bytes: int = Field(default=69_632, ge=1024)
     max_messages_per_second: float = Field(default=200.0, gt=0)
+    max_descriptions_per_session: int = Field(
+        default=32, ge=4, le=10_000, description="offers + answers one call may carry"
+    )
     outbox_size: int = Field(
         default=1024, ge=8, description="messages queued for one socket before it is closed"
     )

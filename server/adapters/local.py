@@ -53,8 +53,8 @@ class LocalLiveState:
 
     async def put(self, session: LiveSession) -> None:
         self._sessions[session.session_id] = session
-        self._by_peer[session.booth_id].add(session.session_id)
-        self._by_peer[session.cso_id].add(session.session_id)
+        for address in session.addresses:
+            self._by_peer[address].add(session.session_id)
         if session.claim_id:
             self._by_claim[session.claim_id] = session.session_id
 
@@ -66,13 +66,13 @@ class LocalLiveState:
         if session:
             if session.claim_id and self._by_claim.get(session.claim_id) == session_id:
                 del self._by_claim[session.claim_id]
-            for peer in (session.booth_id, session.cso_id):
-                self._by_peer[peer].discard(session_id)
-                if not self._by_peer[peer]:
-                    del self._by_peer[peer]
+            for address in session.addresses:
+                self._by_peer[address].discard(session_id)
+                if not self._by_peer[address]:
+                    del self._by_peer[address]
 
-    async def of_peer(self, peer_id: str) -> list[LiveSession]:
-        return [self._sessions[s] for s in sorted(self._by_peer.get(peer_id, ()))]
+    async def of_peer(self, address: str) -> list[LiveSession]:
+        return [self._sessions[s] for s in sorted(self._by_peer.get(address, ()))]
 
     async def count(self) -> int:
         return len(self._sessions)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, WebSocket
@@ -26,14 +29,16 @@ from fastapi import APIRouter, WebSocket
 from server.api.connection import CloseCode, Closed, Connection
 from server.auth.errors import AuthError
 from server.auth.service import AuthService
+from server.domain.access import floor_scope, floor_topic, may_open_socket
 from server.floor import ClaimLookupError
-from server.floor.events import Audit, RecordFingerprints
-from server.floor.runtime import AuditRecorder, ClaimResolver, FingerprintRecorder
+from server.floor.effects import Audit
+from server.floor.outbox import AuditWriter
+from server.floor.runtime import ClaimResolver
 from server.metrics import Metrics
 from server.ports.floor import Floor
-from server.ports.records import AuditDraft
-from server.ports.router import FLOOR_TOPIC, Router
-from server.principal import AccountRole, Principal
+from server.ports.records import AuditDraft, RecordsTx
+from server.ports.router import Router
+from server.principal import Principal
 from server.records import RecordsError, RecordsService
 from server.settings import Settings
 from signaling.errors import ErrorCode, ProtocolError
@@ -51,12 +56,11 @@ from signaling.messages import (
 log = structlog.get_logger("loket.ws")
 router = APIRouter()
 
-# Which account roles may open which socket. Operators are trusted with the floor view.
-SOCKET_ROLES: dict[Role, frozenset[AccountRole]] = {
-    Role.BOOTH: frozenset({AccountRole.BOOTH}),
-    Role.CSO: frozenset({AccountRole.CSO}),
-    Role.SUPERVISOR: frozenset({AccountRole.SUPERVISOR, AccountRole.OPERATOR}),
-}
+
+def peer_address(principal: Principal, role: Role) -> str:
+    """How routers and the floor address this socket's peer: role and id together (a
+    user may be named like a booth; they are two peers)."""
+    return f"{role}:{principal.subject}"
 
 
 @dataclass
@@ -123,11 +127,11 @@ async def serve_socket(ws: WebSocket, role: Role) -> None:
         me = _Session(principal)
         svc.open_sockets[conn.id] = (conn, me)
         structlog.contextvars.bind_contextvars(peer_id=principal.subject, role=str(role))
-        previous = await svc.router.attach(principal.subject, conn)
+        previous = await svc.router.attach(peer_address(principal, role), conn)
         if isinstance(previous, Connection):
             previous.close(CloseCode.REPLACED, "replaced by a newer connection")
         if role is Role.SUPERVISOR:
-            await svc.router.subscribe(FLOOR_TOPIC, conn)
+            await svc.router.subscribe(floor_topic(floor_scope(principal)), conn)
         await svc.floor.opened(principal, conn.id, hello.resume)
         # Reader, watchdog (heartbeat, token expiry, account checks) and the connection's
         # own close side by side; whichever ends first ends the others.
@@ -197,14 +201,9 @@ async def _authenticate(
         conn.reply_error(ProtocolError(ErrorCode.AUTH_FAILED, exc.message, ref=ref))
         conn.close(CloseCode.UNAUTHENTICATED, "auth failed")
         return None
-    if principal.role not in SOCKET_ROLES[role]:
-        conn.reply_error(
-            ProtocolError(
-                ErrorCode.FORBIDDEN_FOR_ROLE,
-                f"a {principal.role} account may not open the {role} socket",
-                ref=ref,
-            )
-        )
+    verdict = may_open_socket(principal, role)
+    if not verdict:
+        conn.reply_error(ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, verdict.reason, ref=ref))
         conn.close(CloseCode.FORBIDDEN, "wrong role")
         return None
     return principal
@@ -336,10 +335,10 @@ async def _reauth(conn: Connection, svc: SocketServices, me: _Session, message: 
 
 async def _disconnected(conn: Connection, svc: SocketServices, principal: Principal) -> None:
     with contextlib.suppress(Exception):
-        await svc.router.detach(principal.subject, conn)
+        await svc.router.detach(peer_address(principal, conn.role), conn)
     try:
         if conn.role is Role.SUPERVISOR:
-            await svc.router.unsubscribe(FLOOR_TOPIC, conn)
+            await svc.router.unsubscribe(floor_topic(floor_scope(principal)), conn)
         await svc.floor.closed(principal, conn.id)
     except Exception:
         log.exception("disconnect_cleanup_failed")
@@ -360,37 +359,30 @@ def claim_resolver(records: RecordsService) -> ClaimResolver:
     return resolve
 
 
-def fingerprint_recorder(records: RecordsService) -> FingerprintRecorder:
-    """Renegotiations that bring new DTLS certificates are audited additions: the first
-    fingerprints of a session, which outcomes carry as evidence, are never overwritten."""
+def audit_writer(records: RecordsService) -> AuditWriter:
+    """The floor outbox's writer: one audit entry (a supervisor's steering or monitoring,
+    fingerprints a renegotiation added), exactly once under its effect id (the records'
+    idempotency table: a retry, or a second leader draining the same entry, finds it
+    written), stamped with the time of the decision, not of the write."""
 
-    async def record(added: RecordFingerprints) -> None:
-        draft = AuditDraft(
-            actor=added.peer_id,
-            role="session",
-            action="session.fingerprints_added",
-            claim_id=added.claim_id,
-            fingerprints=added.fingerprints,
-            details={"session_id": added.session_id},
-        )
-        now = datetime.now(UTC)
-        await records.store.write(lambda tx: tx.append_audit(draft, now))
-
-    return record
-
-
-def audit_recorder(records: RecordsService) -> AuditRecorder:
-    """Supervisors' steering and monitoring, on the hash-chained audit log."""
-
-    async def record(entry: Audit) -> None:
+    async def write(entry: Audit) -> None:
         draft = AuditDraft(
             actor=entry.actor,
             role=entry.role,
             action=entry.action,
             claim_id=entry.claim_id,
+            fingerprints=entry.fingerprints,
             details={k: v for k, v in entry.details.items() if v is not None},
         )
-        now = datetime.now(UTC)
-        await records.store.write(lambda tx: tx.append_audit(draft, now))
+        at = datetime.fromtimestamp(entry.at, UTC)
+        body = json.dumps([entry.action, entry.actor, entry.claim_id, draft.details,
+                           list(entry.fingerprints)], sort_keys=True, default=str)  # fmt: skip
+        digest = hashlib.sha256(body.encode()).hexdigest()
 
-    return record
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            written = tx.append_audit(draft, at)
+            return 200, {"seq": written.seq, "hash": written.hash}
+
+        await records.store.idempotent("floor:outbox", entry.effect_id, digest, work)
+
+    return write

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from server.principal import AccountRole, Principal
+from signaling.messages import Role
 from signaling.session import IN_CALL, SessionState
 
 ANY_BRANCH = "*"
@@ -118,6 +119,45 @@ def scope_of(principal: Principal) -> frozenset[str] | None:
     """The branches a supervisor looks after (their pools, else their own branch); None: all."""
     scope = principal.pools or frozenset({principal.branch})
     return None if ANY_BRANCH in scope else scope
+
+
+# Which socket each account role opens; the one table of it (the socket endpoints, the
+# floor's addressing and its link relay all ask here). Auditors open none: they read
+# records, not the live floor.
+SOCKET_ROLE: dict[AccountRole, Role] = {
+    AccountRole.BOOTH: Role.BOOTH,
+    AccountRole.CSO: Role.CSO,
+    AccountRole.SUPERVISOR: Role.SUPERVISOR,
+    AccountRole.OPERATOR: Role.SUPERVISOR,  # operators are trusted with the floor view
+}
+
+
+def socket_role(principal: Principal) -> Role | None:
+    """The socket this principal speaks on (None: none)."""
+    return SOCKET_ROLE.get(principal.role)
+
+
+def may_open_socket(principal: Principal, role: Role) -> AccessDecision:
+    if SOCKET_ROLE.get(principal.role) is role:
+        return _allow()
+    return _deny(f"a {principal.role} account may not open the {role} socket")
+
+
+def floor_scope(principal: Principal) -> frozenset[str] | None:
+    """The branches of the live floor this principal sees and steers (None: all).
+    Supervisors: the branches they look after; operators: the whole region."""
+    if principal.role is AccountRole.OPERATOR:
+        return None
+    return scope_of(principal)
+
+
+FLOOR_TOPIC_ALL = "floor"
+
+
+def floor_topic(scope: frozenset[str] | None) -> str:
+    """The pub/sub topic of one scope's floor: one snapshot per scope and pass, however
+    many supervisors share it."""
+    return FLOOR_TOPIC_ALL if scope is None else "floor:" + "+".join(sorted(scope))
 
 
 def in_scope(principal: Principal, branch: str | None) -> bool:

@@ -1,7 +1,8 @@
 """The live floor: booths, CSOs, sessions and focus.
 
-`core` is the pure engine (events in, effects out), `views` builds what peers are told,
-`runtime` runs the core on asyncio against the ports.
+`core` is the pure engine (events in, effects out) with its parts `booths`, `officers` and
+`supervision`; `views` builds what peers are told from its read model; `runtime` runs it on
+asyncio against the ports, with `outbox` writing its audit entries.
 """
 
 from server.floor.core import FloorConfig, FloorCore

@@ -1,36 +1,39 @@
-"""The floor core: booths, CSOs, sessions and focus as a pure, sans-I/O state machine.
+"""The floor core: booths, officers, sessions, focus and supervision as a pure, sans-I/O
+state machine.
 
 In the style of h11's `Connection` and python-websockets' `Protocol`: the runtime feeds it
-events (`server.floor.events`) with the time, and it returns the effects to carry out,
-in order. It reads no clock, opens no socket and awaits nothing, so every interleaving of
-check-ins, offers, drops, resumes and timeouts can be explored by a property test
-(tests/unit/test_floor_core.py) in milliseconds.
+events (`server.floor.events`) with the time, and it returns the effects to carry out, in
+order, typed by the guarantee each needs (`server.floor.effects`). It reads no clock, opens
+no socket and awaits nothing, so every interleaving of check-ins, offers, drops, resumes and
+timeouts can be explored by a property test (tests/unit/test_floor_core.py) in milliseconds.
 
-It owns:
-- the Dispatcher (who serves whom, queue order, reservations, grace periods);
-- one `BoothSession` state machine per booth (how far each booth is), whose every
-  transition, including resume and `ended -> idle`, goes through the session table;
-- the live sessions (booth, CSO, state, DTLS fingerprints), mirrored to the LiveState port
-  through PersistSession / DeleteSession effects;
-- each CSO's availability and focus;
-- access decisions for socket actions, through `server.domain.access.decide`.
+`FloorCore` is the coordinator. The state lives in three parts that own it and exchange
+plain data through the coordinator, never by calling each other:
+- `BoothSessions` (booths.py): every booth's visit and session, its state machine, who
+  holds which participant, grace deadlines;
+- `Officers` (officers.py): every officer's socket, break and focus;
+- `Supervision` (supervision.py): supervisors' sockets, scopes and monitor/whisper links.
+The coordinator owns the Dispatcher (who serves whom, queue order, reservations, grace
+periods) and carries each dispatcher decision out across the parts. Every access decision
+goes through `server.domain.access.decide`. Views (views.py) read the public read model
+below (`booths`, `csos`, `sessions`, `links`, `supervisors`, `is_focused`, ...).
 
 Resume is by state sync: a peer that (re)connects gets `welcome` carrying its whole
-authoritative state (views.py), and the core never sends to a peer that is offline:
-what it misses is reflected in that state instead of being replayed.
+authoritative state, and the core never sends to a peer that is offline: what it misses
+is reflected in that state instead of being replayed.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from server.dispatch import (
     Assigned,
     BoothRequest,
-    CsoProfile,
     CsoRetired,
     Decision,
     Dequeued,
@@ -42,58 +45,59 @@ from server.dispatch import (
     ReservationLapsed,
     Reserved,
 )
-from server.domain.access import AccessFacts, Action, SessionFacts
+from server.domain.access import AccessFacts, Action, decide, socket_role
 from server.domain.documents import DocumentKind
-from server.domain.privacy import mask_nik
 from server.domain.sdp import dtls_fingerprints
 from server.floor import views
+from server.floor.booths import BoothSessions, claim_summary
+from server.floor.effects import Effect, Observe, ResolveClaim, Send, SetTimer
 from server.floor.events import (
     BroadcastDue,
     ClaimRefused,
     ClaimResolved,
-    DeleteSession,
     DocumentStored,
-    Effect,
     Event,
-    FloorChanged,
     Now,
-    Observe,
     PeerClosed,
     PeerOpened,
-    PersistSession,
-    Publish,
     Received,
-    RecordFingerprints,
-    ResolveClaim,
-    Send,
-    SetTimer,
     TimerFired,
 )
-from server.floor.supervision import Link, Supervision
+from server.floor.model import (
+    BoothRecord,
+    CsoRecord,
+    Link,
+    PeerKey,
+    SessionRecord,
+    booth_key,
+    cso_key,
+)
+from server.floor.officers import FocusChange, Officers
+from server.floor.step import Step
+from server.floor.supervision import Supervision, SupervisorRecord
 from server.ports.live_state import LiveSession
-from server.principal import AccountRole, Principal
+from server.principal import Principal
 from signaling.codec import error_reply
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
     Accept,
     Ack,
     Answer,
+    AvailabilityChanged,
     Candidate,
     CaptureStatus,
     CheckIn,
-    ClaimSummary,
     CloseLink,
     Decline,
     DocumentAdded,
     EndReason,
     EndSession,
-    Envelope,
-    FloorEvent,
-    FloorSample,
     Focus,
     FocusBooth,
     Language,
     Leave,
+    LinkClosed,
+    LinkOpened,
     MoveBooth,
     Offer,
     OfferWithdrawn,
@@ -103,27 +107,26 @@ from signaling.messages import (
     PeerStats,
     Queued,
     RequestCapture,
+    Role,
     SessionEnded,
     SessionEndNote,
     SessionUpdate,
     SetAvailability,
     SetCsoAvailability,
     Subscribe,
-    WalkInRef,
 )
 from signaling.messages import Reserved as ReservedMsg
-from signaling.session import (
-    BoothSession,
-    IllegalTransition,
-    SessionEvent,
-    SessionState,
-)
+from signaling.session import SessionEvent, SessionState
 
 S, E = SessionState, SessionEvent
 DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
 RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
 HISTORY_STEP = 30.0  # seconds between the queue samples supervisors chart
 HISTORY_POINTS = 120  # an hour of them
+REFUSAL_CODES = {
+    "not_in_session": ErrorCode.NOT_IN_SESSION,
+    "illegal_transition": ErrorCode.ILLEGAL_TRANSITION,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,100 +142,31 @@ class FloorConfig:
     turn_secret: bytes | None = None
     turn_ttl: int = 3600
     monitor_visible_to_cso: bool = True  # the console marks a session a supervisor watches
+    # Keys the index of who is checked in where (a keyed hash, never a NIK in the floor's
+    # state); the same on every process of a cluster (derived from the shared secret).
+    participant_key: bytes = b"loket-participants"
+    # Offers and answers one session may carry (both ends): a call needs two, an ICE
+    # restart or a kiosk restart two more; each is up to a 64 KB SDP relayed (and, in a
+    # cluster, logged), so one peer's renegotiation loop is bounded.
+    max_descriptions: int = 32
 
 
-@dataclass
-class BoothRecord:
-    principal: Principal
-    resume_token: str
-    connection: str | None  # None while the socket is gone (within grace)
-    machine: BoothSession = field(default_factory=BoothSession)
-    claim: ClaimSummary | None = None
-    claim_key: str | None = None  # who the participant is, to refuse a second booth
-    language: Language = Language.INDONESIAN
-    priority: int = 0
-    checked_in_at: float = 0.0  # unix time, shown to people
-    queued_since: float = 0.0  # monotonic, kept across a drop to hold the place
-    session_id: str | None = None
-    lost_deadline: float | None = None  # monotonic, while the socket is gone
-    pending: CheckIn | None = None  # a check-in waiting for its claim to be resolved
-    last_queued: tuple[int, int] | None = None  # (position, eta) last told
-    last_ended: SessionEndNote | None = None  # a session that ended while it was away
-    reconnects: int = 0  # resumes after a drop since the kiosk started (supervisors' alerts)
+@dataclass(frozen=True, slots=True)
+class HistorySample:
+    """The queue per branch at one moment: (waiting, oldest wait in seconds)."""
 
-    @property
-    def booth_id(self) -> str:
-        return self.principal.subject
-
-    @property
-    def connected(self) -> bool:
-        return self.connection is not None
-
-    @property
-    def state(self) -> SessionState:
-        return self.machine.state
+    t: float
+    branches: Mapping[str, tuple[int, float]]
 
 
-@dataclass
-class CsoRecord:
-    principal: Principal
-    resume_token: str
-    connection: str | None
-    paused: bool = False  # remembered across reconnects: a break survives a network blip
-    focused: str | None = None  # session id the CSO talks to
-
-    @property
-    def cso_id(self) -> str:
-        return self.principal.subject
-
-    @property
-    def connected(self) -> bool:
-        return self.connection is not None
+def key_of(principal: Principal) -> PeerKey:
+    role = socket_role(principal)
+    if role is None:
+        raise ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, "this account has no floor socket")
+    return PeerKey(role, principal.subject)
 
 
-@dataclass
-class SessionRecord:
-    live: LiveSession
-    offer_expires_at: float | None = None  # monotonic, while reserved
-    extra_fingerprints: tuple[str, ...] = ()  # announced by later renegotiations
-    state_since: float = 0.0  # unix time of the last step, for supervisors' timers
-    quality: dict[str, PeerQuality] = field(default_factory=dict)  # "booth"/"cso" -> latest
-    _facts: AccessFacts | None = field(default=None, repr=False)
-
-    def facts(self) -> AccessFacts:
-        """What the access policy needs, cached until the session changes."""
-        live = self.live
-        cached = self._facts
-        if cached is None or cached.session is None or cached.session.state is not live.state:
-            cached = self._facts = AccessFacts(
-                session=SessionFacts(live.session_id, live.booth_id, live.cso_id, live.state)
-            )
-        return cached
-
-
-_NO_SESSION = AccessFacts()
-
-
-def claim_summary(message: CheckIn, claim_id: str | None) -> ClaimSummary:
-    claim = message.claim
-    if isinstance(claim, WalkInRef):
-        return ClaimSummary(
-            kind="walk_in",
-            claim_id=claim_id,
-            claim_type=claim.claim_type,
-            nik_masked=mask_nik(claim.nik),
-        )
-    return ClaimSummary(kind="booking", claim_id=claim_id, booking_code=claim.booking_code)
-
-
-def claim_key(message: CheckIn) -> str:
-    claim = message.claim
-    if isinstance(claim, WalkInRef):
-        return f"walk_in:{claim.nik}:{claim.claim_type}"
-    return f"booking:{claim.booking_code}"
-
-
-class FloorCore(Supervision):
+class FloorCore:
     def __init__(
         self, config: FloorConfig, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     ) -> None:
@@ -245,49 +179,98 @@ class FloorCore(Supervision):
                 default_service_time=config.default_service_time,
             )
         )
-        self.booths: dict[str, BoothRecord] = {}
-        self.csos: dict[str, CsoRecord] = {}
-        self.sessions: dict[str, SessionRecord] = {}
+        self._booths = BoothSessions()
+        self._officers = Officers()
+        self._supervision = Supervision()
         self._new_id = new_id
-        self._out: list[Effect] = []
         self._now = Now(0.0, 0.0)
         self._timer_at: float | None = None
-        # Booths whose socket is gone, so deadlines need not scan every booth per event.
-        self._away: set[str] = set()
-        # claim key or "claim:<id>" -> the booth holding it (checked on use).
-        self._holders: dict[str, str] = {}
-        self.supervisors: dict[str, str] = {}  # supervisor id -> its socket
         self._away_in_queue: list[str] = []  # see _apply
-        self.links: dict[str, Link] = {}  # monitor and whisper links by id
-        self.history: deque[FloorSample] = deque(maxlen=HISTORY_POINTS)  # the last hour
+        self.history: deque[HistorySample] = deque(maxlen=HISTORY_POINTS)  # the last hour
+        self._step: Step | None = None  # the event being decided (never snapshotted)
 
-    # --- the one entry point --------------------------------------------------------------
+    # --- the read model (views, the runtimes, tests) ----------------------------------------
+
+    @property
+    def now(self) -> Now:
+        return self._now
+
+    @property
+    def booths(self) -> Mapping[str, BoothRecord]:
+        return MappingProxyType(self._booths.records)
+
+    @property
+    def sessions(self) -> Mapping[str, SessionRecord]:
+        return MappingProxyType(self._booths.sessions)
+
+    @property
+    def csos(self) -> Mapping[str, CsoRecord]:
+        return MappingProxyType(self._officers.records)
+
+    @property
+    def links(self) -> Mapping[str, Link]:
+        return MappingProxyType(self._supervision.links)
+
+    @property
+    def supervisors(self) -> Mapping[str, SupervisorRecord]:
+        return MappingProxyType(self._supervision.records)
+
+    @property
+    def ids_handed_out(self) -> int:
+        """How many seeded ids this core drew (a replay must draw as many)."""
+        return int(getattr(self._new_id, "counter", 0))
+
+    def is_focused(self, booth: BoothRecord) -> bool:
+        record = self._booths.sessions.get(booth.session_id or "")
+        return record is not None and self._officers.focuses(record.live.cso_id, booth.session_id)
+
+    def monitored(self, session_id: str) -> bool:
+        return self._supervision.monitored(session_id)
+
+    def capacity_of(self, cso: CsoRecord) -> int:
+        return min(cso.principal.capacity, self.config.cso_capacity)
+
+    def session_of_claim(self, claim_id: str) -> LiveSession | None:
+        record = self._booths.of_claim(claim_id)
+        return record.live if record else None
+
+    def sessions_of(self, key: PeerKey) -> list[SessionRecord]:
+        field = "booth_id" if key.role is Role.BOOTH else "cso_id"
+        return sorted(
+            (s for s in self._booths.sessions.values() if getattr(s.live, field) == key.subject),
+            key=lambda s: (s.live.created_at, s.live.session_id),
+        )
+
+    def connected(self, key: PeerKey) -> bool:
+        if key.role is Role.BOOTH:
+            booth = self._booths.get(key.subject)
+            return booth is not None and booth.connected
+        if key.role is Role.CSO:
+            return self._officers.connected(key.subject) is not None
+        return self._supervision.connected(key.subject)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [self._booths.next_deadline(), self.dispatcher.next_deadline()]
+        return min((d for d in deadlines if d is not None), default=None)
+
+    # --- the one entry point ----------------------------------------------------------------
 
     def handle(self, event: Event, now: Now) -> list[Effect]:
         """Apply one event; return the effects to carry out, in order."""
         self._now = now
-        self._out = []
+        step = self._step = Step(now, self._new_id, self._supervision.topics_for)
         try:
             if type(event) is Received and type(event.message) in RELAYED:
                 # The hot path (trickled candidates): nothing here moves a deadline.
-                try:
-                    self._received(event)
-                except ProtocolError as exc:
-                    exc.ref = exc.ref or event.message.id
-                    self._send(event.principal.subject, error_reply(exc))
-                return self._out
+                self._received_safely(event)
+                return step.effects
             match event:
                 case PeerOpened():
                     self._opened(event)
                 case PeerClosed():
                     self._closed(event)
                 case Received():
-                    try:
-                        self._received(event)
-                    except ProtocolError as exc:
-                        if exc.ref is None:
-                            exc.ref = event.message.id
-                        self._send(event.principal.subject, error_reply(exc))
+                    self._received_safely(event)
                 case ClaimResolved():
                     self._claim_resolved(event)
                 case ClaimRefused():
@@ -299,62 +282,49 @@ class FloorCore(Supervision):
                 case BroadcastDue():
                     self._broadcast()
             self._schedule()
-            return self._out
+            return step.effects
         finally:
-            self._out = []
+            self._step = None
 
-    def next_deadline(self) -> float | None:
-        deadlines = []
-        for booth_id in list(self._away):
-            rec = self.booths.get(booth_id)
-            if rec is None or rec.lost_deadline is None:
-                self._away.discard(booth_id)
-            else:
-                deadlines.append(rec.lost_deadline)
-        dispatch = self.dispatcher.next_deadline()
-        if dispatch is not None:
-            deadlines.append(dispatch)
-        return min(deadlines, default=None)
+    @property
+    def _out(self) -> Step:
+        assert self._step is not None, "only while an event is being decided"
+        return self._step
 
-    # --- queries for the runtime (HTTP side) -------------------------------------------------
+    def _received_safely(self, ev: Received) -> None:
+        try:
+            self._received(ev)
+        except ProtocolError as exc:
+            exc.ref = exc.ref or ev.message.id
+            self._out.send(key_of(ev.principal), error_reply(exc))
 
-    def session_of_claim(self, claim_id: str) -> LiveSession | None:
-        for booth in self.booths.values():
-            if booth.session_id and booth.claim and booth.claim.claim_id == claim_id:
-                record = self.sessions.get(booth.session_id)
-                return record.live if record else None
-        return None
-
-    def sessions_of(self, peer_id: str) -> list[SessionRecord]:
-        return sorted(
-            (s for s in self.sessions.values() if peer_id in (s.live.cso_id, s.live.booth_id)),
-            key=lambda s: (s.live.created_at, s.live.session_id),
-        )
-
-    # --- sockets ------------------------------------------------------------------------------
+    # --- sockets ----------------------------------------------------------------------------
 
     def _opened(self, ev: PeerOpened) -> None:
-        role = ev.principal.role
-        if role is AccountRole.BOOTH:
+        role = socket_role(ev.principal)
+        if role is Role.BOOTH:
             self._booth_opened(ev)
-        elif role is AccountRole.CSO:
+        elif role is Role.CSO:
             self._cso_opened(ev)
-        else:
+        elif role is Role.SUPERVISOR:
             self._supervisor_opened(ev.principal, ev.connection)
 
     def _closed(self, ev: PeerClosed) -> None:
-        role = ev.principal.role
-        if role is AccountRole.BOOTH:
+        role = socket_role(ev.principal)
+        if role is Role.BOOTH:
             self._booth_closed(ev.principal.subject, ev.connection)
-        elif role is AccountRole.CSO:
+        elif role is Role.CSO:
             self._cso_closed(ev.principal.subject, ev.connection)
-        else:
-            self._supervisor_closed(ev.principal, ev.connection)
+        elif role is Role.SUPERVISOR:
+            links = self._supervision.close(ev.principal, ev.connection)
+            for link in links or ():
+                self._close_link(link, "peer_gone")
 
     def _booth_opened(self, ev: PeerOpened) -> None:
+        out = self._out
         booth_id = ev.principal.subject
-        self._close_links(peer_id=booth_id)  # a new socket has no peer for an old link
-        rec = self.booths.get(booth_id)
+        self._close_links_of(booth_key(booth_id))  # a new socket has no peer for an old link
+        rec = self._booths.get(booth_id)
         resumed = rec is not None and ev.resume is not None and ev.resume == rec.resume_token
         if rec is not None and not resumed:
             # A kiosk that starts afresh (restart, lost token): its old visit is over. The
@@ -363,105 +333,104 @@ class FloorCore(Supervision):
             self._booth_gone(rec, "booth_left")
             rec = None
         if rec is None:
-            rec = BoothRecord(ev.principal, ev.new_token, ev.connection)
-            self.booths[booth_id] = rec
+            rec = self._booths.add(ev.principal, ev.connection, ev.new_token)
         else:
-            rec.connection = ev.connection
-            rec.principal = ev.principal
-            rec.lost_deadline = None
-            # A check-in in flight belonged to the old socket; the welcome says idle, so
-            # the kiosk sends it again (the records find the same claim).
-            rec.pending = None
-            rec.reconnects += 1
+            self._booths.came_back(rec, ev.principal, ev.connection)
             if rec.state is S.RECONNECTING:
-                self._transition(rec, E.RESUME)
+                self._booths.transition(out, rec, E.RESUME)
                 self._align_focus(rec)
         # Back in the queue first, so the welcome tells its place; the welcome still goes
         # out before anything that re-queueing produced for this booth (e.g. `reserved`).
-        first = len(self._out)
+        first = len(out.effects)
         if rec.state is S.QUEUED and not self.dispatcher.has_booth(booth_id):
             self._enqueue(rec)
-        self._out.insert(first, Send(booth_id, views.booth_welcome(self, rec, resumed)))
+        welcome = views.booth_welcome(self, rec, resumed)
+        out.effects.insert(first, Send(rec.key, welcome))
         rec.last_ended = None  # told in the welcome
         place = views.queue_place(self, rec)
         rec.last_queued = (place[0], -1 if place[2] is None else round(place[2])) if place else None
         if rec.session_id:
             self._tell_cso_session(rec)
         if resumed:
-            self._event("booth_resumed", booth_id=booth_id, session_id=rec.session_id)
+            self._event("booth_resumed", rec, session_id=rec.session_id)
 
     def _booth_closed(self, booth_id: str, connection: str) -> None:
-        rec = self.booths.get(booth_id)
+        rec = self._booths.get(booth_id)
         if rec is None or rec.connection != connection:
             return  # replaced by a newer socket
-        rec.connection = None
-        rec.pending = None  # a check-in in flight dies with its socket
-        self._close_links(peer_id=booth_id)
-        if rec.state is S.IDLE:
-            del self.booths[booth_id]
+        idle = rec.state is S.IDLE
+        self._booths.went_away(rec, None if idle else self._now.mono + self.config.grace_period)
+        self._close_links_of(rec.key)
+        if idle:
+            self._booths.forget(rec)
             return
-        if (
-            self.dispatcher.has_booth(booth_id)
-            and self.dispatcher.state_of(booth_id) != "in_service"
-        ):
+        d = self.dispatcher
+        if d.has_booth(booth_id) and d.state_of(booth_id) != "in_service":
             # Out of the queue while away (no CSO is offered an empty booth, and an offer in
             # flight is withdrawn first, so it never looks like a call); the place is kept in
             # queued_since and restored on resume.
-            self._apply(self.dispatcher.leave(booth_id, self._now.mono), "booth_lost")
-        self._transition(rec, E.CONNECTION_LOST)
-        rec.lost_deadline = self._now.mono + self.config.grace_period
-        self._away.add(booth_id)
+            self._apply(d.leave(booth_id, self._now.mono), "booth_lost")
+        self._booths.transition(self._out, rec, E.CONNECTION_LOST)
         if rec.session_id:
             self._tell_cso_session(rec)
-        self._event("booth_lost", booth_id=booth_id, session_id=rec.session_id)
+        self._event("booth_lost", rec, session_id=rec.session_id)
 
     def _cso_opened(self, ev: PeerOpened) -> None:
-        cso_id = ev.principal.subject
-        self._close_links(peer_id=cso_id)
-        rec = self.csos.get(cso_id)
-        resumed = rec is not None
-        if rec is None:
-            rec = CsoRecord(ev.principal, ev.new_token, ev.connection)
-            self.csos[cso_id] = rec
-        rec.connection = ev.connection
-        rec.principal = ev.principal
-        profile = CsoProfile(
-            cso_id=cso_id,
-            capacity=min(ev.principal.capacity, self.config.cso_capacity),
-            branch=ev.principal.branch,
-            pools=ev.principal.pools or frozenset({ev.principal.branch}),
-            skills=ev.principal.skills,
-        )
+        key = cso_key(ev.principal.subject)
+        self._close_links_of(key)
+        rec, resumed = self._officers.open(ev.principal, ev.connection, ev.new_token)
         # Welcome first, then whatever the dispatcher decides now (offers come after it).
-        decisions = self.dispatcher.add_cso(profile, self._now.mono, paused=rec.paused)
-        self._send(cso_id, views.cso_welcome(self, rec, resumed))
-        self._event("cso_joined", cso_id=cso_id, detail="resumed" if resumed else None)
+        decisions = self.dispatcher.add_cso(
+            self._officers.profile(rec, self.capacity_of(rec)), self._now.mono, paused=rec.paused
+        )
+        self._out.send(key, views.cso_welcome(self, rec, resumed))
+        self._cso_event("cso_joined", rec, detail="resumed" if resumed else None)
         self._apply(decisions)
 
     def _cso_closed(self, cso_id: str, connection: str) -> None:
-        rec = self.csos.get(cso_id)
-        if rec is None or rec.connection != connection:
+        rec = self._officers.close(cso_id, connection)
+        if rec is None:
             return
-        rec.connection = None
-        self._close_links(peer_id=cso_id)
-        self._set_focus(rec, None)  # nobody is talking to that booth any more: tell it
-        self._event("cso_lost", cso_id=cso_id)
+        self._close_links_of(rec.key)
+        # Focus stays: the call is peer to peer and goes on while the console reconnects.
+        self._cso_event("cso_lost", rec)
         self._apply(self.dispatcher.cso_lost(cso_id, self._now.mono), "cso_lost")
 
-    # --- inbound messages ----------------------------------------------------------------------
+    def _supervisor_opened(self, who: Principal, connection: str) -> None:
+        # The account's links were its old socket's peer connections: end them, quietly
+        # for the new page, which never had them.
+        for link in self._supervision.links_of(PeerKey(Role.SUPERVISOR, who.subject)):
+            self._close_link(link, "peer_gone", tell_supervisor=False)
+        self._supervision.open(who, connection)
+        self._out.send(
+            PeerKey(Role.SUPERVISOR, who.subject), views.supervisor_welcome(self, who, connection)
+        )
+
+    # --- inbound messages -------------------------------------------------------------------
+
+    def _connection_of(self, key: PeerKey) -> str | None:
+        if key.role is Role.BOOTH:
+            booth = self._booths.get(key.subject)
+            return booth.connection if booth else None
+        if key.role is Role.CSO:
+            cso = self._officers.get(key.subject)
+            return cso.connection if cso else None
+        sup = self._supervision.records.get(key.subject)
+        return sup.connection if sup else None
 
     def _received(self, ev: Received) -> None:
-        me = ev.principal.subject
-        current = self._connection_of(ev.principal)
+        key = key_of(ev.principal)
+        current = self._connection_of(key)
         if current is not None and current != ev.connection:
             return  # a replaced socket's last words; its peer has a newer socket
-        message = ev.message
+        who, message = ev.principal, ev.message
         match message:
             case Candidate() | Offer() | Answer() | PeerState():  # the hot path: first
-                if message.session_id in self.links and not isinstance(message, PeerState):
-                    self._relay_link(ev.principal, message, ev.received_at, ev.raw)
-                elif ev.principal.role in (AccountRole.BOOTH, AccountRole.CSO):
-                    self._relay(ev.principal, message, ev.received_at, ev.raw)
+                link = self._supervision.links.get(message.session_id)
+                if link is not None and not isinstance(message, PeerState):
+                    self._relay_link(key, link, message, ev.received_at, ev.raw)
+                elif key.role in (Role.BOOTH, Role.CSO):
+                    self._relay(who, key, message, ev.received_at, ev.raw)
                 else:
                     raise ProtocolError(ErrorCode.NOT_IN_SESSION, "you are not an end of that link")
             case RequestCapture() | CaptureStatus():
@@ -471,37 +440,46 @@ class FloorCore(Supervision):
                         f"unknown document kind {message.kind!r}",
                         ref=message.id,
                     )
-                self._relay(ev.principal, message, ev.received_at, ev.raw)
+                self._relay(who, key, message, ev.received_at, ev.raw)
             case CheckIn():
-                self._check_in(self._booth(me), message)
+                self._check_in(self._booth(key), message)
             case Leave():
-                self._leave(self._booth(me), message)
+                self._leave(self._booth(key), message)
             case SetAvailability():
-                self._availability(self._cso(me), message)
+                self._availability(self._cso(key), message)
             case Accept():
-                self._accept(ev.principal, message)
+                self._session_request(who, Action.SESSION_ACCEPT, message, self.dispatcher.accept)
             case Decline():
-                self._decline(ev.principal, message)
+                self._session_request(who, Action.SESSION_DECLINE, message, self.dispatcher.decline)
             case FocusBooth():
-                self._focus(ev.principal, message)
-            case EndSession() if ev.principal.role is AccountRole.CSO:
-                self._end(ev.principal, message)
+                self._focus(who, message)
+            case EndSession() if key.role is Role.CSO:
+                self._session_request(
+                    who,
+                    Action.SESSION_END,
+                    message,
+                    lambda booth_id, _, now: self.dispatcher.release(booth_id, now),
+                    "cso_ended",
+                )
             case EndSession():
-                self._supervisor_end(ev.principal, message)
+                self._supervisor_end(who, message)
             case MoveBooth():
-                self._move(ev.principal, message)
+                self._move(who, message)
             case SetCsoAvailability():
-                self._steer_availability(ev.principal, message)
+                self._steer_availability(who, message)
             case OpenLink():
-                self._open_link(ev.principal, message)
-                self._dirty()  # the floor view marks monitored sessions
+                self._open_link(who, message)
+                self._out.dirty()  # the floor view marks monitored sessions
             case CloseLink():
-                self._close_link_request(ev.principal, message)
-                self._dirty()
+                self._close_link_request(who, message)
+                self._out.dirty()
             case Subscribe():
-                self._send(me, views.snapshot(self))
+                # A fresh snapshot comes with the next broadcast pass, one per scope
+                # however many supervisors ask: asking costs a mark, not a snapshot.
+                self._out.send(key, Ack(reply_to=message.id))
+                self._out.dirty()
             case PeerStats():
-                self._peer_stats(ev.principal, message)
+                self._peer_stats(key, who, message)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, "not handled here")
 
@@ -514,88 +492,58 @@ class FloorCore(Supervision):
                 ref=msg.id,
             )
         # Refused here, before any record is touched: a refused check-in changes nothing.
-        self._refuse_if_elsewhere(rec, claim_key(msg), None, msg.id)
+        keys = self._booths.participant_keys(self.config.participant_key, msg)
+        self._booths.refuse_if_elsewhere(rec, keys, msg.id)
         rec.pending = msg
-        self._hold(rec, claim_key(msg))
-        self._out.append(ResolveClaim(rec.principal, msg))
+        self._booths.hold(rec, keys)
+        self._out.effects.append(ResolveClaim(rec.principal, msg))
 
     def _claim_resolved(self, ev: ClaimResolved) -> None:
-        rec = self.booths.get(ev.booth_id)
+        rec = self._booths.get(ev.booth_id)
         if rec is None or rec.pending is None or rec.pending.id != ev.request.id:
             return  # the socket went away meanwhile; it checks in again on return
         rec.pending = None
         msg = ev.request
+        keys = self._booths.participant_keys(self.config.participant_key, msg, ev.claim_id)
         try:
-            self._refuse_if_elsewhere(rec, claim_key(msg), ev.claim_id, msg.id)
+            self._booths.refuse_if_elsewhere(rec, keys, msg.id)
         except ProtocolError as exc:
-            self._send(rec.booth_id, error_reply(exc))
+            self._booths.release(rec)
+            self._out.send(rec.key, error_reply(exc))
             return
         rec.claim = claim_summary(msg, ev.claim_id)
-        rec.claim_key = claim_key(msg)
-        self._hold(rec, rec.claim_key, *([f"claim:{ev.claim_id}"] if ev.claim_id else []))
+        self._booths.hold(rec, keys)
         rec.language = msg.language
         rec.priority = 1 if msg.needs_assistance else 0
         rec.checked_in_at = self._now.wall
         rec.queued_since = self._now.mono
         rec.last_queued = None
-        self._transition(rec, E.CHECK_IN)
-        self._send(rec.booth_id, Ack(reply_to=msg.id))
-        self._event("booth_checked_in", booth_id=rec.booth_id)
+        self._booths.transition(self._out, rec, E.CHECK_IN)
+        self._out.send(rec.key, Ack(reply_to=msg.id))
+        self._event("booth_checked_in", rec)
         self._enqueue(rec)
         self._tell_position(rec)
 
     def _claim_refused(self, ev: ClaimRefused) -> None:
-        rec = self.booths.get(ev.booth_id)
+        rec = self._booths.get(ev.booth_id)
         if rec is None or rec.pending is None or rec.pending.id != ev.request.id:
             return
         rec.pending = None
-        self._send(rec.booth_id, error_reply(ProtocolError(ev.code, ev.message, ref=ev.request.id)))
-
-    def _refuse_if_elsewhere(
-        self, rec: BoothRecord, key: str, claim_id: str | None, ref: str
-    ) -> None:
-        """One participant, one booth. Looked up in an index whose entries are checked
-        on use (a stale entry, left by a booth that moved on, is simply dropped)."""
-        for index in (key, f"claim:{claim_id}" if claim_id else None):
-            if index is None:
-                continue
-            holder_id = self._holders.get(index)
-            if holder_id is None or holder_id == rec.booth_id:
-                continue
-            holder = self.booths.get(holder_id)
-            if holder is not None and self._holds(holder, index):
-                raise ProtocolError(
-                    ErrorCode.CLAIM_REFUSED,
-                    f"this claim is already checked in at booth {holder_id}",
-                    ref=ref,
-                )
-            del self._holders[index]
-
-    @staticmethod
-    def _holds(booth: BoothRecord, index: str) -> bool:
-        if booth.pending is not None and claim_key(booth.pending) == index:
-            return True
-        if booth.state is S.IDLE:
-            return False
-        return booth.claim_key == index or (
-            booth.claim is not None and f"claim:{booth.claim.claim_id}" == index
-        )
-
-    def _hold(self, booth: BoothRecord, *indexes: str) -> None:
-        for index in indexes:
-            self._holders[index] = booth.booth_id
+        self._booths.release(rec)
+        refusal = ProtocolError(ev.code, ev.message, ref=ev.request.id)
+        self._out.send(rec.key, error_reply(refusal))
 
     def _leave(self, rec: BoothRecord, msg: Leave) -> None:
-        self._send(rec.booth_id, Ack(reply_to=msg.id))
+        self._out.send(rec.key, Ack(reply_to=msg.id))
         if rec.state is S.IDLE:
             return
         if self.dispatcher.has_booth(rec.booth_id):
             self._apply(self.dispatcher.leave(rec.booth_id, self._now.mono), "booth_left")
         self._finish_visit(rec)
-        self._event("booth_left", booth_id=rec.booth_id)
+        self._event("booth_left", rec)
 
     def _availability(self, rec: CsoRecord, msg: SetAvailability) -> None:
-        self._send(rec.cso_id, Ack(reply_to=msg.id))
+        self._out.send(rec.key, Ack(reply_to=msg.id))
         if msg.available == (not rec.paused):
             return
         self._set_paused(rec, not msg.available)
@@ -611,23 +559,8 @@ class FloorCore(Supervision):
             )
         else:
             decisions = []  # lost: it comes back paused (add_cso remembers the break)
-        self._event("cso_paused" if paused else "cso_resumed", cso_id=rec.cso_id)
+        self._cso_event("cso_paused" if paused else "cso_resumed", rec)
         self._apply(decisions)
-
-    def _accept(self, who: Principal, msg: Accept) -> None:
-        self._session_request(who, Action.SESSION_ACCEPT, msg, self.dispatcher.accept)
-
-    def _decline(self, who: Principal, msg: Decline) -> None:
-        self._session_request(who, Action.SESSION_DECLINE, msg, self.dispatcher.decline)
-
-    def _end(self, who: Principal, msg: EndSession) -> None:
-        self._session_request(
-            who,
-            Action.SESSION_END,
-            msg,
-            lambda booth_id, _, now: self.dispatcher.release(booth_id, now),
-            "cso_ended",
-        )
 
     def _session_request(
         self,
@@ -640,130 +573,111 @@ class FloorCore(Supervision):
         """A CSO acts on one of its sessions: policy, dispatcher, ack, then the decisions."""
         session = self._authorised(who, action, msg.session_id, msg.id)
         decisions = self._dispatch(lambda now: call(session.booth_id, who.subject, now), msg.id)
-        self._send(who.subject, Ack(reply_to=msg.id))
+        self._out.send(cso_key(who.subject), Ack(reply_to=msg.id))
         self._apply(decisions, end_reason)
 
     def _focus(self, who: Principal, msg: FocusBooth) -> None:
         """Talk to one booth; every other booth of this CSO goes on hold."""
-        rec = self._cso(who.subject)
+        rec = self._cso(cso_key(who.subject))
         if msg.session_id is not None:
             self._authorised(who, Action.SESSION_FOCUS, msg.session_id, msg.id)
-        self._send(who.subject, Ack(reply_to=msg.id))
+        self._out.send(rec.key, Ack(reply_to=msg.id))
         self._set_focus(rec, msg.session_id)
 
     def _set_focus(self, cso: CsoRecord, session_id: str | None) -> None:
-        before = cso.focused
-        cso.focused = session_id
-        if before == session_id:
-            return
-        for sid in (before, session_id):
-            record = self.sessions.get(sid) if sid else None
+        change = self._officers.set_focus(cso, session_id)
+        if change is not None:
+            self._focus_changed(change)
+
+    def _focus_changed(self, change: FocusChange) -> None:
+        for sid in (change.before, change.after):
+            record = self._booths.sessions.get(sid) if sid else None
             if record is None:
                 continue
-            booth = self.booths.get(record.live.booth_id)
+            booth = self._booths.get(record.live.booth_id)
             if booth is None or booth.session_id != sid:
                 continue
             self._align_focus(booth)
             if booth.connected:
                 live_id = record.live.session_id
-                self._send(booth.booth_id, Focus(session_id=live_id, focused=live_id == session_id))
+                self._out.send(booth.key, Focus(session_id=live_id, focused=sid == change.after))
 
     def _align_focus(self, booth: BoothRecord) -> None:
         """Make the booth's state say whether its CSO talks to it (once media is up)."""
         if booth.state not in (S.ON_HOLD, S.FOCUSED) or booth.session_id is None:
             return
-        focused = self._is_focused(booth)
+        focused = self.is_focused(booth)
         if focused and booth.state is S.ON_HOLD:
-            self._transition(booth, E.FOCUS)
+            self._booths.transition(self._out, booth, E.FOCUS)
         elif not focused and booth.state is S.FOCUSED:
-            self._transition(booth, E.UNFOCUS)
+            self._booths.transition(self._out, booth, E.UNFOCUS)
 
-    def _is_focused(self, booth: BoothRecord) -> bool:
-        record = self.sessions.get(booth.session_id or "")
-        if record is None:
-            return False
-        cso = self.csos.get(record.live.cso_id)
-        return cso is not None and cso.focused == booth.session_id
-
-    # --- relay ----------------------------------------------------------------------------------
+    # --- relay ------------------------------------------------------------------------------
 
     def _relay(
         self,
-        sender: Principal,
+        who: Principal,
+        key: PeerKey,
         msg: Offer | Answer | Candidate | PeerState | RequestCapture | CaptureStatus,
         received_at: float | None,
         raw: str | None = None,
     ) -> None:
         """Forward signaling and capture messages between the two ends of one session.
         (Which end may send which is fixed by the socket's role: see signaling.messages.)"""
-        live = self._authorised(sender, Action.SESSION_SIGNAL, msg.session_id, msg.id)
-        record = self.sessions[live.session_id]
-        me = sender.subject
-        from_booth = me == live.booth_id
+        live = self._authorised(who, Action.SESSION_SIGNAL, msg.session_id, msg.id)
+        record = self._booths.sessions[live.session_id]
+        from_booth = key.role is Role.BOOTH
         if isinstance(msg, Offer | Answer):
-            self._fingerprints(record, me, from_booth, dtls_fingerprints(msg.sdp))
+            added = self._booths.description(
+                self._out,
+                record,
+                from_booth,
+                dtls_fingerprints(msg.sdp),
+                msg.id,
+                self.config.max_descriptions,
+            )
+            if added:
+                self._out.audit(key, "session.fingerprints_added", claim_id=live.claim_id,
+                                fingerprints=added, session_id=live.session_id)  # fmt: skip
         if isinstance(msg, PeerState):
-            if from_booth:
-                self._booth_media(self.booths[live.booth_id], msg)
-            else:
+            if not from_booth:
                 return  # the booth has no use for the console's view of the connection
-        target_id = live.other_end(me)
-        target = self.csos.get(target_id) if from_booth else self.booths.get(target_id)
-        if target is None or not target.connected:
+            self._booth_media(self._booths.records[live.booth_id], msg)
+        target = cso_key(live.cso_id) if from_booth else booth_key(live.booth_id)
+        if not self.connected(target):
             raise ProtocolError(
                 ErrorCode.PEER_UNAVAILABLE, "the other end is not connected", ref=msg.id
             )
-        self._send(target_id, msg, received_at, raw)
-
-    def _fingerprints(
-        self, record: SessionRecord, peer_id: str, from_booth: bool, prints: tuple[str, ...]
-    ) -> None:
-        """The first offer/answer of each end fixes its fingerprints (the outcome's evidence);
-        a renegotiation with other certificates is recorded as an audited addition."""
-        if not prints:
-            return
-        live = record.live
-        first = live.booth_fingerprints if from_booth else live.cso_fingerprints
-        if not first:
-            if from_booth:
-                record.live = replace(live, booth_fingerprints=prints)
-            else:
-                record.live = replace(live, cso_fingerprints=prints)
-            self._out.append(PersistSession(record.live))
-            return
-        new = tuple(p for p in prints if p not in first and p not in record.extra_fingerprints)
-        if new:
-            record.extra_fingerprints += new
-            self._out.append(RecordFingerprints(live.session_id, live.claim_id, peer_id, new))
+        self._out.send(target, msg, received_at, raw)
 
     def _booth_media(self, booth: BoothRecord, msg: PeerState) -> None:
         if booth.session_id != msg.session_id:
             return
         if msg.state == "connected" and booth.state is S.CONNECTING:
-            self._transition(booth, E.MEDIA_UP)
+            self._booths.transition(self._out, booth, E.MEDIA_UP)
             self._align_focus(booth)
             self._tell_cso_session(booth)
-            self._dirty()
+            self._out.dirty()
 
-    def _peer_stats(self, who: Principal, msg: PeerStats) -> None:
+    def _peer_stats(self, key: PeerKey, who: Principal, msg: PeerStats) -> None:
         """Kept for the floor view, never relayed; a notable change marks the floor dirty."""
         live = self._authorised(who, Action.SESSION_SIGNAL, msg.session_id, msg.id)
-        record = self.sessions[live.session_id]
-        end = "booth" if who.subject == live.booth_id else "cso"
+        record = self._booths.sessions[live.session_id]
+        end = "booth" if key.role is Role.BOOTH else "cso"
         new = PeerQuality(rtt_ms=msg.rtt_ms, loss=msg.loss, fps=msg.fps, at=self._now.wall)
         old = record.quality.get(end)
         record.quality[end] = new
         if old is None or views.quality_band(old) != views.quality_band(new):
-            self._dirty()
+            self._out.dirty()
 
     def _document_stored(self, ev: DocumentStored) -> None:
-        live = self.session_of_claim(ev.claim_id)
-        if live is None or live.state is S.RESERVED:
+        record = self._booths.of_claim(ev.claim_id)
+        if record is None or record.live.state is S.RESERVED:
             return  # nobody serves the claim right now; the claim view lists it
-        cso = self.csos.get(live.cso_id)
-        if cso is not None and cso.connected:
-            self._send(
-                cso.cso_id,
+        live = record.live
+        if self._officers.connected(live.cso_id) is not None:
+            self._out.send(
+                cso_key(live.cso_id),
                 DocumentAdded(
                     session_id=live.session_id,
                     claim_id=ev.claim_id,
@@ -775,26 +689,204 @@ class FloorCore(Supervision):
                 ),
             )
 
-    # --- time -----------------------------------------------------------------------------------
+    # --- supervisors: steering and links ----------------------------------------------------
+
+    def _check(self, who: Principal, action: Action, facts: AccessFacts, ref: str) -> None:
+        """The access policy's refusal, as the protocol's typed error (one mapping for every
+        socket action)."""
+        verdict = decide(who, action, facts)
+        if not verdict.allowed:
+            raise ProtocolError(REFUSAL_CODES.get(verdict.code, ErrorCode.FORBIDDEN_FOR_ROLE),
+                                verdict.reason, ref=ref)  # fmt: skip
+
+    def _steer_facts(self, record: SessionRecord | None, branch_of: Role) -> AccessFacts:
+        """A session's facts with the branch a supervisor must look after to act on it:
+        the booth's (monitor, move, end) or the officer's (whisper)."""
+        if record is None:
+            return AccessFacts()
+        live = record.live
+        if branch_of is Role.CSO:
+            cso = self._officers.get(live.cso_id)
+            branch = cso.principal.branch if cso else None
+        else:
+            booth = self._booths.get(live.booth_id)
+            branch = booth.principal.branch if booth else None
+        return AccessFacts(session=record.facts().session, claim_branch=branch)
+
+    def _move(self, who: Principal, msg: MoveBooth) -> None:
+        record = self._booths.sessions.get(msg.session_id)
+        self._check(who, Action.SESSION_STEER, self._steer_facts(record, Role.BOOTH), msg.id)
+        assert record is not None
+        live = record.live
+        target = self._officers.get(msg.to_cso_id)
+        if target is None or not self.dispatcher.has_cso(msg.to_cso_id):
+            raise ProtocolError(
+                ErrorCode.CONFLICT, f"no officer {msg.to_cso_id!r} is on the floor", ref=msg.id
+            )
+        # The officer it goes to must be one this supervisor steers, too.
+        self._check(who, Action.CSO_STEER, AccessFacts(claim_branch=target.principal.branch),
+                    msg.id)  # fmt: skip
+        decisions = self._dispatch(
+            lambda now: self.dispatcher.move(live.booth_id, msg.to_cso_id, now), msg.id
+        )
+        self._out.audit(who, "session.moved", claim_id=live.claim_id, session_id=live.session_id,
+                        booth_id=live.booth_id, from_cso=live.cso_id,
+                        to_cso=msg.to_cso_id)  # fmt: skip
+        self._out.send(key_of(who), Ack(reply_to=msg.id))
+        self._apply(decisions, "moved")
+
+    def _steer_availability(self, who: Principal, msg: SetCsoAvailability) -> None:
+        cso = self._officers.get(msg.cso_id)
+        branch = cso.principal.branch if cso else None
+        self._check(who, Action.CSO_STEER, AccessFacts(claim_branch=branch), msg.id)
+        if cso is None or not self.dispatcher.has_cso(msg.cso_id):
+            raise ProtocolError(
+                ErrorCode.CONFLICT, f"no officer {msg.cso_id!r} is on the floor", ref=msg.id
+            )
+        if msg.available and not cso.connected:
+            raise ProtocolError(
+                ErrorCode.CONFLICT, "that officer is disconnected; they resume on return",
+                ref=msg.id,
+            )  # fmt: skip
+        if msg.available == (not cso.paused):
+            self._out.send(key_of(who), Ack(reply_to=msg.id))
+            return
+        self._out.audit(who, "cso.resumed" if msg.available else "cso.paused",
+                        cso_id=cso.cso_id)  # fmt: skip
+        self._out.send(key_of(who), Ack(reply_to=msg.id))
+        self._set_paused(cso, not msg.available)
+        if cso.connected:
+            self._out.send(
+                cso.key, AvailabilityChanged(available=msg.available, by=who.display_name)
+            )
+
+    def _supervisor_end(self, who: Principal, msg: EndSession) -> None:
+        record = self._booths.sessions.get(msg.session_id)
+        self._check(who, Action.SESSION_STEER, self._steer_facts(record, Role.BOOTH), msg.id)
+        assert record is not None
+        live = record.live
+        decisions = self._dispatch(lambda now: self.dispatcher.release(live.booth_id, now), msg.id)
+        self._out.audit(who, "session.ended_by_supervisor", claim_id=live.claim_id,
+                        session_id=live.session_id, booth_id=live.booth_id,
+                        cso_id=live.cso_id)  # fmt: skip
+        self._out.send(key_of(who), Ack(reply_to=msg.id))
+        self._apply(decisions, "supervisor_ended")
+
+    def _open_link(self, who: Principal, msg: OpenLink) -> None:
+        record = self._booths.sessions.get(msg.session_id)
+        end = Role.BOOTH if msg.kind == "monitor" else Role.CSO
+        self._check(who, Action.SESSION_MONITOR, self._steer_facts(record, end), msg.id)
+        assert record is not None
+        live = record.live
+        peer = booth_key(live.booth_id) if end is Role.BOOTH else cso_key(live.cso_id)
+        if not self.connected(peer):
+            raise ProtocolError(
+                ErrorCode.PEER_UNAVAILABLE, "that end is reconnecting; try again", ref=msg.id
+            )
+        if self._supervision.has_link(who.subject, live.session_id, msg.kind):
+            raise ProtocolError(
+                ErrorCode.CONFLICT, f"already {msg.kind}ing that session", ref=msg.id
+            )
+        link = self._supervision.add_link(
+            f"lk{self._out.new_id()}", msg.kind, live.session_id, who, peer, live.claim_id
+        )
+        self._out.audit(who, f"{msg.kind}.started", claim_id=live.claim_id,
+                        session_id=live.session_id, link_id=link.link_id)  # fmt: skip
+        self._out.send(link.supervisor_key, Ack(reply_to=msg.id))
+        # The monitored booth offers to the supervisor; a whisperer offers to the officer.
+        ends = ((link.supervisor_key, msg.kind == "whisper"), (peer, end is Role.BOOTH))
+        for to, offerer in ends:
+            self._out.send(
+                to,
+                LinkOpened(
+                    link_id=link.link_id,
+                    kind=msg.kind,
+                    session_id=live.session_id,
+                    offerer=offerer,
+                    supervisor_name=who.display_name,
+                    ice_servers=views.ice_servers(self, to),
+                ),
+            )
+        if msg.kind == "monitor":
+            self._tell_monitored(live.session_id)
+
+    def _close_link_request(self, who: Principal, msg: CloseLink) -> None:
+        link = self._supervision.links.get(msg.link_id)
+        if link is None or link.supervisor.subject != who.subject:
+            raise ProtocolError(ErrorCode.NOT_IN_SESSION, "no such link of yours", ref=msg.id)
+        self._out.send(link.supervisor_key, Ack(reply_to=msg.id))
+        self._close_link(link, "closed")
+
+    def _close_link(self, link: Link, reason: str, *, tell_supervisor: bool = True) -> None:
+        if self._supervision.remove_link(link.link_id) is None:
+            return
+        self._out.audit(link.supervisor, f"{link.kind}.stopped", claim_id=link.claim_id,
+                        session_id=link.session_id, link_id=link.link_id,
+                        reason=reason)  # fmt: skip
+        closed = LinkClosed(link_id=link.link_id, reason=reason)  # type: ignore[arg-type]
+        if tell_supervisor and self.connected(link.supervisor_key):
+            self._out.send(link.supervisor_key, closed)
+        if self.connected(link.peer):
+            self._out.send(link.peer, closed)
+        if link.kind == "monitor":
+            self._tell_monitored(link.session_id)
+
+    def _close_links_of(self, key: PeerKey) -> None:
+        """A peer's new socket, or its socket gone: its links have no peer connection."""
+        for link in self._supervision.links_of(key):
+            self._close_link(link, "peer_gone")
+
+    def _tell_monitored(self, session_id: str) -> None:
+        """The CSO sees a "monitored" mark, if the agency chose to show it."""
+        record = self._booths.sessions.get(session_id)
+        if record is None or not self.config.monitor_visible_to_cso:
+            return
+        booth = self._booths.get(record.live.booth_id)
+        if self._officers.connected(record.live.cso_id) is not None and booth is not None:
+            self._out.send(
+                cso_key(record.live.cso_id),
+                SessionUpdate(
+                    session_id=session_id,
+                    state=record.live.state,
+                    booth_connected=booth.connected,
+                    monitored=self.monitored(session_id),
+                ),
+            )
+
+    def _relay_link(
+        self,
+        key: PeerKey,
+        link: Link,
+        msg: Offer | Answer | Candidate,
+        received_at: float | None,
+        raw: str | None = None,
+    ) -> None:
+        if not link.has_end(key):
+            raise ProtocolError(ErrorCode.NOT_IN_SESSION, "you are not an end of that link")
+        target = link.other_end(key)
+        if not self.connected(target):
+            raise ProtocolError(ErrorCode.PEER_UNAVAILABLE, "the other end is not connected")
+        self._out.send(target, msg, received_at, raw)
+
+    # --- time -------------------------------------------------------------------------------
 
     def _timer(self) -> None:
         now = self._now.mono
         self._apply(self.dispatcher.tick(now), "cso_lost")
-        due = [self.booths[b] for b in sorted(self._away) if b in self.booths]
-        for rec in [b for b in due if b.lost_deadline is not None and b.lost_deadline <= now]:
+        for rec in self._booths.overdue(now):
             if rec.state is S.IDLE:
-                del self.booths[rec.booth_id]  # nothing to hold; it told its story already
+                self._booths.forget(rec)  # nothing to hold; it told its story already
             else:
                 self._booth_gone(rec, "booth_lost")
 
     def _broadcast(self) -> None:
-        for rec in self.booths.values():
+        for rec in self._booths.records.values():
             self._tell_position(rec)
-        view = views.snapshot(self)
-        if not self.history or view.now is None or view.now - self.history[-1].t >= HISTORY_STEP:
-            self.history.append(FloorSample(t=view.now or 0.0, waiting=view.queue.waiting,
-                                            oldest_wait_s=view.queue.oldest_wait_s))  # fmt: skip
-        self._out.append(Publish(view))
+        now = self._now.wall
+        if not self.history or now - self.history[-1].t >= HISTORY_STEP:
+            self.history.append(HistorySample(now, views.queue_by_branch(self)))
+        for topic, scope in self._supervision.scopes().items():
+            self._out.publish(topic, views.snapshot(self, scope))
 
     def _tell_position(self, rec: BoothRecord) -> None:
         place = views.queue_place(self, rec)
@@ -804,17 +896,17 @@ class FloorCore(Supervision):
         key = (position, -1 if eta is None else round(eta))
         if key != rec.last_queued:
             rec.last_queued = key
-            self._send(
-                rec.booth_id, Queued(position=position, waiting=waiting, estimated_wait_s=eta)
+            self._out.send(
+                rec.key, Queued(position=position, waiting=waiting, estimated_wait_s=eta)
             )
 
     def _schedule(self) -> None:
         at = self.next_deadline()
         if at != self._timer_at:
             self._timer_at = at
-            self._out.append(SetTimer(at))
+            self._out.effects.append(SetTimer(at))
 
-    # --- dispatcher decisions --------------------------------------------------------------------
+    # --- dispatcher decisions ---------------------------------------------------------------
 
     def _dispatch(self, call: Callable[[float], list[Decision]], ref: str) -> list[Decision]:
         try:
@@ -834,7 +926,7 @@ class FloorCore(Supervision):
             checked_in_at=rec.queued_since,
         )
         self._apply(self.dispatcher.enqueue(request, self._now.mono))
-        self._dirty()
+        self._out.dirty()
 
     def _apply(self, decisions: list[Decision], end_reason: EndReason = "completed") -> None:
         for decision in decisions:
@@ -852,10 +944,12 @@ class FloorCore(Supervision):
                 case Dequeued():
                     self._withdraw_offer_of(decision.booth_id, "booth_left")
                 case CsoRetired():  # lost past its grace period: forget it
-                    self.csos.pop(decision.cso_id, None)
-                    self._event("cso_left", cso_id=decision.cso_id)
+                    rec = self._officers.get(decision.cso_id)
+                    self._officers.retire(decision.cso_id)
+                    if rec is not None:
+                        self._cso_event("cso_left", rec)
         if decisions:
-            self._dirty()
+            self._out.dirty()
         # Booths found away while a batch was carried out leave the queue only now: asking
         # the dispatcher mid-batch would decide on booths whose decisions are still queued.
         while self._away_in_queue:
@@ -868,86 +962,72 @@ class FloorCore(Supervision):
         disp = self.dispatcher
         if not (disp.has_booth(d.booth_id) and disp.cso_of(d.booth_id) == d.cso_id):
             return  # stale: an earlier decision of the same batch took the booth back out
-        booth = self.booths[d.booth_id]
+        booth = self._booths.records[d.booth_id]
         if not booth.connected:
             # Matched in the same breath as it was requeued while away: no CSO is offered
             # an empty booth; it waits again once back.
             self._away_in_queue.append(d.booth_id)
             return
-        session_id = self._new_id()
-        booth.session_id = session_id
-        live = LiveSession(
-            session_id,
-            d.booth_id,
-            d.cso_id,
-            S.RESERVED,
-            self._now.wall,
-            claim_id=booth.claim.claim_id if booth.claim else None,
-        )
-        self.sessions[session_id] = SessionRecord(
-            live, offer_expires_at=d.expires_at, state_since=self._now.wall
-        )
-        self._out.append(PersistSession(live))
-        self._transition(booth, E.RESERVE)
-        self._send(d.cso_id, views.offer(self, self.sessions[session_id], booth))
-        self._send(d.booth_id, ReservedMsg(session_id=session_id))
-        self._event("booth_reserved", booth_id=d.booth_id, cso_id=d.cso_id, session_id=session_id)
+        record = self._booths.open_session(self._out, booth, d.cso_id, d.expires_at)
+        self._booths.transition(self._out, booth, E.RESERVE)
+        self._out.send(cso_key(d.cso_id), views.offer(self, record, booth))
+        self._out.send(booth.key, ReservedMsg(session_id=record.live.session_id))
+        self._event("booth_reserved", booth, cso_id=d.cso_id, session_id=record.live.session_id)
 
     def _on_assigned(self, d: Assigned) -> None:
-        booth = self.booths[d.booth_id]
+        booth = self._booths.records[d.booth_id]
         session_id = booth.session_id
         assert session_id is not None
-        self.sessions[session_id].offer_expires_at = None
-        self._transition(booth, E.ACCEPT)
-        self._out.append(Observe("assignments"))
-        self._out.append(Observe("wait_seconds", max(0.0, self._now.wall - booth.checked_in_at)))
+        record = self._booths.sessions[session_id]
+        record.offer_expires_at = None
+        self._booths.transition(self._out, booth, E.ACCEPT)
+        self._out.effects.append(Observe("assignments"))
+        self._out.effects.append(
+            Observe("wait_seconds", max(0.0, self._now.wall - booth.checked_in_at))
+        )
         if booth.connected:
-            self._send(d.booth_id, views.assigned_for_booth(self, booth))
-        self._send(d.cso_id, views.assigned_for_cso(self, self.sessions[session_id], booth))
-        self._event("booth_assigned", booth_id=d.booth_id, cso_id=d.cso_id, session_id=session_id)
+            self._out.send(booth.key, views.assigned_for_booth(self, booth))
+        self._out.send(cso_key(d.cso_id), views.assigned_for_cso(self, record, booth))
+        self._event("booth_assigned", booth, cso_id=d.cso_id, session_id=session_id)
 
     def _on_lapsed(self, d: ReservationLapsed) -> None:
-        booth = self.booths[d.booth_id]
+        booth = self._booths.records[d.booth_id]
         self._withdraw_offer_of(d.booth_id, d.reason)
         if booth.state is S.RESERVED:
-            self._transition(booth, E.LAPSE)
+            self._booths.transition(self._out, booth, E.LAPSE)
         booth.last_queued = None
         self._tell_position(booth)  # the kiosk leaves "an officer is coming" at once
 
     def _withdraw_offer_of(self, booth_id: str, reason: str) -> None:
-        booth = self.booths.get(booth_id)
+        booth = self._booths.get(booth_id)
         if booth is None or booth.session_id is None:
             return
-        record = self.sessions.pop(booth.session_id, None)
+        record = self._booths.drop_session(self._out, booth.session_id)
         booth.session_id = None
-        if record is None:
-            return
-        self._out.append(DeleteSession(record.live.session_id))
-        cso = self.csos.get(record.live.cso_id)
-        if cso is not None and cso.connected:
-            self._send(
-                cso.cso_id,
+        if record is not None and self._officers.connected(record.live.cso_id) is not None:
+            self._out.send(
+                cso_key(record.live.cso_id),
                 OfferWithdrawn(session_id=record.live.session_id, reason=reason),  # type: ignore[arg-type]
             )
 
     def _on_requeued(self, d: Requeued, reason: EndReason) -> None:
-        booth = self.booths[d.booth_id]
+        booth = self._booths.records[d.booth_id]
         if booth.session_id:
             self._close_session(booth.session_id, reason)
         booth.session_id = None
         booth.last_queued = None
         away = booth.state is S.RECONNECTING
-        self._transition(booth, E.REQUEUE)
+        self._booths.transition(self._out, booth, E.REQUEUE)
         if away:
             # Away itself: it waits again once back; no CSO is offered an empty booth.
-            self._transition(booth, E.CONNECTION_LOST)
+            self._booths.transition(self._out, booth, E.CONNECTION_LOST)
             self._away_in_queue.append(d.booth_id)
-        self._out.append(Observe("requeues"))
-        self._event("booth_requeued", booth_id=d.booth_id, cso_id=d.former_cso_id)
+        self._out.effects.append(Observe("requeues"))
+        self._event("booth_requeued", booth, cso_id=d.former_cso_id)
         self._tell_position(booth)
 
     def _end_session_of(self, booth_id: str, reason: EndReason) -> None:
-        booth = self.booths.get(booth_id)
+        booth = self._booths.get(booth_id)
         if booth is None or booth.session_id is None:
             return
         session_id = booth.session_id
@@ -958,27 +1038,23 @@ class FloorCore(Supervision):
             booth.last_ended = SessionEndNote(session_id=session_id, reason=reason)
 
     def _close_session(self, session_id: str, reason: EndReason) -> None:
-        record = self.sessions.pop(session_id, None)
+        record = self._booths.sessions.get(session_id)
         if record is None:
             return
+        for link in self._supervision.links_of_session(session_id):
+            self._close_link(link, "session_ended")
+        self._booths.drop_session(self._out, session_id)
         live = record.live
-        self._close_links(session_id=session_id)
-        self._out.append(DeleteSession(session_id))
         ended = SessionEnded(session_id=session_id, reason=reason)
-        booth, cso = self.booths.get(live.booth_id), self.csos.get(live.cso_id)
+        booth = self._booths.get(live.booth_id)
         if booth is not None and booth.connected:
-            self._send(live.booth_id, ended)
-        if cso is not None and cso.connected:
-            self._send(live.cso_id, ended)
-        if cso is not None and cso.focused == session_id:
-            cso.focused = None
-        self._event(
-            "session_ended",
-            booth_id=live.booth_id,
-            cso_id=live.cso_id,
-            session_id=session_id,
-            detail=reason,
-        )
+            self._out.send(booth.key, ended)
+        if self._officers.connected(live.cso_id) is not None:
+            self._out.send(cso_key(live.cso_id), ended)
+        self._officers.session_closed(live.cso_id, session_id)
+        branch = booth.principal.branch if booth else None
+        self._out.event("session_ended", branch=branch, booth_id=live.booth_id,
+                        cso_id=live.cso_id, session_id=session_id, detail=reason)  # fmt: skip
 
     def _finish_visit(self, booth: BoothRecord) -> None:
         """The participant is done (or left): end -> idle, through the session table."""
@@ -986,10 +1062,10 @@ class FloorCore(Supervision):
             self._close_session(booth.session_id, "booth_left")
         booth.session_id = None
         if booth.state is not S.IDLE:
-            self._transition(booth, E.END)
-            self._transition(booth, E.RESET)
+            self._booths.transition(self._out, booth, E.END)
+            self._booths.transition(self._out, booth, E.RESET)
         booth.claim = None
-        booth.claim_key = None
+        self._booths.release(booth)
         booth.last_queued = None
 
     def _booth_gone(self, rec: BoothRecord, reason: EndReason) -> None:
@@ -999,97 +1075,65 @@ class FloorCore(Supervision):
         if rec.session_id:
             self._close_session(rec.session_id, reason)
             rec.session_id = None
-        del self.booths[rec.booth_id]
-        self._event("booth_left", booth_id=rec.booth_id, detail=reason)
+        self._booths.forget(rec)
+        self._event("booth_left", rec, detail=reason)
 
-    # --- helpers ----------------------------------------------------------------------------------
-
-    def _transition(self, booth: BoothRecord, event: SessionEvent) -> None:
-        try:
-            booth.machine.handle(event)
-        except IllegalTransition as exc:  # pragma: no cover - the property test hunts these
-            raise AssertionError(f"floor bookkeeping broke for {booth.booth_id}: {exc}") from exc
-        record = self.sessions.get(booth.session_id or "")
-        if record is not None and record.live.state is not booth.state:
-            record.live = record.live.with_state(booth.state)
-            record.state_since = self._now.wall
-            self._out.append(PersistSession(record.live))
+    # --- helpers ----------------------------------------------------------------------------
 
     def _tell_cso_session(self, booth: BoothRecord) -> None:
-        record = self.sessions.get(booth.session_id or "")
+        record = self._booths.sessions.get(booth.session_id or "")
         if record is None or record.live.state is S.RESERVED:
             if record is not None:  # an offer in flight: the CSO sees it in its offer list
-                self._dirty()
+                self._out.dirty()
             return
-        cso = self.csos.get(record.live.cso_id)
-        if cso is not None and cso.connected:
-            self._send(
-                cso.cso_id,
+        if self._officers.connected(record.live.cso_id) is not None:
+            self._out.send(
+                cso_key(record.live.cso_id),
                 SessionUpdate(
                     session_id=record.live.session_id,
                     state=booth.state,
                     booth_connected=booth.connected,
                 ),
             )
-        self._dirty()
+        self._out.dirty()
 
     def _authorised(self, who: Principal, action: Action, session_id: str, ref: str) -> LiveSession:
-        record = self.sessions.get(session_id)
-        self._check(who, action, record.facts() if record else _NO_SESSION, ref)
+        record = self._booths.sessions.get(session_id)
+        self._check(who, action, record.facts() if record else AccessFacts(), ref)
         assert record is not None
         return record.live
 
-    def _connection_of(self, who: Principal) -> str | None:
-        if who.role is AccountRole.BOOTH:
-            booth = self.booths.get(who.subject)
-            return booth.connection if booth else None
-        if who.role is AccountRole.CSO:
-            cso = self.csos.get(who.subject)
-            return cso.connection if cso else None
-        return None
-
-    def _booth(self, booth_id: str) -> BoothRecord:
-        rec = self.booths.get(booth_id)
+    def _booth(self, key: PeerKey) -> BoothRecord:
+        rec = self._booths.get(key.subject)
         if rec is None or not rec.connected:
             raise ProtocolError(ErrorCode.UNAUTHENTICATED, "booth is not connected")
         return rec
 
-    def _cso(self, cso_id: str) -> CsoRecord:
-        rec = self.csos.get(cso_id)
-        if rec is None or not rec.connected:
+    def _cso(self, key: PeerKey) -> CsoRecord:
+        rec = self._officers.connected(key.subject)
+        if rec is None:
             raise ProtocolError(ErrorCode.UNAUTHENTICATED, "CSO is not connected")
         return rec
-
-    def _send(
-        self,
-        peer_id: str,
-        message: Envelope,
-        received_at: float | None = None,
-        raw: str | None = None,
-    ) -> None:
-        self._out.append(Send(peer_id, message, received_at, raw))
-
-    def _dirty(self) -> None:
-        """Something supervisors see changed; the runtime coalesces these into one pass."""
-        self._out.append(FloorChanged())
 
     def _event(
         self,
         kind: str,
+        booth: BoothRecord,
         *,
-        booth_id: str | None = None,
         cso_id: str | None = None,
         session_id: str | None = None,
         detail: str | None = None,
     ) -> None:
-        self._out.append(
-            Publish(
-                FloorEvent(
-                    kind=kind,  # type: ignore[arg-type]
-                    booth_id=booth_id,
-                    cso_id=cso_id,
-                    session_id=session_id,
-                    detail=detail,
-                )
-            )
-        )
+        self._out.event(kind, branch=booth.principal.branch, booth_id=booth.booth_id,
+                        cso_id=cso_id, session_id=session_id, detail=detail)  # fmt: skip
+
+    def _cso_event(self, kind: str, cso: CsoRecord, *, detail: str | None = None) -> None:
+        self._out.event(kind, branch=cso.principal.branch, cso_id=cso.cso_id, detail=detail)
+
+    # --- snapshots (server/floor/snapshot.py) -----------------------------------------------
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(vars(self))
+        state.pop("config", None)
+        state.pop("_step", None)
+        return state

@@ -1,22 +1,24 @@
-"""What goes into the floor core (events) and what comes out (effects): plain frozen data.
+"""What goes into the floor core: events, as plain frozen data (what comes out is in
+`effects.py`).
 
 The core never performs I/O. The runtime turns socket traffic and timers into events,
 calls `FloorCore.handle(event, now)`, and carries out the effects it gets back, in order.
+In a cluster, events travel between processes in the versioned format of `wire.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
-from server.ports.live_state import LiveSession
 from server.principal import Principal
 from signaling.errors import ErrorCode
 from signaling.messages import CheckIn, Envelope
 
 
 class Now(NamedTuple):
-    """Both clocks at one instant: monotonic for deadlines, wall (unix) for people.
+    """Both clocks at one instant: the floor's monotonic clock for deadlines (in a
+    cluster, carried from one leader to the next), wall (unix) time for people.
     (A NamedTuple: one is made per event, and it is as immutable as the events.)"""
 
     mono: float
@@ -109,91 +111,4 @@ class BroadcastDue:
 Event = (
     PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | DocumentStored
     | TimerFired | BroadcastDue
-)  # fmt: skip
-
-# --- effects ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Deliver to a peer's current socket. The core emits it only for connected peers;
-    what an offline peer misses is in the state its next `welcome` carries."""
-
-    peer_id: str
-    message: Envelope
-    received_at: float | None = None
-    raw: str | None = None  # the relayed frame itself; None: encode `message`
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """To every supervisor socket (the runtime coalesces these)."""
-
-    message: Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class FloorChanged:
-    """Something supervisors see has changed: the runtime sends one snapshot per pass."""
-
-
-@dataclass(frozen=True, slots=True)
-class PersistSession:
-    session: LiveSession
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteSession:
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SetTimer:
-    """Fire `TimerFired` at this monotonic time (None: nothing pending)."""
-
-    at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveClaim:
-    """Look up (or register, for a walk-in) the claim of a check-in the floor accepted;
-    answer with ClaimResolved or ClaimRefused."""
-
-    principal: Principal
-    request: CheckIn
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFingerprints:
-    """A renegotiation announced new DTLS fingerprints: an audited addition; the session's
-    first fingerprints (the outcome's evidence) are never overwritten."""
-
-    session_id: str
-    claim_id: str | None
-    peer_id: str
-    fingerprints: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Audit:
-    """An audit entry for a supervisor's action (steering, monitoring, whispering)."""
-
-    actor: str
-    role: str
-    action: str
-    claim_id: str | None
-    details: dict[str, object]
-
-
-@dataclass(frozen=True, slots=True)
-class Observe:
-    """A metric sample: counters get `value` added, histograms observe it."""
-
-    metric: Literal["assignments", "requeues", "wait_seconds"]
-    value: float = 1.0
-
-
-Effect = (
-    Send | Publish | FloorChanged | PersistSession | DeleteSession | SetTimer | ResolveClaim
-    | RecordFingerprints | Audit | Observe
 )  # fmt: skip

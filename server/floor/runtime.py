@@ -1,20 +1,33 @@
 """The asyncio shell around the floor core: one lock, timers, supervised tasks, effects.
 
 Every event goes through `handle()`: under one lock the core decides and the effects are
-carried out in order against the ports (Router, LiveState) before the next event is
-decided, so a decision is never applied out of order, whichever adapter sits behind the
-ports (the Redis ones yield on every call). Slow work the core asks for (resolving a
-claim against the records database) runs in a supervised task and comes back as an event.
+carried out by kind (`server.floor.effects`) before the next event is decided:
+- recorded ones (audit entries) go to the floor's outbox, which tries to write them at
+  once (briefly, so a slow database cannot stall the floor) and otherwise retries in the
+  background, in order, exactly once: a records database that is down never drops the
+  rest of a decision;
+- committed ones (messages, live sessions, supervisors' updates) in order, against the
+  ports (Router, LiveState);
+- requested ones (claim lookups) in supervised tasks whose answers come back as events;
+- local ones (timer, metrics, the broadcast mark) here.
+
+A poison event (one the core raises on: a bug) must not leave a half-applied core behind
+or stall the floor: the runtime keeps a journal (a snapshot every few seconds and the
+events applied since), and on such an event rebuilds the core from it without that event,
+logs it at error and counts it (`loket_floor_events_quarantined`). A cluster's leader does
+the same across processes (server/adapters/redis/).
 
 Supervisors get the floor coalesced: events and "something changed" marks are buffered
-and sent at most every `broadcast_interval`, followed by one snapshot, so a burst of 1,000
-check-ins costs one pass, not 1,000 fan-outs.
+and sent at most every `broadcast_interval`, followed by one snapshot per scope, so a
+burst of 1,000 check-ins costs one pass, not 1,000 fan-outs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import pickle
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,32 +37,36 @@ import structlog
 
 from server.floor import views
 from server.floor.core import FloorConfig, FloorCore
-from server.floor.events import (
+from server.floor.effects import (
     Audit,
-    BroadcastDue,
-    ClaimRefused,
-    ClaimResolved,
+    Committed,
     DeleteSession,
     Effect,
-    Event,
     FloorChanged,
-    Now,
     Observe,
-    PeerClosed,
-    PeerOpened,
     PersistSession,
     Publish,
-    Received,
-    RecordFingerprints,
     ResolveClaim,
     Send,
     SetTimer,
+)
+from server.floor.events import (
+    BroadcastDue,
+    ClaimRefused,
+    ClaimResolved,
+    Event,
+    Now,
+    PeerClosed,
+    PeerOpened,
+    Received,
     TimerFired,
     document_stored,
 )
+from server.floor.outbox import AuditWriter, MemoryOutbox, OutboxDrainer
+from server.floor.snapshot import dump_core, load_core, new_core, replay
 from server.metrics import Metrics
 from server.ports.live_state import LiveSession, LiveState
-from server.ports.router import FLOOR_TOPIC, Router
+from server.ports.router import Router
 from server.principal import Principal
 from server.settings import Settings
 from signaling.errors import ErrorCode
@@ -59,9 +76,14 @@ log = structlog.get_logger("loket.floor")
 
 # (booth principal, check-in) -> claim id; raises ClaimLookupError to refuse.
 ClaimResolver = Callable[[Principal, CheckIn], Awaitable[str | None]]
-FingerprintRecorder = Callable[[RecordFingerprints], Coroutine[Any, Any, None]]
-AuditRecorder = Callable[[Audit], Awaitable[None]]
 MAX_EVENTS_PER_PASS = 500
+JOURNAL_INTERVAL = 2.0  # seconds between the journal's snapshots (replay after a poison event)
+AUDIT_WAIT = 0.5  # seconds a decision waits for its audit entries before going on without
+
+
+class FloorStepDown(Exception):
+    """This runtime no longer decides (a cluster's leader lost its lease): its loops end
+    quietly, without an error log; another process carries on."""
 
 
 class ClaimLookupError(Exception):
@@ -71,8 +93,9 @@ class ClaimLookupError(Exception):
         self.message = message
 
 
-def floor_config(settings: Settings) -> FloorConfig:
-    secret = settings.turn_secret
+def floor_config(settings: Settings, secret: str | bytes = b"") -> FloorConfig:
+    turn = settings.turn_secret
+    raw = secret.encode() if isinstance(secret, str) else secret
     return FloorConfig(
         reservation_timeout=settings.reservation_timeout,
         grace_period=settings.grace_period,
@@ -82,10 +105,40 @@ def floor_config(settings: Settings) -> FloorConfig:
         heartbeat_interval=settings.heartbeat_interval,
         heartbeat_timeout=settings.heartbeat_timeout,
         ice_urls=tuple(settings.ice_servers),
-        turn_secret=secret.get_secret_value().encode() if secret else None,
+        turn_secret=turn.get_secret_value().encode() if turn else None,
         turn_ttl=settings.turn_ttl,
         monitor_visible_to_cso=settings.monitor_visible_to_cso,
+        participant_key=derive_key(raw, b"participants") if raw else b"loket-participants",
+        max_descriptions=settings.max_descriptions_per_session,
     )
+
+
+def derive_key(secret: bytes, purpose: bytes) -> bytes:
+    """A key for one purpose from the secret every process of a region shares."""
+    return hashlib.sha256(b"loket/" + purpose + b"\0" + secret).digest()
+
+
+class Journal:
+    """The core's last snapshot and the events applied since: enough to rebuild it."""
+
+    def __init__(self, core: FloorCore) -> None:
+        self._snapshot = pickle.dumps(dump_core(core))
+        self._applied: list[tuple[Event, Now]] = []
+        self.taken_at = time.monotonic()
+
+    def applied(self, event: Event, now: Now) -> None:
+        self._applied.append((event, now))
+
+    def snapshot(self, core: FloorCore) -> None:
+        if self._applied:
+            self._snapshot = pickle.dumps(dump_core(core))
+            self._applied = []
+        self.taken_at = time.monotonic()
+
+    def rebuild(self, config: FloorConfig) -> FloorCore:
+        core = load_core(pickle.loads(self._snapshot), config)
+        replay(core, self._applied)
+        return core
 
 
 class FloorRuntime:
@@ -97,20 +150,19 @@ class FloorRuntime:
         metrics: Metrics,
         *,
         resolve_claim: ClaimResolver | None = None,
-        record_fingerprints: FingerprintRecorder | None = None,
-        record_audit: AuditRecorder | None = None,
+        write_audit: AuditWriter | None = None,
         broadcast_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         core: FloorCore | None = None,  # a core rebuilt elsewhere (a cluster's new leader)
     ) -> None:
-        self.core = core if core is not None else FloorCore(config)
+        self.config = config
+        self.core = core if core is not None else new_core(config)
         self._router = router
         self._live = live
         self._metrics = metrics
         self._resolve_claim = resolve_claim
-        self._record_fingerprints = record_fingerprints
-        self._record_audit = record_audit
+        self._write_audit = write_audit
         self._broadcast_interval = broadcast_interval
         self._clock = clock
         self._wall = wall
@@ -118,16 +170,36 @@ class FloorRuntime:
         self._timer_at: float | None = None
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
-        self._pending_events: list[FloorEvent] = []
+        self._pending_events: list[Publish] = []
         self._dropped_events = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._journal: Journal | None = Journal(self.core) if core is None else None
+        self.outbox = MemoryOutbox()
+        self._drainer = OutboxDrainer(
+            self.outbox,
+            self._write_one,
+            on_set_aside=metrics.floor_outbox_set_aside.inc,
+            pending=lambda _: metrics.floor_outbox_pending.set(len(self.outbox)),
+        )
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, router: Router, live: LiveState, metrics: Metrics, **kw: Any
+        cls,
+        settings: Settings,
+        router: Router,
+        live: LiveState,
+        metrics: Metrics,
+        secret: str = "",
+        **kw: Any,
     ) -> FloorRuntime:
-        return cls(floor_config(settings), router, live, metrics, **kw)
+        return cls(floor_config(settings, secret), router, live, metrics, **kw)
+
+    async def _write_one(self, entry: Audit) -> None:
+        log.info("floor_audit", action=entry.action, actor=entry.actor, effect_id=entry.effect_id,
+                 **{k: str(v) for k, v in entry.details.items()})  # fmt: skip
+        if self._write_audit is not None:
+            await self._write_audit(entry)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -135,9 +207,12 @@ class FloorRuntime:
         self._loops = [
             asyncio.create_task(self._run_timer(), name="floor-timer"),
             asyncio.create_task(self._run_broadcasts(), name="floor-broadcasts"),
+            asyncio.create_task(self._drainer.run(), name="floor-outbox"),
         ]
 
     async def stop(self) -> None:
+        # What was decided is written before the process goes, if the database lets us.
+        await self._drainer.flush(2.0)
         tasks = [*self._loops, *self._tasks]
         for task in tasks:
             task.cancel()
@@ -171,10 +246,25 @@ class FloorRuntime:
 
     async def handle(self, event: Event) -> None:
         async with self._lock:
-            effects = self.core.handle(event, Now(self._clock(), self._wall()))
+            now = Now(self._clock(), self._wall())
+            try:
+                effects = self.core.handle(event, now)
+            except Exception:
+                self._quarantine(event)
+                return
+            if self._journal is not None:
+                self._journal.applied(event, now)
             await self._execute(effects)
 
-    # --- reads for the HTTP side -------------------------------------------------------------
+    def _quarantine(self, event: Event) -> None:
+        """The core failed on this event (a bug): rebuild it from the journal without the
+        event, so the floor goes on from a whole state, and say so loudly."""
+        log.error("floor_event_quarantined", event=type(event).__name__, exc_info=True)
+        self._metrics.floor_quarantined.inc()
+        if self._journal is not None:
+            self.core = self._journal.rebuild(self.config)
+
+    # --- reads for the HTTP side ------------------------------------------------------------
 
     async def session_of_claim(self, claim_id: str) -> LiveSession | None:
         """The live session in which this claim is being verified, if any."""
@@ -187,58 +277,64 @@ class FloorRuntime:
     def waiting(self) -> int:
         return self.core.dispatcher.waiting_count()
 
-    # --- effects ------------------------------------------------------------------------------
+    # --- effects ----------------------------------------------------------------------------
 
     async def _execute(self, effects: list[Effect]) -> None:
+        """Carry out one decision's effects: recorded first (so an audit entry is written
+        before anyone hears of what it records, while the database answers), then what is
+        committed, in order, then the requests and local effects."""
+        audits = [e for e in effects if isinstance(e, Audit)]
+        if audits:
+            self.outbox.add(audits)
+            if not await self._drainer.flush(AUDIT_WAIT):
+                self._drainer.wake()  # the background drain retries; the floor goes on
         for effect in effects:
-            match effect:
-                case Send():
-                    await self._router.send(
-                        effect.peer_id,
-                        effect.message,
-                        received_at=effect.received_at,
-                        raw=effect.raw,
-                    )
-                case Publish():
-                    if isinstance(effect.message, FloorEvent):
-                        self._note_event(effect.message)
-                    else:
-                        await self._router.publish(FLOOR_TOPIC, effect.message)
-                case FloorChanged():
-                    self._dirty.set()  # gauges and snapshots follow in the broadcast pass
-                case PersistSession():
-                    await self._live.put(effect.session)
-                case DeleteSession():
-                    await self._live.delete(effect.session_id)
-                case SetTimer():
-                    self._timer_at = effect.at
-                    self._wake.set()
-                case ResolveClaim():
-                    self._spawn(self._resolve(effect), "resolve-claim")
-                case RecordFingerprints():
-                    log.info(
-                        "fingerprints_added",
-                        session_id=effect.session_id,
-                        peer_id=effect.peer_id,
-                        fingerprints=list(effect.fingerprints),
-                    )
-                    if self._record_fingerprints is not None:
-                        self._spawn(self._record_fingerprints(effect), "record-fingerprints")
-                case Audit():
-                    log.info("supervisor_action", action=effect.action, actor=effect.actor,
-                             **{k: str(v) for k, v in effect.details.items()})  # fmt: skip
-                    if self._record_audit is not None:
-                        # Written before the next event is decided: under the floor's lock,
-                        # so the audit order is the order things happened.
-                        await self._record_audit(effect)
-                case Observe():
-                    self._observe(effect)
+            if isinstance(effect, Committed):
+                await self._commit_one(effect)
+            else:
+                self._local(effect)
 
-    def _note_event(self, event: FloorEvent) -> None:
+    async def _commit_one(self, effect: Effect) -> None:
+        match effect:
+            case Send():
+                await self._router.send(
+                    effect.to.address,
+                    effect.message,
+                    received_at=effect.received_at,
+                    raw=effect.raw,
+                )
+            case Publish():
+                if isinstance(effect.message, FloorEvent):
+                    self._note_event(effect)
+                else:
+                    for topic in effect.topics:
+                        await self._router.publish(topic, effect.message)
+            case PersistSession():
+                await self._live.put(effect.session)
+            case DeleteSession():
+                await self._live.delete(effect.session_id)
+
+    def _local(self, effect: Effect) -> None:
+        match effect:
+            case FloorChanged():
+                self._dirty.set()  # gauges and snapshots follow in the broadcast pass
+            case SetTimer():
+                self._timer_at = effect.at
+                self._wake.set()
+            case ResolveClaim():
+                self._spawn(self._resolve(effect), "resolve-claim")
+            case Observe():
+                self._observe(effect)
+
+    def _note_event(self, publish: Publish) -> None:
+        event = publish.message
+        assert isinstance(event, FloorEvent)
         log.info(event.kind, booth_id=event.booth_id, cso_id=event.cso_id,
                  session_id=event.session_id, detail=event.detail)  # fmt: skip
+        if not publish.topics:
+            return
         if len(self._pending_events) < MAX_EVENTS_PER_PASS:
-            self._pending_events.append(event)
+            self._pending_events.append(publish)
         else:
             self._dropped_events += 1  # the snapshot that follows still tells the truth
         self._dirty.set()
@@ -285,7 +381,7 @@ class FloorRuntime:
         if not task.cancelled() and task.exception() is not None:
             log.error("floor_task_failed", task=task.get_name(), error=repr(task.exception()))
 
-    # --- background loops ---------------------------------------------------------------------
+    # --- background loops -------------------------------------------------------------------
 
     async def _run_timer(self) -> None:
         while True:
@@ -297,24 +393,39 @@ class FloorRuntime:
             if self._timer_at is not None and self._clock() >= self._timer_at:
                 try:
                     await self.handle(TimerFired())
+                except FloorStepDown:
+                    return
                 except Exception:  # keep the floor alive; the next tick retries
                     log.exception("floor_timer_failed")
 
     async def _run_broadcasts(self) -> None:
-        """Tell waiting booths their place and supervisors the floor, debounced."""
+        """Tell waiting booths their place and supervisors the floor, debounced; keep the
+        journal's snapshot fresh on the way."""
         while True:
-            await self._dirty.wait()
-            await asyncio.sleep(self._broadcast_interval)
-            self._dirty.clear()
-            events, self._pending_events = self._pending_events, []
-            dropped, self._dropped_events = self._dropped_events, 0
-            try:
-                for event in events:
-                    await self._router.publish(FLOOR_TOPIC, event)
-                if dropped:
-                    log.info("floor_events_coalesced", dropped=dropped)
-                await self.handle(BroadcastDue())
-                self._metrics.queue_length.set(self.core.dispatcher.waiting_count())
-                self._metrics.sessions.set(len(self.core.sessions))
-            except Exception:
-                log.exception("floor_broadcast_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), JOURNAL_INTERVAL)
+            if self._dirty.is_set():
+                await asyncio.sleep(self._broadcast_interval)
+                self._dirty.clear()
+                try:
+                    await self._broadcast_pass()
+                except FloorStepDown:
+                    return
+                except Exception:
+                    log.exception("floor_broadcast_failed")
+            journal = self._journal
+            if journal is not None and time.monotonic() - journal.taken_at >= JOURNAL_INTERVAL:
+                async with self._lock:
+                    journal.snapshot(self.core)
+
+    async def _broadcast_pass(self) -> None:
+        events, self._pending_events = self._pending_events, []
+        dropped, self._dropped_events = self._dropped_events, 0
+        for publish in events:
+            for topic in publish.topics:
+                await self._router.publish(topic, publish.message)
+        if dropped:
+            log.info("floor_events_coalesced", dropped=dropped)
+        await self.handle(BroadcastDue())
+        self._metrics.queue_length.set(self.core.dispatcher.waiting_count())
+        self._metrics.sessions.set(len(self.core.sessions))

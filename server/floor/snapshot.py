@@ -18,8 +18,15 @@ from typing import Any
 from server.floor.core import FloorConfig, FloorCore
 from server.floor.events import Event, Now
 
-# Attributes rebuilt per leader rather than carried over.
-_TRANSIENT = frozenset({"config", "_out"})
+# The shape of the core's state in a snapshot. Bump it whenever a record or part gains,
+# loses or renames a field: a process refuses (and will not lead from) a snapshot whose
+# format it does not know, rather than load half of one. 1 was the unversioned state of
+# the single FloorCore class (before the parts).
+SNAPSHOT_FORMAT = 2
+
+
+class UnknownFormat(Exception):
+    """A snapshot (or event) written by a Loket version this process does not know."""
 
 
 @dataclass
@@ -44,17 +51,23 @@ def new_core(config: FloorConfig) -> FloorCore:
 
 
 def dump_core(core: FloorCore) -> dict[str, Any]:
-    """The core's state (a plain dict of its attributes, to be pickled)."""
+    """The core's state with its format (a plain dict, to be pickled and sealed)."""
     if not isinstance(core._new_id, SeededIds):
         raise TypeError("a core whose ids are random cannot be replayed; use new_core()")
-    return {k: v for k, v in vars(core).items() if k not in _TRANSIENT}
+    return {"format": SNAPSHOT_FORMAT, "state": core.__getstate__()}
 
 
-def load_core(state: dict[str, Any], config: FloorConfig) -> FloorCore:
+def load_core(dumped: dict[str, Any], config: FloorConfig) -> FloorCore:
+    found = dumped.get("format") if isinstance(dumped, dict) else None
+    if found != SNAPSHOT_FORMAT:
+        raise UnknownFormat(
+            f"floor snapshot format {found!r}, this version reads {SNAPSHOT_FORMAT}: "
+            "upgrade this process (see the README's upgrade order)"
+        )
     core = FloorCore.__new__(FloorCore)
-    vars(core).update(state)
+    vars(core).update(dumped["state"])
     core.config = config
-    core._out = []
+    core._step = None
     return core
 
 

@@ -1,12 +1,19 @@
 """Pure builders of what peers are told: welcomes (the whole state of a peer), offers,
-assignments, queue places and the supervisors' floor snapshot. Read-only over the core."""
+assignments, queue places and the supervisors' floor snapshot. They read the core's public
+read model only (`FloorCore.booths`, `.sessions`, `.csos`, `.links`, `.is_focused`, ...).
+
+A supervisor's floor is its scope's (`server.domain.access.floor_scope`): the queue of the
+branches it looks after, its branches' officers with all their sessions, and other
+officers only with the sessions of its branches' booths."""
 
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Literal
 
+from server.domain.access import floor_scope
 from server.domain.turn import ice_servers_for
+from server.floor.model import cso_key
 from server.principal import Principal
 from signaling.messages import (
     Assigned,
@@ -19,6 +26,7 @@ from signaling.messages import (
     CsoSession,
     CsoStatus,
     CsoView,
+    FloorSample,
     FloorSnapshot,
     FloorView,
     IceServer,
@@ -33,7 +41,10 @@ from signaling.messages import (
 from signaling.session import IN_CALL, SessionState
 
 if TYPE_CHECKING:
-    from server.floor.core import BoothRecord, CsoRecord, FloorCore, SessionRecord
+    from server.floor.core import FloorCore
+    from server.floor.model import BoothRecord, CsoRecord, PeerKey, SessionRecord
+
+Scope = frozenset[str] | None  # branches a supervisor sees; None: all
 
 S = SessionState
 NO_CLAIM = ClaimSummary(kind="walk_in")
@@ -45,11 +56,12 @@ def booth_info(booth: BoothRecord) -> BoothInfo:
     return BoothInfo(booth_id=p.subject, branch=p.branch, label=p.display_name)
 
 
-def ice_servers(core: FloorCore, peer_id: str) -> list[IceServer]:
+def ice_servers(core: FloorCore, key: PeerKey) -> list[IceServer]:
     cfg = core.config
     specs = ice_servers_for(
-        list(cfg.ice_urls), peer_id, secret=cfg.turn_secret, now=core._now.wall, ttl=cfg.turn_ttl
-    )
+        list(cfg.ice_urls), key.address, secret=cfg.turn_secret, now=core.now.wall,
+        ttl=cfg.turn_ttl,
+    )  # fmt: skip
     return [
         IceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in specs
     ]
@@ -82,13 +94,13 @@ def booth_status(core: FloorCore, booth: BoothRecord) -> BoothStatus:
     return BoothStatus(
         state=booth.state,
         session_id=booth.session_id,
-        focused=core._is_focused(booth),
+        focused=core.is_focused(booth),
         position=place[0] if place else None,
         waiting=place[1] if place else None,
         estimated_wait_s=place[2] if place else None,
         cso_name=_cso_name(core, record) if in_call else None,
         claim_id=booth.claim.claim_id if booth.claim else None,
-        ice_servers=ice_servers(core, booth.booth_id) if in_call else [],
+        ice_servers=ice_servers(core, booth.key) if in_call else [],
         last_ended=booth.last_ended,
     )
 
@@ -116,7 +128,7 @@ def booth_welcome(core: FloorCore, booth: BoothRecord, resumed: bool) -> Welcome
 def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
     sessions: list[CsoSession] = []
     offers: list[PendingOffer] = []
-    for record in core.sessions_of(cso.cso_id):
+    for record in core.sessions_of(cso.key):
         booth = core.booths.get(record.live.booth_id)
         if booth is None:
             continue
@@ -128,7 +140,7 @@ def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
                     claim=booth.claim or NO_CLAIM,
                     language=booth.language,
                     expires_in=_expires_in(core, record),
-                    ice_servers=ice_servers(core, cso.cso_id),
+                    ice_servers=ice_servers(core, cso.key),
                 )
             )
         else:
@@ -141,7 +153,7 @@ def cso_status(core: FloorCore, cso: CsoRecord) -> CsoStatus:
                     state=record.live.state,
                     checked_in_at=booth.checked_in_at,
                     booth_connected=booth.connected,
-                    ice_servers=ice_servers(core, cso.cso_id),
+                    ice_servers=ice_servers(core, cso.key),
                     monitored=core.config.monitor_visible_to_cso
                     and core.monitored(record.live.session_id),
                 )
@@ -158,14 +170,39 @@ def cso_welcome(core: FloorCore, cso: CsoRecord, resumed: bool) -> Welcome:
 
 def supervisor_welcome(core: FloorCore, principal: Principal, connection: str) -> Welcome:
     w = _welcome(core, principal, Role.SUPERVISOR, connection, False)
-    view = floor_view(core)
-    return w.model_copy(update={"floor": view.model_copy(update={"history": list(core.history)})})
+    scope = floor_scope(principal)
+    view = floor_view(core, scope)
+    return w.model_copy(update={"floor": view.model_copy(update={"history": history(core, scope)})})
+
+
+def history(core: FloorCore, scope: Scope) -> list[FloorSample]:
+    """The last hour's queue samples, over the scope's branches."""
+    samples = []
+    for sample in core.history:
+        waiting, oldest = 0, 0.0
+        for branch, (count, wait) in sample.branches.items():
+            if scope is None or branch in scope:
+                waiting += count
+                oldest = max(oldest, wait)
+        samples.append(FloorSample(t=sample.t, waiting=waiting, oldest_wait_s=oldest))
+    return samples
+
+
+def queue_by_branch(core: FloorCore) -> dict[str, tuple[int, float]]:
+    """branch -> (booths waiting, longest wait in seconds), for the history."""
+    now = core.now.wall
+    out: dict[str, tuple[int, float]] = {}
+    for b in core.booths.values():
+        if b.state is S.QUEUED:
+            count, wait = out.get(b.principal.branch, (0, 0.0))
+            out[b.principal.branch] = (count + 1, max(wait, now - b.checked_in_at))
+    return out
 
 
 def _expires_in(core: FloorCore, record: SessionRecord) -> float:
     if record.offer_expires_at is None:
         return 0.0
-    return max(0.0, record.offer_expires_at - core._now.mono)
+    return max(0.0, record.offer_expires_at - core.now.mono)
 
 
 def offer(core: FloorCore, record: SessionRecord, booth: BoothRecord) -> BoothOffered:
@@ -175,7 +212,7 @@ def offer(core: FloorCore, record: SessionRecord, booth: BoothRecord) -> BoothOf
         claim=booth.claim or NO_CLAIM,
         language=booth.language,
         expires_in=_expires_in(core, record),
-        ice_servers=ice_servers(core, record.live.cso_id or ""),
+        ice_servers=ice_servers(core, cso_key(record.live.cso_id)),
     )
 
 
@@ -184,7 +221,7 @@ def assigned_for_booth(core: FloorCore, booth: BoothRecord) -> Assigned:
     return Assigned(
         session_id=record.live.session_id,
         cso_name=_cso_name(core, record) or "",
-        ice_servers=ice_servers(core, booth.booth_id),
+        ice_servers=ice_servers(core, booth.key),
         claim_id=booth.claim.claim_id if booth.claim else None,
     )
 
@@ -195,7 +232,7 @@ def assigned_for_cso(core: FloorCore, record: SessionRecord, booth: BoothRecord)
         booth=booth_info(booth),
         claim=booth.claim or NO_CLAIM,
         language=booth.language,
-        ice_servers=ice_servers(core, record.live.cso_id),
+        ice_servers=ice_servers(core, cso_key(record.live.cso_id)),
         checked_in_at=booth.checked_in_at,
     )
 
@@ -208,9 +245,12 @@ def quality_band(q: PeerQuality) -> tuple[int, int, int]:
     return rtt, loss, fps
 
 
-def _queue_stats(core: FloorCore, now: float) -> QueueStats:
+def _queue_stats(core: FloorCore, now: float, scope: Scope) -> QueueStats:
     d = core.dispatcher
-    waiting = [b for b in core.booths.values() if b.state is S.QUEUED]
+    waiting = [
+        b for b in core.booths.values()
+        if b.state is S.QUEUED and (scope is None or b.principal.branch in scope)
+    ]  # fmt: skip
     by_branch: dict[str, int] = {}
     oldest_of: dict[str, float] = {}
     last_of: dict[str, tuple[int, str]] = {}  # branch -> (position, booth) of its last booth
@@ -261,13 +301,23 @@ def _queue_stats(core: FloorCore, now: float) -> QueueStats:
     )
 
 
-def floor_view(core: FloorCore) -> FloorView:
-    now = core._now.wall
+def floor_view(core: FloorCore, scope: Scope = None) -> FloorView:
+    now = core.now.wall
     monitored = {lk.session_id for lk in core.links.values() if lk.kind == "monitor"}
     by_cso: dict[str, list[SessionView]] = {}
+    load: dict[str, int] = {}
     for record in core.sessions.values():
         live = record.live
         booth = core.booths.get(live.booth_id)
+        load[live.cso_id] = load.get(live.cso_id, 0) + 1
+        cso = core.csos.get(live.cso_id)
+        mine = (
+            scope is None
+            or (booth is not None and booth.principal.branch in scope)
+            or (cso is not None and cso.principal.branch in scope)
+        )
+        if not mine:
+            continue
         by_cso.setdefault(live.cso_id, []).append(
             SessionView(
                 session_id=live.session_id,
@@ -286,6 +336,8 @@ def floor_view(core: FloorCore) -> FloorView:
         )
     csos = []
     for cso in core.csos.values():
+        if scope is not None and cso.principal.branch not in scope and cso.cso_id not in by_cso:
+            continue
         state: Literal["available", "paused", "lost"] = (
             "lost" if not cso.connected else "paused" if cso.paused else "available"
         )
@@ -295,15 +347,15 @@ def floor_view(core: FloorCore) -> FloorView:
                 cso_id=cso.cso_id,
                 name=cso.principal.display_name,
                 state=state,
-                capacity=min(cso.principal.capacity, core.config.cso_capacity),
-                load=len(sessions),
+                capacity=core.capacity_of(cso),
+                load=load.get(cso.cso_id, 0),
                 sessions=sessions,
                 branch=cso.principal.branch,
             )
         )
-    return FloorView(queue=_queue_stats(core, now), csos=csos, now=now)
+    return FloorView(queue=_queue_stats(core, now, scope), csos=csos, now=now)
 
 
-def snapshot(core: FloorCore) -> FloorSnapshot:
-    view = floor_view(core)
+def snapshot(core: FloorCore, scope: Scope = None) -> FloorSnapshot:
+    view = floor_view(core, scope)
     return FloorSnapshot(queue=view.queue, csos=view.csos, now=view.now)

@@ -25,11 +25,10 @@ class LiveSession:
     cso_fingerprints: tuple[str, ...] = field(default=())
     claim_id: str | None = None  # the claim being verified in this session
 
-    def has_end(self, peer_id: str) -> bool:
-        return peer_id in (self.booth_id, self.cso_id)
-
-    def other_end(self, peer_id: str) -> str:
-        return self.cso_id if peer_id == self.booth_id else self.booth_id
+    @property
+    def addresses(self) -> tuple[str, str]:
+        """Its two ends as peers are addressed (role and id: a user may share a booth's id)."""
+        return f"booth:{self.booth_id}", f"cso:{self.cso_id}"
 
     def with_state(self, state: SessionState) -> LiveSession:
         return replace(self, state=state)
@@ -42,7 +41,9 @@ class LiveState(Protocol):
 
     async def delete(self, session_id: str) -> None: ...
 
-    async def of_peer(self, peer_id: str) -> list[LiveSession]: ...
+    async def of_peer(self, address: str) -> list[LiveSession]:
+        """The sessions of a peer, by its address (`booth:<id>`, `cso:<id>`)."""
+        ...
 
     async def count(self) -> int: ...
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from server.domain.access import FLOOR_TOPIC_ALL
 from signaling.messages import Envelope
 
-FLOOR_TOPIC = "floor"
+# The whole region's floor; a scope's topic is server.domain.access.floor_topic.
+FLOOR_TOPIC = FLOOR_TOPIC_ALL
+FLOOR_TOPICS = "floor*"  # the pattern every scope's topic matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +32,18 @@ class Delivery:
 class Mailbox(Protocol):
     """A connection's outgoing queue, as the router sees it."""
 
+    @property
+    def id(self) -> str:
+        """The connection's id, unique per socket."""
+        ...
+
     def deliver(self, delivery: Delivery) -> bool: ...
 
 
 class Router(Protocol):
     async def attach(self, peer_id: str, mailbox: Mailbox) -> Mailbox | None:
-        """Bind peer_id to mailbox; returns the mailbox it replaced, if any."""
+        """Bind a peer's address (`booth:<id>`, `cso:<id>`, `supervisor:<id>`) to mailbox;
+        returns the mailbox it replaced, if any."""
         ...
 
     async def detach(self, peer_id: str, mailbox: Mailbox) -> None:

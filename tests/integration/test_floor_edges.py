@@ -206,15 +206,22 @@ async def test_paused_cso_reconnecting_is_offered_nothing_and_keeps_its_break(
     assert offered.booth.booth_id == (booth.welcome.peer_id if booth.welcome else "")
 
 
-async def test_cso_loss_takes_the_focused_booth_off_the_air(server: LiveServer) -> None:
+async def test_an_officers_signaling_blip_keeps_the_booth_focused(server: LiveServer) -> None:
+    """The call is peer to peer: a console whose socket drops (proxy reload, Wi-Fi change)
+    and comes back must find the booth still focused, not muted and detached."""
     booth = await _booth(server, "b1")
-    cso = await _cso(server, "siti")
+    token = await user_token(server, "siti")
+    cso = await SignalClient.connect(server.ws_url, Role.CSO, token)
     session = await _connected_call(server, booth, cso)
     await cso.send(FocusBooth(session_id=session))
     assert (await booth.expect(Focus)).focused is True
     await cso.close()
-    off = await booth.expect(Focus, timeout=3)
-    assert off.session_id == session and off.focused is False
+    with pytest.raises(TimeoutError):
+        await booth.expect(Focus, timeout=1.0)  # the booth hears nothing of the blip
+    back = await _resume(server, cso, token)
+    assert back.welcome and back.welcome.cso and back.welcome.cso.focused == session
+    booth_id = booth.welcome.peer_id if booth.welcome else ""
+    assert _booth_state(server, booth_id) is SessionState.FOCUSED
 
 
 async def test_lapsed_offer_is_told_to_the_booth(server: LiveServer) -> None:
@@ -250,7 +257,9 @@ async def test_offered_but_not_accepted_cso_cannot_open_the_claim(server: LiveSe
 
 
 async def test_slow_consumer_is_closed_promptly_with_4429(tmp_path) -> None:
-    settings = server_settings(tmp_path, outbox_size=16, max_messages_per_second=5000.0)
+    settings = server_settings(
+        tmp_path, outbox_size=16, max_messages_per_second=5000.0, max_descriptions_per_session=1000
+    )
     async with running_server(settings) as live:
         booth = await _booth(live, "b1")
         cso = await _cso(live, "siti")

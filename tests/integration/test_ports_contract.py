@@ -18,7 +18,7 @@ from server.adapters.redis.keys import Keys
 from server.adapters.redis.live_state import RedisLiveState
 from server.adapters.redis.router import RedisRouter
 from server.ports.live_state import LiveSession, LiveState
-from server.ports.router import FLOOR_TOPIC, Delivery, Mailbox, Router
+from server.ports.router import FLOOR_TOPIC, FLOOR_TOPICS, Delivery, Mailbox, Router
 from signaling.codec import encode
 from signaling.messages import Ping, Queued
 from signaling.session import SessionState
@@ -31,6 +31,7 @@ class Inbox:
         self.frames: list[str] = []
         self.replaced = False
         self._arrived = asyncio.Event()
+        self.id = f"inbox{id(self)}"
 
     def deliver(self, delivery: Delivery) -> bool:
         frame = delivery.raw
@@ -65,8 +66,8 @@ async def routers(request, redis_prefix) -> AsyncIterator[tuple[Router, Router]]
 
     one = RedisRouter(redis, keys, "p1", presence_ttl=2.0, on_replaced=replaced)
     two = RedisRouter(redis, keys, "p2", presence_ttl=2.0, on_replaced=replaced)
-    await one.start(topics=(FLOOR_TOPIC,))
-    await two.start(topics=(FLOOR_TOPIC,))
+    await one.start(topics=(FLOOR_TOPICS,))
+    await two.start(topics=(FLOOR_TOPICS,))
     await asyncio.sleep(0.2)  # subscriptions in place
     try:
         yield one, two
@@ -164,8 +165,8 @@ async def test_sessions_by_id_peer_and_claim(live) -> None:
     await live.put(first)
     await live.put(second)
     assert await live.get("s1") == first
-    assert [s.session_id for s in await live.of_peer("siti")] == ["s1", "s2"]
-    assert [s.session_id for s in await live.of_peer("booth-2")] == ["s2"]
+    assert [s.session_id for s in await live.of_peer("cso:siti")] == ["s1", "s2"]
+    assert [s.session_id for s in await live.of_peer("booth:booth-2")] == ["s2"]
     assert await live.of_claim("claim-2") == second
     assert await live.count() == 2
     moved = first.with_state(SessionState.FOCUSED)
@@ -175,7 +176,7 @@ async def test_sessions_by_id_peer_and_claim(live) -> None:
     await live.delete("s1")  # twice is fine
     assert await live.get("s1") is None
     assert await live.of_claim("claim-1") is None
-    assert [s.session_id for s in await live.of_peer("siti")] == ["s2"]
+    assert [s.session_id for s in await live.of_peer("cso:siti")] == ["s2"]
     assert await live.count() == 1
 
 
@@ -192,7 +193,7 @@ async def test_concurrent_writers_leave_consistent_indexes(live) -> None:
     await asyncio.gather(*(live.put(s) for s in sessions))
     await asyncio.gather(*(live.delete(s.session_id) for s in sessions[::2]))
     assert await live.count() == 25
-    assert {s.session_id for s in await live.of_peer("siti")} == {
+    assert {s.session_id for s in await live.of_peer("cso:siti")} == {
         s.session_id for s in sessions[1::2]
     }
     for s in sessions[::2]:

@@ -25,25 +25,28 @@ from hypothesis.stateful import (
 
 from server.floor import views
 from server.floor.core import FloorConfig, FloorCore
+from server.floor.effects import (
+    Audit,
+    DeleteSession,
+    Effect,
+    PersistSession,
+    ResolveClaim,
+    Send,
+    SetTimer,
+)
 from server.floor.events import (
     BroadcastDue,
     ClaimRefused,
     ClaimResolved,
-    DeleteSession,
     DocumentStored,
-    Effect,
     Event,
     Now,
     PeerClosed,
     PeerOpened,
-    PersistSession,
     Received,
-    RecordFingerprints,
-    ResolveClaim,
-    Send,
-    SetTimer,
     TimerFired,
 )
+from server.floor.model import booth_key, cso_key
 from server.floor.snapshot import SeededIds, dump_core, load_core, replay
 from server.ports.live_state import LiveSession
 from server.principal import AccountRole, Principal
@@ -221,7 +224,7 @@ class Harness:
         self.live: dict[str, LiveSession] = {}
         self.timer_at: float | None = None
         self.resolving: list[ResolveClaim] = []
-        self.fingerprint_notes: list[RecordFingerprints] = []
+        self.audits: list[Audit] = []
         self.errors: list[Error] = []
 
     def handle(self, event: Event) -> list[Effect]:
@@ -232,8 +235,9 @@ class Harness:
             match effect:
                 case Send():
                     # Never to a closed socket: what an offline peer misses is in its welcome.
-                    assert effect.peer_id in self.connected, f"sent to offline {effect.peer_id}"
-                    self._deliver(effect.peer_id, effect.message)
+                    peer = effect.to.subject
+                    assert peer in self.connected, f"sent to offline {effect.to}"
+                    self._deliver(peer, effect.message)
                 case PersistSession():
                     self.live[effect.session.session_id] = effect.session
                 case DeleteSession():
@@ -242,8 +246,8 @@ class Harness:
                     self.timer_at = effect.at
                 case ResolveClaim():
                     self.resolving.append(effect)
-                case RecordFingerprints():
-                    self.fingerprint_notes.append(effect)
+                case Audit():
+                    self.audits.append(effect)
         return effects
 
     def _deliver(self, peer: str, message: Envelope) -> None:
@@ -322,7 +326,7 @@ class Harness:
 
     def status(self, booth_id: str) -> tuple[SessionState, str | None, bool]:
         rec = self.core.booths[booth_id]
-        return rec.state, rec.session_id, self.core._is_focused(rec)
+        return rec.state, rec.session_id, self.core.is_focused(rec)
 
     def offer_of(self, cso_id: str) -> str:
         return next(s for s, r in self.core.sessions.items()
@@ -341,7 +345,7 @@ def check_invariants(h: Harness) -> None:
         assert (mirror.state, mirror.session_id, mirror.focused) == (
             rec.state,
             rec.session_id,
-            core._is_focused(rec),
+            core.is_focused(rec),
         ), f"booth {peer} thinks {mirror}, core {rec.state} {rec.session_id}"
     for peer, cm in h.cso_mirrors.items():
         status = views.cso_status(core, core.csos[peer])
@@ -381,13 +385,15 @@ def check_invariants(h: Harness) -> None:
         record = core.sessions.get(link.session_id)
         assert record is not None and record.live.state in (*IN_CALL, S.RECONNECTING)
         assert link.supervisor.subject in core.supervisors
-        assert link.peer_id == (
-            record.live.booth_id if link.kind == "monitor" else record.live.cso_id
+        assert link.peer == (
+            booth_key(record.live.booth_id)
+            if link.kind == "monitor"
+            else cso_key(record.live.cso_id)
         )
     for peer, mirror in h.booth_mirrors.items():
-        assert mirror.links == {k for k, lk in core.links.items() if lk.peer_id == peer}
+        assert mirror.links == {k for k, lk in core.links.items() if lk.peer == booth_key(peer)}
     for peer, cm in h.cso_mirrors.items():
-        assert cm.links == {k for k, lk in core.links.items() if lk.peer_id == peer}
+        assert cm.links == {k for k, lk in core.links.items() if lk.peer == cso_key(peer)}
     # Live state (what other processes see) is exactly the core's sessions.
     assert h.live == {sid: r.live for sid, r in core.sessions.items()}
     assert d.waiting_count() == sum(1 for b in core.booths.values() if b.state is S.QUEUED)
@@ -434,9 +440,9 @@ def test_restarted_kiosk_gets_only_a_welcome(h: Harness) -> None:
     fresh = "fresh"
     h.connected["b1"] = fresh
     effects = h.handle(PeerOpened(b, fresh, None, "t-new"))
-    to_booth = [e.message for e in effects if isinstance(e, Send) and e.peer_id == "b1"]
+    to_booth = [e.message for e in effects if isinstance(e, Send) and e.to == booth_key("b1")]
     assert [type(m) for m in to_booth] == [Welcome]
-    to_cso = [e.message for e in effects if isinstance(e, Send) and e.peer_id == "siti"]
+    to_cso = [e.message for e in effects if isinstance(e, Send) and e.to == cso_key("siti")]
     assert any(isinstance(m, SessionEnded) and m.session_id == sid for m in to_cso)
     h.handle(PeerClosed(b, conn))  # the old socket's close, late: ignored
     assert h.core.booths["b1"].state is S.IDLE
@@ -476,15 +482,25 @@ def test_paused_cso_reconnecting_is_offered_nothing(h: Harness) -> None:
     h.check()
 
 
-def test_cso_loss_tells_the_focused_booth(h: Harness) -> None:
+def test_a_signaling_blip_of_the_officer_keeps_the_focus(h: Harness) -> None:
+    """The call is peer to peer: a console that reconnects (proxy reload, Wi-Fi change)
+    must find the booth still focused, not muted and detached (issue 21, C9)."""
     b, c = booth("b1"), cso("siti")
     h.open(b), h.open(c)
     sid = _serve(h, b, c)
     h.media_up(b)
     h.send(c, FocusBooth(session_id=sid))
     h.close(c)
+    assert h.booth_mirrors["b1"].focused is True
+    assert h.core.booths["b1"].state is S.FOCUSED
+    h.advance(CONFIG.grace_period / 2)
+    h.open(c)
+    assert h.cso_mirrors["siti"].focused == sid and h.booth_mirrors["b1"].focused
+    h.check()
+    # Past the grace period the officer is gone and so is the focus.
+    h.close(c)
+    h.advance(CONFIG.grace_period + 0.1)
     assert h.booth_mirrors["b1"].focused is False
-    assert h.core.booths["b1"].state is S.ON_HOLD
     h.check()
 
 
@@ -532,7 +548,8 @@ def test_fingerprints_fixed_by_the_first_answer(h: Harness) -> None:
     h.send(b, Answer(session_id=sid, sdp=SDP.format("B2")))  # a renegotiation
     live = h.live[sid]
     assert live.booth_fingerprints == ("sha-256 B1",) and live.cso_fingerprints == ("sha-256 C1",)
-    assert [n.fingerprints for n in h.fingerprint_notes] == [("sha-256 B2",)]
+    added = [a for a in h.audits if a.action == "session.fingerprints_added"]
+    assert [(a.actor, a.fingerprints) for a in added] == [("b1", ("sha-256 B2",))]
 
 
 def test_lost_booth_past_grace_frees_the_cso(h: Harness) -> None:
@@ -747,7 +764,7 @@ class FloorWalk(RuleBasedStateMachine):
             k: r.live for k, r in old.sessions.items()
         }
         assert new.next_deadline() == old.next_deadline()
-        assert new._new_id.counter == old._new_id.counter
+        assert new.ids_handed_out == old.ids_handed_out
         self.h.core = new
 
     @invariant()
@@ -771,13 +788,13 @@ def test_capture_requests_and_statuses_travel_only_within_a_live_call(h: Harness
     h.resolve(0)
     offered = h.offer_of("siti")
     ask = RequestCapture(session_id=offered, capture_id="cap-1", kind="ktp")
-    assert not [e for e in h.send(c, ask) if isinstance(e, Send) and e.peer_id == "b1"]
+    assert not [e for e in h.send(c, ask) if isinstance(e, Send) and e.to == booth_key("b1")]
     h.send(c, Accept(session_id=offered))
-    sent = [e for e in h.send(c, ask) if isinstance(e, Send) and e.peer_id == "b1"]
+    sent = [e for e in h.send(c, ask) if isinstance(e, Send) and e.to == booth_key("b1")]
     assert [type(e.message) for e in sent] == [RequestCapture]
     h.send(c, RequestCapture(session_id=offered, capture_id="cap-2", kind="passport"))
     status = CaptureStatus(session_id=offered, capture_id="cap-1", kind="ktp", stage="done")
-    to_cso = [e for e in h.send(b, status) if isinstance(e, Send) and e.peer_id == "siti"]
+    to_cso = [e for e in h.send(b, status) if isinstance(e, Send) and e.to == cso_key("siti")]
     assert [type(e.message) for e in to_cso] == [CaptureStatus]
     assert [e.code for e in h.errors] == [ErrorCode.ILLEGAL_TRANSITION, ErrorCode.INVALID_MESSAGE]
 
@@ -802,6 +819,6 @@ def test_a_queued_booth_resuming_hears_its_place_in_the_welcome(h: Harness) -> N
     conn = f"c{next(h.conns)}"
     h.connected["b2"] = conn
     effects = h.handle(PeerOpened(b2, conn, h.tokens["b2"], "t-x"))
-    welcome = next(e.message for e in effects if isinstance(e, Send) and e.peer_id == "b2")
+    welcome = next(e.message for e in effects if isinstance(e, Send) and e.to == booth_key("b2"))
     assert isinstance(welcome, Welcome) and welcome.booth is not None
     assert welcome.booth.state is S.QUEUED and welcome.booth.position == 1

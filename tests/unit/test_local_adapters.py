@@ -16,6 +16,7 @@ class Box:
     def __init__(self, accept: bool = True) -> None:
         self.got: list[Delivery] = []
         self.accept = accept
+        self.id = f"box{id(self)}"
 
     def deliver(self, delivery: Delivery) -> bool:
         if self.accept:
@@ -55,11 +56,13 @@ async def test_live_state_indexes_sessions_by_both_ends() -> None:
     s2 = LiveSession("s2", "booth-b", "cso-1", SessionState.CONNECTING, 0.0)
     await live.put(s1)
     await live.put(s2)
-    assert [s.session_id for s in await live.of_peer("cso-1")] == ["s1", "s2"]
-    assert (await live.of_peer("booth-b"))[0].other_end("booth-b") == "cso-1"
+    assert [s.session_id for s in await live.of_peer("cso:cso-1")] == ["s1", "s2"]
+    assert (await live.of_peer("booth:booth-b"))[0].cso_id == "cso-1"
+    # A user named like a booth is another peer (role and id address a peer).
+    assert await live.of_peer("booth:cso-1") == []
     await live.put(s1.with_state(SessionState.ON_HOLD))
     assert (await live.get("s1")).state is SessionState.ON_HOLD  # type: ignore[union-attr]
     await live.delete("s1")
     assert await live.get("s1") is None
-    assert await live.of_peer("booth-a") == []
+    assert await live.of_peer("booth:booth-a") == []
     assert await live.count() == 1

@@ -33,6 +33,26 @@ class Keys:
         return self._k("floor:snapshot")
 
     @property
+    def events_bytes(self) -> str:
+        return self._k("floor:events:bytes")  # bytes waiting in the event stream (budget)
+
+    @property
+    def poison(self) -> str:
+        return self._k("floor:poison")  # hash: stream entry id -> times the core failed on it
+
+    @property
+    def quarantine(self) -> str:
+        return self._k("floor:quarantine")  # events set aside (poison, unreadable)
+
+    @property
+    def outbox(self) -> str:
+        return self._k("floor:outbox")  # audit entries decided, not yet in the records
+
+    @property
+    def outbox_quarantine(self) -> str:
+        return self._k("floor:outbox:quarantine")
+
+    @property
     def leader(self) -> str:
         return self._k("floor:leader")
 
@@ -77,5 +97,5 @@ class Keys:
     def claims(self) -> str:
         return self._k("session_of_claim")
 
-    def peer_sessions(self, peer_id: str) -> str:
-        return self._k(f"peer_sessions:{peer_id}")
+    def peer_sessions(self, address: str) -> str:
+        return self._k(f"peer_sessions:{address}")

@@ -20,8 +20,8 @@ from signaling.session import SessionState
 SESSION_LUA = """
 local function put_session(sessions, claims, prefix, sid, js, booth, cso, claim)
   redis.call('HSET', sessions, sid, js)
-  redis.call('SADD', prefix .. ':peer_sessions:' .. booth, sid)
-  redis.call('SADD', prefix .. ':peer_sessions:' .. cso, sid)
+  redis.call('SADD', prefix .. ':peer_sessions:booth:' .. booth, sid)
+  redis.call('SADD', prefix .. ':peer_sessions:cso:' .. cso, sid)
   if claim ~= '' then redis.call('HSET', claims, claim, sid) end
 end
 local function delete_session(sessions, claims, prefix, sid)
@@ -29,8 +29,8 @@ local function delete_session(sessions, claims, prefix, sid)
   if not js then return 0 end
   local s = cjson.decode(js)
   redis.call('HDEL', sessions, sid)
-  redis.call('SREM', prefix .. ':peer_sessions:' .. s.booth_id, sid)
-  redis.call('SREM', prefix .. ':peer_sessions:' .. s.cso_id, sid)
+  redis.call('SREM', prefix .. ':peer_sessions:booth:' .. s.booth_id, sid)
+  redis.call('SREM', prefix .. ':peer_sessions:cso:' .. s.cso_id, sid)
   if type(s.claim_id) == 'string' and redis.call('HGET', claims, s.claim_id) == sid then
     redis.call('HDEL', claims, s.claim_id)
   end
@@ -96,10 +96,10 @@ class RedisLiveState:
         k = self._keys
         await self._delete(keys=[k.sessions, k.claims], args=[k.prefix, session_id])
 
-    async def of_peer(self, peer_id: str) -> list[LiveSession]:
+    async def of_peer(self, address: str) -> list[LiveSession]:
         ids = sorted(
             m.decode() if isinstance(m, bytes) else m
-            for m in await self._redis.smembers(self._keys.peer_sessions(peer_id))
+            for m in await self._redis.smembers(self._keys.peer_sessions(address))
         )
         if not ids:
             return []

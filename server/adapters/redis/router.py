@@ -1,8 +1,13 @@
 """The Router port through Redis: a booth's socket on one process, its CSO's on another.
 
 Each process has an **inbox stream** (`<prefix>:inbox:<process id>`) and reads it with a
-blocking XREAD; `<prefix>:peers` maps each connected peer to the process holding its
-socket. A message for a peer is one Lua call: look the peer up, XADD to that inbox.
+blocking XREAD, trimming what it has read (the stream holds only what is not yet
+delivered, bounded besides by MAXLEN ~); `<prefix>:peers` maps each connected peer's
+address (`booth:<id>`, `cso:<id>`, `supervisor:<id>`) to the process and connection
+holding its socket. A message for a peer is one Lua call: look the peer up, XADD to that
+inbox. When a peer's newer socket lands on another process, the old process is told which
+connection was replaced, so it closes that one and never a newer socket of the same peer
+that reconnected to it meanwhile.
 
 Why streams and not pub/sub for peers: a process that loses its Redis connection for a
 moment (failover, restart) reads on from the last id it saw instead of losing what was
@@ -11,9 +16,14 @@ without limit; and its length is a visible backlog. The supervisors' floor, by c
 goes over pub/sub: every pass ends with a full snapshot, so a lost update heals itself.
 
 **Presence**: every process refreshes its deadline in `<prefix>:procs` (a sorted set) every
-third of `presence_ttl`; the floor's leader treats the sockets of a process whose deadline
-passed as closed. A process that finds itself already declared gone closes its own sockets
-so their peers reconnect (and resume) rather than talk into a floor that forgot them.
+third of `presence_ttl`, on Redis's clock (`TIME` inside the script: no host's clock or
+skew matters); the floor's leader treats the sockets of a process whose deadline passed
+as closed. A process that finds itself already declared gone closes its own sockets so
+their peers reconnect (and resume) rather than talk into a floor that forgot them.
+
+Supervisors' floor updates go over pub/sub, one channel per scope of branches
+(`<prefix>:topic:floor...`); each process listens to all of them by pattern and hands
+each to its own sockets of that scope.
 """
 
 from __future__ import annotations
@@ -36,13 +46,18 @@ from signaling.messages import Envelope
 
 log = structlog.get_logger("loket.redis.router")
 
-INBOX_MAXLEN = 20_000  # per process; a live process reads far faster than this fills
+# Per process. A live process reads (and trims) far faster than this fills; the cap bounds
+# a stalled one until the leader's reaper deletes its inbox (presence TTL): at most
+# INBOX_MAXLEN frames of at most LOKET_MAX_MESSAGE_BYTES each.
+INBOX_MAXLEN = 2_000
 
 # Route one frame to the process holding the peer's socket. 1 = queued, 0 = not connected.
 ROUTE_LUA = """
 local function route(peers, prefix, maxlen, peer, frame, t)
-  local pid = redis.call('HGET', peers, peer)
-  if not pid then return 0 end
+  local owner = redis.call('HGET', peers, peer)
+  if not owner then return 0 end
+  local sep = string.find(owner, '|', 1, true)
+  local pid = sep and string.sub(owner, 1, sep - 1) or owner
   redis.call('XADD', prefix .. ':inbox:' .. pid, 'MAXLEN', '~', maxlen, '*',
              'p', peer, 'm', frame, 't', t)
   return 1
@@ -50,22 +65,35 @@ end
 """
 _SEND = ROUTE_LUA + "return route(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
 
-# Bind a peer to this process; tell the process that held it before to let go.
+# Route one frame to the process holding the peer's socket ("<process>|<connection>").
+# Bind a peer to this process's connection; tell the process that held it before which
+# of its connections to let go.
+# KEYS: peers; ARGV: prefix, address, "<process>|<connection>", maxlen
 _ATTACH = """
 local old = redis.call('HGET', KEYS[1], ARGV[2])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 if old and old ~= ARGV[3] then
-  redis.call('XADD', ARGV[1] .. ':inbox:' .. old, 'MAXLEN', '~', ARGV[4], '*',
-             'p', ARGV[2], 'c', 'replaced')
+  local sep = string.find(old, '|', 1, true)
+  local pid = sep and string.sub(old, 1, sep - 1) or old
+  local conn = sep and string.sub(old, sep + 1) or ''
+  redis.call('XADD', ARGV[1] .. ':inbox:' .. pid, 'MAXLEN', '~', ARGV[4], '*',
+             'p', ARGV[2], 'c', 'replaced', 'k', conn)
 end
 return old
 """
-# Unbind, only if this process still holds the peer.
+# Unbind, only if this very connection still holds the peer.
 _DETACH = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
+"""
+# Refresh this process's presence deadline on Redis's clock; 1 if it had been removed.
+# KEYS: procs; ARGV: process id, ttl ms
+_PRESENT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 """
 
 
@@ -108,12 +136,14 @@ class RedisRouter:
         self._send = redis.register_script(_SEND)
         self._attach = redis.register_script(_ATTACH)
         self._detach = redis.register_script(_DETACH)
+        self._present = redis.register_script(_PRESENT)
         self._tasks: list[asyncio.Task[Any]] = []
         self._registered = False
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self, topics: tuple[str, ...] = ()) -> None:
+        """`topics`: patterns of the topics to listen to (e.g. "floor*")."""
         self._tasks = [
             asyncio.create_task(self._keep_present(), name="redis-presence"),
             asyncio.create_task(self._read_inbox(), name="redis-inbox"),
@@ -136,18 +166,23 @@ class RedisRouter:
 
     # --- the Router port ----------------------------------------------------------------
 
+    def _owner(self, mailbox: Mailbox) -> str:
+        return f"{self.process_id}|{mailbox.id}"
+
     async def attach(self, peer_id: str, mailbox: Mailbox) -> Mailbox | None:
         previous = self._peers.get(peer_id)
         self._peers[peer_id] = mailbox
         k = self._keys
-        await self._attach(keys=[k.peers], args=[k.prefix, peer_id, self.process_id, INBOX_MAXLEN])
+        await self._attach(
+            keys=[k.peers], args=[k.prefix, peer_id, self._owner(mailbox), INBOX_MAXLEN]
+        )
         return previous if previous is not mailbox else None
 
     async def detach(self, peer_id: str, mailbox: Mailbox) -> None:
-        if self._peers.get(peer_id) is not mailbox:
-            return
-        del self._peers[peer_id]
-        await self._detach(keys=[self._keys.peers], args=[peer_id, self.process_id])
+        if self._peers.get(peer_id) is mailbox:
+            del self._peers[peer_id]
+        # Only if this very connection is still the peer's: a newer socket elsewhere stays.
+        await self._detach(keys=[self._keys.peers], args=[peer_id, self._owner(mailbox)])
 
     async def send(
         self,
@@ -203,8 +238,10 @@ class RedisRouter:
         period = self._presence_ttl / 3
         while True:
             try:
-                deadline_ms = int((time.time() + self._presence_ttl) * 1000)
-                added = await self._redis.zadd(self._keys.procs, {self.process_id: deadline_ms})
+                added = await self._present(
+                    keys=[self._keys.procs],
+                    args=[self.process_id, int(self._presence_ttl * 1000)],
+                )
                 if added and self._registered:
                     self._evicted()
                 self._registered = True
@@ -215,8 +252,12 @@ class RedisRouter:
     def _evicted(self) -> None:
         """The floor declared this process gone (it was silent too long): its sockets
         are closed so their peers reconnect and resume with a floor that knows them."""
+        log.error("process_evicted", sockets=len(self._peers))
+        self.reset_sockets()
+
+    def reset_sockets(self) -> None:
+        """Close every socket of this process (1012): their peers reconnect and resume."""
         mailboxes = list(self._peers.values())
-        log.error("process_evicted", sockets=len(mailboxes))
         self._peers.clear()
         if self._on_evicted is not None:
             self._on_evicted(mailboxes)
@@ -238,29 +279,41 @@ class RedisRouter:
                 for entry_id, fields in entries:
                     last = _text(entry_id)
                     self._on_inbox(fields)
+            if reply:
+                # What was read is delivered (or its socket is gone): the stream keeps
+                # only what waits, so a burst costs Redis nothing once read.
+                ms, seq = last.split("-")
+                with contextlib.suppress(RedisError, OSError):
+                    await self._redis.xtrim(inbox, minid=f"{ms}-{int(seq) + 1}")
 
     def _on_inbox(self, fields: dict[bytes, bytes]) -> None:
         peer = _text(fields.get(b"p", b""))
-        if b"c" in fields:  # control: another process took this peer's socket over
-            mailbox = self._peers.pop(peer, None)
-            if mailbox is not None and self._on_replaced is not None:
+        if b"c" in fields:  # control: another process took this connection over
+            mailbox = self._peers.get(peer)
+            named = _text(fields.get(b"k", b""))
+            if mailbox is None or (named and mailbox.id != named):
+                return  # that connection is gone already, or the peer is back here anew
+            del self._peers[peer]
+            if self._on_replaced is not None:
                 self._on_replaced(mailbox)
             return
         t = fields.get(b"t") or b""
         self.deliver_local(peer, _text(fields.get(b"m", b"")), float(t) if t else None)
 
-    async def _listen(self, topic: str) -> None:
-        channel = self._keys.channel(topic)
+    async def _listen(self, pattern: str) -> None:
+        prefix = self._keys.channel("")
         backoff = 0.1
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(channel)
+                await pubsub.psubscribe(self._keys.channel(pattern))
                 backoff = 0.1
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self.publish_local(topic, _text(message["data"]))
+                    if message is not None and message.get("type") == "pmessage":
+                        topic = _text(message["channel"]).removeprefix(prefix)
+                        if self._topics.get(topic):
+                            self.publish_local(topic, _text(message["data"]))
             except (RedisError, OSError) as exc:
                 log.warning("topic_listen_failed", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(backoff)

@@ -1,39 +1,61 @@
-"""Python objects through Redis, sealed with an HMAC of the server's secret.
+"""Bytes through Redis, sealed: encrypted and authenticated with a key from the region's
+shared secret.
 
-The floor's events, applied log and snapshot hold the core's own dataclasses; pickling
-them keeps one definition of that state instead of a second, hand-written schema. Pickle
-must never load bytes an attacker wrote, so every blob carries an HMAC-SHA256 keyed from
-the JWT secret (which every Loket process shares and Redis never sees), checked before
-anything is unpickled: someone who can write to Redis still cannot make a process run
-their code, only make it refuse the blob.
+What the floor keeps in Redis (its events, the applied log, snapshots, the audit outbox)
+holds personal data: a walk-in's check-in carries a NIK, and Redis writes it to its AOF
+and replicas. So every blob is AES-256-GCM under a key derived from the secret every
+Loket process shares and Redis never sees: someone who can read Redis reads nothing, and
+someone who can write to it can only make a process refuse a blob, never feed it one.
+(Snapshots are pickles of the core's state: authenticated before anything is unpickled.)
+
+Rotating the secret: give every process the old one in `LOKET_PREVIOUS_SECRETS` while the
+new `LOKET_JWT_SECRET` rolls out. Blobs are always sealed with the current key and opened
+with whichever key fits, so a snapshot or event written before the rotation is still read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import pickle
-from typing import Any
+import os
+from collections.abc import Sequence
 
-_MAC_BYTES = 32
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = b"LS2"  # sealed format 2 (format 1 was an HMAC over a pickle, in clear)
+_NONCE = 12
 
 
 class SealBroken(Exception):
-    """The blob was not written by a Loket process with this secret."""
+    """The blob was not sealed by a Loket process with this secret (or a previous one)."""
+
+
+def _key(secret: str | bytes) -> bytes:
+    raw = secret.encode() if isinstance(secret, str) else secret
+    return hashlib.sha256(b"loket/redis-seal/v2\0" + raw).digest()
 
 
 class Sealer:
-    def __init__(self, secret: str | bytes) -> None:
-        raw = secret.encode() if isinstance(secret, str) else secret
-        self._key = hashlib.sha256(b"loket/redis-seal/v1\0" + raw).digest()
+    def __init__(self, secret: str | bytes, previous: Sequence[str | bytes] = ()) -> None:
+        self._current = AESGCM(_key(secret))
+        self._all = [self._current, *(AESGCM(_key(p)) for p in previous)]
 
-    def seal(self, obj: Any) -> bytes:
-        body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        return hmac.new(self._key, body, hashlib.sha256).digest() + body
+    def seal(self, body: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return MAGIC + nonce + self._current.encrypt(nonce, body, MAGIC)
 
-    def unseal(self, blob: bytes) -> Any:
-        mac, body = blob[:_MAC_BYTES], blob[_MAC_BYTES:]
-        expected = hmac.new(self._key, body, hashlib.sha256).digest()
-        if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, expected):
-            raise SealBroken("the blob's seal does not match this server's secret")
-        return pickle.loads(body)  # authenticated above
+    def unseal(self, blob: bytes) -> bytes:
+        if not blob.startswith(MAGIC):
+            raise SealBroken(
+                "not sealed in this version's format (an older Loket wrote it): "
+                "see the README's upgrade order"
+            )
+        nonce, body = blob[len(MAGIC) : len(MAGIC) + _NONCE], blob[len(MAGIC) + _NONCE :]
+        for aead in self._all:
+            try:
+                return aead.decrypt(nonce, body, MAGIC)
+            except InvalidTag:
+                continue
+        raise SealBroken(
+            "the blob's seal fits neither this server's secret nor LOKET_PREVIOUS_SECRETS"
+        )

@@ -40,11 +40,12 @@ class Cluster:
     router: RedisRouter
     live: RedisLiveState
     process_id: str
+    secret: str
 
     def floor(self, metrics: Metrics, runtime_kw: dict[str, Any]) -> ClusterFloor:
         s = self.settings
-        return ClusterFloor(
-            floor_config(s),
+        floor = ClusterFloor(
+            floor_config(s, self.secret),
             self.redis,
             self.keys,
             self.sealer,
@@ -55,8 +56,11 @@ class Cluster:
             lease_s=s.leader_lease,
             presence_ttl=s.presence_ttl,
             snapshot_interval=s.snapshot_interval,
+            events_budget=s.floor_events_budget,
             runtime_kw=runtime_kw,
         )
+        floor.on_reset = self.router.reset_sockets
+        return floor
 
     async def close(self) -> None:
         await self.router.stop()
@@ -97,8 +101,9 @@ async def open_cluster(
         settings,
         redis,
         keys,
-        Sealer(secret),
+        Sealer(secret, settings.previous_secrets),
         router,
         RedisLiveState(redis, keys),
         process_id,
+        secret,
     )
