@@ -135,7 +135,10 @@ class _Worker:
 class ReadingPool:
     def __init__(self, config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=self.config.queue)
+        # Readings admitted and not yet answered: at most workers + queue. (Counted here,
+        # not by the queue's size: a job sits in the queue until a worker task wakes.)
+        self._admitted = 0
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: dict[int, _Worker] = {}
         self._closed = False
@@ -162,12 +165,13 @@ class ReadingPool:
         if not self._tasks:
             await self.start()
         loop = asyncio.get_running_loop()
-        job = _Job(kind, data, loop.time() + self.config.timeout, loop.create_future())
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
+        if self._admitted >= self.config.workers + self.config.queue:
             busy = f"{self.config.workers} reading, {self.config.queue} waiting"
             return Unavailable("busy", busy)
+        job = _Job(kind, data, loop.time() + self.config.timeout, loop.create_future())
+        self._admitted += 1
+        job.answer.add_done_callback(self._release)
+        self._queue.put_nowait(job)
         try:
             # The worker task answers by the deadline; the grace covers a worker that
             # is being killed at that moment.
@@ -233,14 +237,18 @@ class ReadingPool:
             if not self._closed:
                 self.restarts += 1
 
+    def _release(self, _answer: object) -> None:
+        self._admitted -= 1
+
     @staticmethod
     def _answer(job: _Job, result: Reading | Unavailable) -> None:
         if not job.answer.done():
             job.answer.set_result(result)
 
     @property
-    def waiting(self) -> int:
-        return self._queue.qsize()
+    def admitted(self) -> int:
+        """Readings running or waiting (at most workers + queue)."""
+        return self._admitted
 
     async def close(self) -> None:
         """Stop the workers; readings still waiting are answered "closed"."""
