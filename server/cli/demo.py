@@ -4,17 +4,24 @@ One process tree: this process creates the demo accounts, starts `loket serve` a
 synthetic booth kiosks (`loket booth`) as child processes, and prints where to look.
 With `--headless` it also runs an aiortc CSO stand-in in this process that accepts every
 booth, receives their media for `--duration` seconds and prints one JSON line last.
+
+The children end with the demo. SIGTERM, SIGINT or SIGHUP stops it: every child gets
+SIGTERM, and SIGKILL if it is still running `STOP_GRACE` seconds later (a second signal
+kills them at once). On Linux each child also asks the kernel for SIGTERM when the demo
+dies, so not even a SIGKILL of the demo leaves orphans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +34,9 @@ from server.logging import configure_logging
 from server.settings import Settings
 
 LOOPBACK = "127.0.0.1"
+STOP_GRACE = 5.0  # seconds a child has to end after SIGTERM before it is killed
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -51,30 +61,87 @@ def _open_log(log_dir: Path, name: str) -> BinaryIO:
     return (log_dir / f"{name}.log").open("ab")
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a `preexec_fn` after which the kernel sends the child SIGTERM when this
+    process dies, however it dies. None elsewhere (the signal handlers still apply)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Looked up here: the forked child only makes the call.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the demo died before the call: nobody would tell us
+            os._exit(1)
+
+    return preexec
+
+
 async def _start(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None) -> Child:
     """Start a child; with `log_dir`, its output goes to `<log_dir>/<name>.log`."""
+    preexec = _die_with_parent()
     if log_dir is None:
-        process = await asyncio.create_subprocess_exec(*argv, env=env)
+        process = await asyncio.create_subprocess_exec(*argv, env=env, preexec_fn=preexec)
         return Child(name, process)
     with _open_log(log_dir, name) as out:
         process = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+            *argv, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, preexec_fn=preexec
         )
     return Child(name, process)
 
 
-async def _stop_all(children: list[Child], grace: float = 5.0) -> None:
+def _kill_all(children: list[Child]) -> None:
     for child in children:
         if child.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                child.process.send_signal(signal.SIGINT)
-    for child in children:
-        try:
-            await asyncio.wait_for(child.process.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
                 child.process.kill()
-            await child.process.wait()
+
+
+async def _stop_all(children: list[Child], grace: float = STOP_GRACE) -> None:
+    """SIGTERM to every child at once; SIGKILL to those still running after `grace`."""
+    running = [c for c in children if c.process.returncode is None]
+    for child in running:
+        with contextlib.suppress(ProcessLookupError):
+            child.process.terminate()
+    if not running:
+        return
+    waits = {asyncio.ensure_future(c.process.wait()): c for c in running}
+    _, late = await asyncio.wait(waits, timeout=grace)
+    if late:
+        names = ", ".join(sorted(waits[w].name for w in late))
+        typer.echo(f"{names}: still running {grace:.0f} s after SIGTERM; killed", err=True)
+        _kill_all([waits[w] for w in late])
+        await asyncio.wait(late)
+
+
+class _StopOnSignal:
+    """SIGTERM, SIGINT or SIGHUP cancels the demo's task, whose `finally` ends the
+    children; a second signal while they end kills them at once."""
+
+    def __init__(self, task: asyncio.Task[int], children: list[Child]) -> None:
+        self.received: signal.Signals | None = None
+        self._task = task
+        self._children = children
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.received is None:
+            self.received = sig
+            typer.echo(f"{sig.name}: stopping the demo and its processes", err=True)
+            self._task.cancel()
+        else:
+            _kill_all(self._children)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 async def _wait_ready(base_url: str, server: Child, within: float = 60.0) -> None:
@@ -99,11 +166,28 @@ def _say(text: str, *, headless: bool) -> None:
 
 
 async def _run_demo(settings: Settings, booths: int, headless: bool, duration: float) -> int:
+    children: list[Child] = []
+    task = asyncio.current_task()
+    assert task is not None
+    stop = _StopOnSignal(task, children)
+    try:
+        return await _demo(settings, booths, headless, duration, children)
+    except asyncio.CancelledError:
+        if stop.received is None:
+            raise
+        task.uncancel()
+        return 0  # stopped as asked, children ended
+    finally:
+        stop.remove()
+
+
+async def _demo(
+    settings: Settings, booths: int, headless: bool, duration: float, children: list[Child]
+) -> int:
     from server.auth.demo import ensure_demo_accounts
 
     accounts = await ensure_demo_accounts(settings, booths=booths)
     base_url = f"http://{settings.host}:{settings.port}"
-    children: list[Child] = []
     # Headless: stdout is for the JSON report only, so children log to files.
     log_dir = settings.data_dir / "logs" if headless else None
     standin = None
@@ -158,7 +242,7 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
             children.append(await _start(f"booth-{index}", argv, env, log_dir))
         if not headless:
             _say("Press Ctrl-C to stop.", headless=False)
-            await asyncio.Event().wait()  # until Ctrl-C cancels us
+            await asyncio.Event().wait()  # until a signal cancels us (_StopOnSignal)
             return 0
         assert standin is not None
         with contextlib.suppress(TimeoutError):
