@@ -276,6 +276,10 @@ class AuthService:
         check_password_policy(password)
         if not 1 <= capacity <= 6:
             raise ValueError("capacity must be 1 to 6 booths")
+        if await self.store.get_booth(username) is not None:
+            # One name, one peer: a user named like a booth would share its address in
+            # logs and audit trails (the floor keys peers by role, but people read names).
+            raise ValueError(f"{username!r} is an enrolled booth's id; choose another username")
         user = UserRecord(
             username=username,
             role=role,
@@ -322,6 +326,8 @@ class AuthService:
         booth_id = validate_account_name(booth_id or f"{branch}-{secrets.token_hex(3)}")
         secret = secrets.token_urlsafe(32)
         secret_hash = await self._hashing.hash(secret)
+        if await self.store.get_user(booth_id) is not None:
+            raise ValueError(f"{booth_id!r} is a user's name; choose another booth id")
         existing = await self.store.get_booth(booth_id)
         if existing is None:
             await self.store.add_booth(

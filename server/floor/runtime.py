@@ -259,7 +259,7 @@ class FloorRuntime:
     def _quarantine(self, event: Event) -> None:
         """The core failed on this event (a bug): rebuild it from the journal without the
         event, so the floor goes on from a whole state, and say so loudly."""
-        log.error("floor_event_quarantined", event=type(event).__name__, exc_info=True)
+        log.error("floor_event_quarantined", kind=type(event).__name__, exc_info=True)
         self._metrics.floor_quarantined.inc()
         if self._journal is not None:
             self.core = self._journal.rebuild(self.config)

@@ -57,6 +57,26 @@ def test_booth_enrol_prints_a_credential_once_and_revoke(data_dir) -> None:
     assert runner.invoke(app, ["booth", "revoke", "nope"]).exit_code == 1
 
 
+def test_a_booth_id_and_a_username_are_never_the_same_name(data_dir) -> None:
+    """Issue 21, A3: the two sockets would evict each other (4409) and messages could
+    reach the wrong one; the names are refused at the source."""
+    _ok("booth", "enrol", "--branch", "jkt01", "--label", "Booth 1", "--booth-id", "jkt01-b1")
+    clash = runner.invoke(
+        app,
+        ["user", "add", "jkt01-b1", "--role", "cso", "--display-name", "X", "--branch", "jkt01",
+         "--password-stdin"],
+        input="a long enough password\n",
+    )  # fmt: skip
+    assert clash.exit_code == 1 and "enrolled booth's id" in clash.output
+    _ok("user", "add", "siti", "--role", "cso", "--display-name", "Siti", "--branch", "jkt01",
+        "--password-stdin", input="a long enough password\n")  # fmt: skip
+    reverse = runner.invoke(
+        app, ["booth", "enrol", "--branch", "jkt01", "--label", "B", "--booth-id", "siti"]
+    )
+    assert reverse.exit_code == 1 and "a user's name" in reverse.output
+    assert "siti" not in _ok("booth", "list")
+
+
 def test_db_upgrade_and_current(data_dir) -> None:
     assert "database at revision" in _ok("db", "upgrade")
     assert "up to date" in _ok("db", "current")

@@ -394,6 +394,11 @@ def check_invariants(h: Harness) -> None:
         assert mirror.links == {k for k, lk in core.links.items() if lk.peer == booth_key(peer)}
     for peer, cm in h.cso_mirrors.items():
         assert cm.links == {k for k, lk in core.links.items() if lk.peer == cso_key(peer)}
+    # Who holds which participant: exactly the booths that hold them (bounded by the floor).
+    holders = core._booths.holders
+    for key, booth_id in holders.items():
+        assert booth_id in core.booths and key in core.booths[booth_id].holds, key
+    assert len(holders) == sum(len(b.holds) for b in core.booths.values())
     # Live state (what other processes see) is exactly the core's sessions.
     assert h.live == {sid: r.live for sid, r in core.sessions.items()}
     assert d.waiting_count() == sum(1 for b in core.booths.values() if b.state is S.QUEUED)

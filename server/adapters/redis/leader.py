@@ -428,7 +428,7 @@ class LeaderRuntime(FloorRuntime):
         The event is marked (if it came from the stream) for the next leader to set aside."""
         self.failed.set()
         self._metrics.floor_quarantined.inc()
-        log.error("floor_event_poison", event=type(event).__name__, entry=entry_id,
+        log.error("floor_event_poison", kind=type(event).__name__, entry=entry_id,
                   error=repr(exc), exc_info=exc)  # fmt: skip
         if entry_id is not None:
             try:
