@@ -67,6 +67,7 @@ from booth_client.outbox import (
 )
 from booth_client.pacing import Pacer
 from booth_client.peer import BoothPeer, warm_up
+from booth_client.refresh import post_refresh
 from booth_client.relay import FrameRelay
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
@@ -432,9 +433,7 @@ class BoothClient:
                 return tokens
             response = None
             if tokens is not None:
-                response = await http.post(
-                    "/api/auth/refresh", json={"refresh_token": tokens.refresh}
-                )
+                response = await post_refresh(http, tokens.refresh)  # retried if lost
                 if response.status_code != 200:
                     log.info("refresh_refused", status=response.status_code)
             if response is None or response.status_code != 200:

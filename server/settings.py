@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     )
     access_token_ttl: int = Field(default=600, ge=30, le=900, description="seconds, <= 15 min")
     refresh_token_ttl: int = Field(default=12 * 3600, ge=60)
+    # A refresh token presented again within this many seconds of its use, while its
+    # successor is unused, gets that same successor (a lost answer); later, it is reuse.
+    refresh_reuse_interval: float = Field(default=5.0, ge=0, le=60, description="seconds")
     # Failed logins. Per account: after login_max_failures the name waits
     # login_backoff_base seconds, doubling per further failure up to login_backoff_max;
     # forgotten login_window seconds after its last failure. Per address (a branch NAT):

@@ -18,6 +18,12 @@ export const CLOSE = {
 };
 
 const KEEP_SENT = 500; // relayed messages get no ack: remember the last few for errors
+// A refresh that failed on the network is sent again at once: the server gives a token sent
+// again within its reuse interval (LOKET_REFRESH_REUSE_INTERVAL, 5 s) the successor whose
+// answer was lost; much later it would count as reuse and end the login. Three attempts of
+// at most 2 s each, 0.25 s and 0.5 s apart, start within that interval.
+const REFRESH_PAUSES_MS = [250, 500];
+const REFRESH_ATTEMPT_MS = 2000;
 const LOG_IN_AGAIN = "Your session has expired. Please log in again.";
 
 // The server refused the refresh token (used, revoked, expired): only a new login helps.
@@ -144,18 +150,31 @@ export class Signaling {
     const margin = refreshMargin(this.tokens.expires_in) * 1000;
     if (!force && Date.now() < this.expiresAt() - margin) return Promise.resolve(this.tokens);
     if (!this.refreshing) {
-      this.refreshing = (async () => {
+      this.refreshing = this.postRefresh(this.tokens.refresh_token)
+        .then((body) => this.setTokens(body))
+        .finally(() => { this.refreshing = null; });
+    }
+    return this.refreshing;
+  }
+
+  // POST /api/auth/refresh; a network error, a timeout or a 5xx is retried at once (twice).
+  async postRefresh(token) {
+    for (const pause of [...REFRESH_PAUSES_MS, null]) {
+      try {
         const res = await fetch("/api/auth/refresh", {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ refresh_token: this.tokens.refresh_token }),
+          body: JSON.stringify({ refresh_token: token }),
+          signal: AbortSignal.timeout(REFRESH_ATTEMPT_MS),
         });
-        if (res.status >= 500) throw new TypeError(`token refresh failed (${res.status})`);
-        if (!res.ok) throw new RefreshRefused(`token refresh refused (${res.status})`);
-        return this.setTokens(await res.json());
-      })().finally(() => { this.refreshing = null; });
+        if (res.ok) return await res.json();
+        if (res.status < 500) throw new RefreshRefused(`token refresh refused (${res.status})`);
+        throw new TypeError(`token refresh failed (${res.status})`);
+      } catch (e) {
+        if (e instanceof RefreshRefused || pause === null) throw e;
+      }
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
-    return this.refreshing;
   }
 
   refreshIfNeeded() {

@@ -110,8 +110,11 @@ async def booth_login(body: BoothLoginRequest, request: Request) -> TokenRespons
     "/refresh",
     summary="Trade a refresh token, once, for a fresh token pair",
     description="Each refresh token works once: the answer carries its successor, which "
-    "the client must keep. Presenting a token that was already used revokes every token "
-    "of that login (its family) and answers 401 `token_revoked`: log in again.",
+    "the client must keep. A client that lost the answer may send the same token again "
+    "within LOKET_REFRESH_REUSE_INTERVAL seconds (default 5) and gets the same successor, "
+    "as long as that successor is unused. Otherwise presenting a token that was already "
+    "used revokes every token of that login (its family) and answers 401 `token_revoked`: "
+    "log in again.",
 )
 async def refresh(body: RefreshRequest, request: Request) -> TokenResponse:
     try:

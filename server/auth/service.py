@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -157,7 +157,12 @@ class AuthService:
         """Trade a refresh token, once, for a fresh pair in the same family. Re-reads the
         account so disabling or revoking takes effect. A token presented a second time
         means two parties hold it (one of them a thief): the family is revoked, so
-        neither the thief's nor the owner's newest token works any more."""
+        neither the thief's nor the owner's newest token works any more.
+
+        Except a retry: within `refresh_reuse_interval` seconds of the first use, while
+        the successor is unused, the same token gets that same successor again (the
+        client lost the answer; a thief replaying it forks nothing). The successor's id
+        is derived from its parent's, so nothing secret is stored for this."""
         claims = self._issuer.verify_refresh(refresh_token)
         principal = await self._current_principal(claims.role, claims.subject)
         if principal is None:
@@ -166,18 +171,31 @@ class AuthService:
             raise AuthError("account_disabled", "this account is disabled", status=403)
         if claims.family is None:
             raise _refresh_refused()  # from before rotation existed: log in once more
-        pair = self._issuer.issue(principal, family=claims.family)
-        now = datetime.now(UTC)
-        outcome = await self.store.rotate_refresh_token(
-            token_hash(claims.jti), self._grant(principal, pair), now
+        successor_id = self._issuer.successor_id(claims.jti)
+        pair = self._issuer.issue(principal, family=claims.family, refresh_id=successor_id)
+        result = await self.store.rotate_refresh_token(
+            token_hash(claims.jti),
+            self._grant(principal, pair),
+            datetime.fromtimestamp(self._clock(), UTC),
+            timedelta(seconds=self._settings.refresh_reuse_interval),
         )
-        if outcome is Rotation.ROTATED:
-            return pair, principal
         account = account_key(principal.role, principal.subject)
-        if outcome is Rotation.REUSED:
+        if result.outcome is Rotation.ROTATED:
+            return pair, principal
+        if result.outcome is Rotation.RETRIED and result.successor is not None:
+            stored = result.successor
+            times = (int(stored.issued_at.timestamp()), int(stored.expires_at.timestamp()))
+            log.info("refresh_retried", account=account, family=claims.family)
+            resent = self._issuer.issue(
+                principal, family=claims.family, refresh_id=successor_id, refresh_times=times
+            )
+            return resent, principal
+        if result.outcome is Rotation.REUSED:
             log.warning("refresh_token_reused", account=account, family=claims.family)
         else:
-            log.info("refresh_refused", account=account, family=claims.family, why=str(outcome))
+            log.info(
+                "refresh_refused", account=account, family=claims.family, why=str(result.outcome)
+            )
         raise _refresh_refused()
 
     async def logout(self, refresh_token: str) -> None:
@@ -239,7 +257,8 @@ class AuthService:
         return pair
 
     def _grant(self, principal: Principal, pair: TokenPair) -> RefreshGrant:
-        issued = datetime.fromtimestamp(self._clock(), UTC)
+        # The token's own `iat`, so that a retry can re-issue it exactly.
+        issued = datetime.fromtimestamp(pair.refresh_issued_at, UTC)
         return RefreshGrant(
             token_hash=token_hash(pair.refresh_id),
             family=pair.family,

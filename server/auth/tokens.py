@@ -2,10 +2,14 @@
 
 A refresh token names its family (one per login) and its own id (`jti`); the server
 keeps a hash of each id so that a token is good for one refresh only (see AuthService).
+A successor's id is derived from its parent's (`successor_id`, an HMAC under the signing
+key), so a retried refresh can be answered with the same successor without storing it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +35,7 @@ class TokenPair:
     refresh_id: str = ""  # the refresh token's jti: its hash is stored, never the token
     family: str = ""
     refresh_expires_at: float = 0.0  # unix time
+    refresh_issued_at: float = 0.0  # unix time, whole seconds (the token's `iat`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +63,28 @@ class TokenIssuer:
         self._refresh_ttl = refresh_ttl
         self._clock = clock
 
-    def issue(self, principal: Principal, family: str | None = None) -> TokenPair:
-        """A fresh pair; the refresh token joins `family` (a new one if None)."""
+    def successor_id(self, parent_id: str) -> str:
+        """The id of the refresh token that succeeds `parent_id`: always the same, and
+        unguessable without the signing key."""
+        mac = hmac.new(self._secret.encode(), b"loket refresh successor\0", hashlib.sha256)
+        mac.update(parent_id.encode())
+        return mac.hexdigest()[:32]
+
+    def issue(
+        self,
+        principal: Principal,
+        family: str | None = None,
+        *,
+        refresh_id: str | None = None,
+        refresh_times: tuple[int, int] | None = None,
+    ) -> TokenPair:
+        """A fresh pair; the refresh token joins `family` (a new one if None), with id
+        `refresh_id` (random if None). `refresh_times` (iat, exp) re-issues a refresh
+        token exactly as it was first issued; the access token is always new."""
         now = int(self._clock())
         family = family or uuid.uuid4().hex
-        refresh_id = uuid.uuid4().hex
-        refresh_exp = now + self._refresh_ttl
+        refresh_id = refresh_id or uuid.uuid4().hex
+        refresh_iat, refresh_exp = refresh_times or (now, now + self._refresh_ttl)
         base = {"iss": ISSUER, "aud": AUDIENCE, "sub": principal.subject, "iat": now}
         access = {
             **base,
@@ -79,6 +100,7 @@ class TokenIssuer:
         }
         refresh = {
             **base,
+            "iat": refresh_iat,
             "typ": "refresh",
             "exp": refresh_exp,
             "jti": refresh_id,
@@ -92,6 +114,7 @@ class TokenIssuer:
             refresh_id=refresh_id,
             family=family,
             refresh_expires_at=float(refresh_exp),
+            refresh_issued_at=float(refresh_iat),
         )
 
     def _decode(self, token: str, typ: str, *, allow_expired: bool = False) -> dict[str, Any]:

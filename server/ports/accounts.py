@@ -4,7 +4,7 @@ refresh-token families that let a login stay alive."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -57,9 +57,19 @@ class RefreshGrant:
 
 class Rotation(StrEnum):
     ROTATED = "rotated"  # the token was unused: it is used now, its successor stored
+    # Used moments ago (within the reuse interval) and its successor, the one asked for,
+    # is stored and still unused: the client lost the answer; it gets that successor.
+    RETRIED = "retried"
     REUSED = "reused"  # the token had been used already: its family is revoked now
     REVOKED = "revoked"  # its family was revoked earlier (logout, reuse, disabled)
     UNKNOWN = "unknown"  # never stored (e.g. issued before this version)
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    outcome: Rotation
+    # ROTATED: the successor as given; RETRIED: as stored by the rotation (its times).
+    successor: RefreshGrant | None = None
 
 
 class AccountStore(Protocol):
@@ -82,10 +92,16 @@ class AccountStore(Protocol):
     # Refresh-token families. `account` is "user:<name>" or "booth:<id>".
     async def start_refresh_family(self, grant: RefreshGrant) -> None: ...
     async def rotate_refresh_token(
-        self, used_hash: str, successor: RefreshGrant, at: datetime
-    ) -> Rotation:
-        """Atomically mark `used_hash` (of successor.family) used and store `successor`;
-        a token already used revokes the family instead. Safe against concurrent use."""
+        self,
+        used_hash: str,
+        successor: RefreshGrant,
+        at: datetime,
+        reuse_interval: timedelta = timedelta(0),
+    ) -> RotationResult:
+        """Atomically mark `used_hash` (of successor.family) used and store `successor`.
+        A token used at most `reuse_interval` before `at` whose stored successor has
+        `successor.token_hash` and is unused: RETRIED with that successor, nothing
+        written. Any other used token revokes the family. Safe against concurrent use."""
         ...
 
     async def revoke_refresh_family(self, family: str, reason: str, at: datetime) -> bool: ...

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from server.adapters.sql import migrate
+from server.adapters.sql.accounts import SqlAccountStore
 from server.adapters.sql.wiring import open_accounts
 from server.ports.accounts import (
     AccountExists,
@@ -126,6 +127,16 @@ def _grant(
     )
 
 
+async def _rotate(
+    store: SqlAccountStore,
+    used: str,
+    successor: RefreshGrant,
+    at: datetime,
+    interval: timedelta = timedelta(0),
+) -> Rotation:
+    return (await store.rotate_refresh_token(used, successor, at, interval)).outcome
+
+
 async def test_refresh_migration_matches_the_tables(db_settings) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -151,31 +162,19 @@ async def test_refresh_tokens_rotate_once_and_reuse_revokes_the_family(db_settin
     engine, store = await open_accounts(db_settings)
     try:
         await store.start_refresh_family(_grant("a"))
-        assert await store.rotate_refresh_token("hash-a", _grant("b", minute=1), T0) == (
-            Rotation.ROTATED
-        )
-        assert await store.rotate_refresh_token("hash-b", _grant("c", minute=2), T0) == (
-            Rotation.ROTATED
-        )
+        assert await _rotate(store, "hash-a", _grant("b", minute=1), T0) == (Rotation.ROTATED)
+        assert await _rotate(store, "hash-b", _grant("c", minute=2), T0) == (Rotation.ROTATED)
         # "a" again: somebody replays a spent token. The family dies, newest token too.
-        assert await store.rotate_refresh_token("hash-a", _grant("x", minute=3), T0) == (
-            Rotation.REUSED
-        )
-        assert await store.rotate_refresh_token("hash-c", _grant("d", minute=3), T0) == (
-            Rotation.REVOKED
-        )
-        assert await store.rotate_refresh_token("hash-a", _grant("y", minute=3), T0) == (
+        assert await _rotate(store, "hash-a", _grant("x", minute=3), T0) == (Rotation.REUSED)
+        assert await _rotate(store, "hash-c", _grant("d", minute=3), T0) == (Rotation.REVOKED)
+        assert await _rotate(store, "hash-a", _grant("y", minute=3), T0) == (
             Rotation.REVOKED
         )  # reported once
-        assert await store.rotate_refresh_token("hash-zz", _grant("z"), T0) == Rotation.UNKNOWN
+        assert await _rotate(store, "hash-zz", _grant("z"), T0) == Rotation.UNKNOWN
         # A token is only good within its own family.
         await store.start_refresh_family(_grant("p", family="fam-2"))
-        assert await store.rotate_refresh_token("hash-p", _grant("q", family="fam-1"), T0) == (
-            Rotation.UNKNOWN
-        )
-        assert await store.rotate_refresh_token("hash-p", _grant("q", family="fam-2"), T0) == (
-            Rotation.ROTATED
-        )
+        assert await _rotate(store, "hash-p", _grant("q", family="fam-1"), T0) == (Rotation.UNKNOWN)
+        assert await _rotate(store, "hash-p", _grant("q", family="fam-2"), T0) == (Rotation.ROTATED)
     finally:
         await engine.dispose()
 
@@ -186,13 +185,51 @@ async def test_concurrent_uses_of_one_refresh_token_rotate_exactly_once(db_setti
     try:
         await store.start_refresh_family(_grant("a"))
         outcomes = await asyncio.gather(
-            *(store.rotate_refresh_token("hash-a", _grant(f"n{i}"), T0) for i in range(8))
+            *(_rotate(store, "hash-a", _grant(f"n{i}"), T0) for i in range(8))
         )
         # One winner; the first loser is a reuse and revokes the family; the rest find
         # it revoked.
         assert sorted(outcomes) == sorted(
             [Rotation.ROTATED, Rotation.REUSED] + [Rotation.REVOKED] * 6
         ), outcomes
+    finally:
+        await engine.dispose()
+
+
+async def test_a_retry_within_the_interval_gets_the_stored_successor(db_settings) -> None:
+    await migrate.upgrade(db_settings)
+    engine, store = await open_accounts(db_settings)
+    grace = timedelta(seconds=5)
+    try:
+        await store.start_refresh_family(_grant("a"))
+        b = _grant("b", minute=1)
+        # Eight uses at once, all asking for the same successor: one rotates, the others
+        # wait for it and are given what it stored.
+        results = await asyncio.gather(
+            *(store.rotate_refresh_token("hash-a", b, T0, grace) for _ in range(8))
+        )
+        assert sorted(r.outcome for r in results) == sorted(
+            [Rotation.ROTATED] + [Rotation.RETRIED] * 7
+        )
+        assert {r.successor for r in results} == {b}  # its times as stored
+        later = T0 + timedelta(seconds=4)
+        assert await _rotate(store, "hash-a", b, later, grace) == Rotation.RETRIED
+        # A successor other than the stored one is not a retry: reuse.
+        assert await _rotate(store, "hash-a", _grant("x"), later, grace) == Rotation.REUSED
+        assert await _rotate(store, "hash-a", b, later, grace) == Rotation.REVOKED
+
+        await store.start_refresh_family(_grant("p", family="fam-2"))
+        q = _grant("q", family="fam-2")
+        assert await _rotate(store, "hash-p", q, T0, grace) == Rotation.ROTATED
+        # Past the interval: reuse.
+        assert await _rotate(store, "hash-p", q, T0 + grace * 2, grace) == Rotation.REUSED
+
+        await store.start_refresh_family(_grant("k", family="fam-3"))
+        m, n = _grant("m", family="fam-3"), _grant("n", family="fam-3")
+        assert await _rotate(store, "hash-k", m, T0, grace) == Rotation.ROTATED
+        assert await _rotate(store, "hash-m", n, T0, grace) == Rotation.ROTATED
+        # Two generations back, within the interval: its successor is used, so reuse.
+        assert await _rotate(store, "hash-k", m, T0, grace) == Rotation.REUSED
     finally:
         await engine.dispose()
 
@@ -214,10 +251,10 @@ async def test_refresh_families_revoke_by_account_and_purge(db_settings) -> None
         assert await store.revoke_refresh_families("user:siti", "disabled", T0) == 2
         for i in range(3):
             assert (
-                await store.rotate_refresh_token(f"hash-s{i}", _grant("n", family=f"siti-{i}"), T0)
+                await _rotate(store, f"hash-s{i}", _grant("n", family=f"siti-{i}"), T0)
                 == Rotation.REVOKED
             )
-        assert await store.rotate_refresh_token("hash-b", _grant("b2", family="booth-1"), T0) == (
+        assert await _rotate(store, "hash-b", _grant("b2", family="booth-1"), T0) == (
             Rotation.ROTATED
         )
         await store.start_refresh_family(_grant("old", family="old", ttl_h=1))

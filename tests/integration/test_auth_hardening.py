@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -147,6 +148,55 @@ async def test_logout_revokes_the_login_and_is_idempotent(
     res = await http.post("/api/auth/logout", json={"refresh_token": booth["refresh_token"]})
     assert res.status_code == 204
     _error(await _refresh(http, booth["refresh_token"]), 401, "token_revoked")
+
+
+async def test_a_retry_of_a_lost_refresh_answer_gets_the_same_successor(
+    db_server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """The answer to a refresh is lost (network, proxy); the client sends the same token
+    again at once and gets the very successor it missed: not a second one, and nobody is
+    logged out. A token two generations back is still reuse."""
+    await add_user(db_server, "siti")
+    first = (await _login(http, "siti")).json()["refresh_token"]
+    lost = await _refresh(http, first)  # the server rotated; the client never saw this
+    assert lost.status_code == 200, lost.text
+    with capture_logs() as logs:
+        retry = await _refresh(http, first)
+        again = await _refresh(http, first)
+    assert retry.status_code == again.status_code == 200, retry.text
+    successor = lost.json()["refresh_token"]
+    assert retry.json()["refresh_token"] == again.json()["refresh_token"] == successor
+    assert _auth(db_server).authenticate(retry.json()["access_token"]).subject == "siti"
+    assert not [e for e in logs if e["event"] == "refresh_token_reused"], logs
+    # The family lives on from the one successor.
+    newest = await _refresh(http, successor)
+    assert newest.status_code == 200, newest.text
+    # `first` is two generations back now: reuse, within the interval or not.
+    with capture_logs() as logs:
+        _error(await _refresh(http, first), 401, "token_revoked")
+    assert [e for e in logs if e["event"] == "refresh_token_reused"], logs
+    _error(await _refresh(http, newest.json()["refresh_token"]), 401, "token_revoked")
+
+
+async def test_concurrent_uses_of_one_refresh_token_all_get_one_successor(
+    db_server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    """Two tabs, or a retry racing the original: each gets the same successor (a row lock
+    decides who rotates; the others read what it stored)."""
+    await add_user(db_server, "siti")
+    first = (await _login(http, "siti")).json()["refresh_token"]
+    answers = await asyncio.gather(*(_refresh(http, first) for _ in range(6)))
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    successors = {a.json()["refresh_token"] for a in answers}
+    assert len(successors) == 1
+    assert (await _refresh(http, successors.pop())).status_code == 200
+    engine, _ = await open_accounts(db_server.settings)
+    try:
+        async with engine.connect() as conn:
+            tokens = (await conn.execute(select(refresh_tokens))).mappings().all()
+    finally:
+        await engine.dispose()
+    assert len(tokens) == 3  # the login's, its one successor, and that one's
 
 
 def _cli(settings: Settings, *args: str) -> str:
@@ -288,6 +338,71 @@ async def test_address_limits_trip_at_their_own_higher_thresholds(
     res = await _login(http, "siti")
     _error(res, 429, "rate_limited")
     assert "address" in res.json()["error"]["message"]
+
+
+async def test_retries_across_cluster_processes_get_one_successor(
+    tmp_path: Path,
+    postgres,
+    redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two `loket serve` processes on one PostgreSQL: a refresh and its retry, racing on
+    both, or the retry sent to the other process (a load balancer's choice), get the
+    same successor."""
+    from tests.support import cluster as support
+    from tests.support.postgres import create_database
+
+    settings = server_settings(
+        tmp_path / "data", database_url=await create_database(postgres),
+        redis_url=redis_server.url, redis_prefix=f"r{uuid.uuid4().hex[:10]}",
+    )  # fmt: skip
+    await migrate.upgrade(settings)
+    async with support.running_cluster(settings, redis_server, tmp_path, ("a", "b")) as c:
+        await c.add_user("siti", AccountRole.CSO)
+        a, b = c.nodes["a"], c.nodes["b"]
+        async with httpx.AsyncClient(timeout=30) as http:
+            login = {"username": "siti", "password": support.PASSWORD}
+            first = (await http.post(f"{a.base_url}/api/auth/login", json=login)).json()
+            token = first["refresh_token"]
+            answers = await asyncio.gather(
+                *(_refresh_at(http, node.base_url, token) for node in (a, b, a, b))
+            )
+            assert [r.status_code for r in answers] == [200] * 4, [r.text for r in answers]
+            successors = {r.json()["refresh_token"] for r in answers}
+            assert len(successors) == 1
+            successor = successors.pop()
+            # One rotation more on `b`, its answer lost; the retry goes to `a`.
+            lost = await _refresh_at(http, b.base_url, successor)
+            retry = await _refresh_at(http, a.base_url, successor)
+            assert lost.status_code == retry.status_code == 200, retry.text
+            assert retry.json()["refresh_token"] == lost.json()["refresh_token"]
+
+
+async def _refresh_at(http: httpx.AsyncClient, base_url: str, token: str) -> httpx.Response:
+    return await http.post(f"{base_url}/api/auth/refresh", json={"refresh_token": token})
+
+
+@pytest.mark.parametrize("server", [{"refresh_reuse_interval": 0.3}], indirect=True)
+async def test_a_retry_after_the_reuse_interval_is_reuse(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    await add_user(server, "siti")
+    first = (await _login(http, "siti")).json()["refresh_token"]
+    successor = (await _refresh(http, first)).json()["refresh_token"]
+    await asyncio.sleep(0.5)
+    with capture_logs() as logs:
+        _error(await _refresh(http, first), 401, "token_revoked")
+    assert [e for e in logs if e["event"] == "refresh_token_reused"], logs
+    _error(await _refresh(http, successor), 401, "token_revoked")
+
+
+@pytest.mark.parametrize("server", [{"refresh_reuse_interval": 0}], indirect=True)
+async def test_a_reuse_interval_of_zero_allows_no_retry(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    await add_user(server, "siti")
+    first = (await _login(http, "siti")).json()["refresh_token"]
+    assert (await _refresh(http, first)).status_code == 200
+    _error(await _refresh(http, first), 401, "token_revoked")
 
 
 # --- argon2 off the event loop ------------------------------------------------------------

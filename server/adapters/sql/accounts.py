@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, delete, exists, select, update
@@ -17,6 +18,7 @@ from server.ports.accounts import (
     BoothRecord,
     RefreshGrant,
     Rotation,
+    RotationResult,
     UserRecord,
 )
 from server.principal import AccountRole
@@ -204,8 +206,12 @@ class SqlAccountStore:
             await conn.execute(refresh_tokens.insert().values(**_token_values(grant)))
 
     async def rotate_refresh_token(
-        self, used_hash: str, successor: RefreshGrant, at: datetime
-    ) -> Rotation:
+        self,
+        used_hash: str,
+        successor: RefreshGrant,
+        at: datetime,
+        reuse_interval: timedelta = timedelta(0),
+    ) -> RotationResult:
         family = successor.family
         async with self._engine.begin() as conn:
             # One conditional UPDATE decides: of two concurrent uses, exactly one finds
@@ -231,28 +237,52 @@ class SqlAccountStore:
                     .where(refresh_families.c.family_id == family)
                     .values(expires_at=successor.expires_at)
                 )
-                return Rotation.ROTATED
-            return await self._refused(conn, used_hash, family, at)
+                return RotationResult(Rotation.ROTATED, successor)
+            # Not ours to rotate. The UPDATE above waited for any rotation of this row in
+            # flight (PostgreSQL's row lock; SQLite's writers take turns), so what follows
+            # reads its committed result.
+            used_at = (
+                await conn.execute(
+                    select(refresh_tokens.c.used_at).where(
+                        refresh_tokens.c.token_hash == used_hash,
+                        refresh_tokens.c.family_id == family,
+                    )
+                )
+            ).first()
+            if used_at is None:
+                return RotationResult(Rotation.UNKNOWN)
+            if used_at[0] is not None and at - used_at[0] <= reuse_interval:
+                stored = await self._unused_successor(conn, successor)
+                if stored is not None:
+                    return RotationResult(Rotation.RETRIED, stored)
+            revoked = await conn.execute(
+                update(refresh_families)
+                .where(
+                    refresh_families.c.family_id == family, refresh_families.c.revoked_at.is_(None)
+                )
+                .values(revoked_at=at, revoked_reason="reuse")
+            )
+            return RotationResult(Rotation.REUSED if revoked.rowcount == 1 else Rotation.REVOKED)
 
-    async def _refused(
-        self, conn: AsyncConnection, used_hash: str, family: str, at: datetime
-    ) -> Rotation:
-        token = (
+    async def _unused_successor(
+        self, conn: AsyncConnection, successor: RefreshGrant
+    ) -> RefreshGrant | None:
+        """`successor` as stored, if it is stored, unused and its family not revoked."""
+        row = (
             await conn.execute(
-                select(refresh_tokens.c.used_at).where(
-                    refresh_tokens.c.token_hash == used_hash,
-                    refresh_tokens.c.family_id == family,
+                select(refresh_tokens.c.issued_at, refresh_tokens.c.expires_at)
+                .join(refresh_families)
+                .where(
+                    refresh_tokens.c.token_hash == successor.token_hash,
+                    refresh_tokens.c.family_id == successor.family,
+                    refresh_tokens.c.used_at.is_(None),
+                    refresh_families.c.revoked_at.is_(None),
                 )
             )
         ).first()
-        if token is None:
-            return Rotation.UNKNOWN
-        revoked = await conn.execute(
-            update(refresh_families)
-            .where(refresh_families.c.family_id == family, refresh_families.c.revoked_at.is_(None))
-            .values(revoked_at=at, revoked_reason="reuse")
-        )
-        return Rotation.REUSED if revoked.rowcount == 1 else Rotation.REVOKED
+        if row is None:
+            return None
+        return replace(successor, issued_at=row.issued_at, expires_at=row.expires_at)
 
     async def revoke_refresh_family(self, family: str, reason: str, at: datetime) -> bool:
         async with self._engine.begin() as conn:
