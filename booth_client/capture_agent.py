@@ -1,32 +1,52 @@
 """The booth's side of a document capture, from `request_capture` to the stored picture.
 
-    CSO: request_capture(kind) ──▶ booth: burst from the document camera ─▶ pipeline
+    CSO: request_capture(kind) ──▶ booth: outbox reservation, grant ∥ burst ─▶ pipeline
         ◀── capture_status capturing / retrying (advice shown to the participant)
-        ◀── capture_status uploading (scores) ─▶ outbox (fsynced) ─▶ HTTP upload
+        ◀── capture_status uploading (scores, bytes sent) ◀─ outbox ─▶ HTTP upload
+        ◀── capture_status queued (kept; retried by itself) / failed (not delivered)
         ◀── capture_status done (document_id)     server ──▶ CSO: document_added
 
 The pipeline (booth_client.capture) is pure and runs in a worker thread, so the signaling
-loop and media never wait on OpenCV. The picture goes through the on-disk outbox, so a
-kiosk restart or a network loss never loses or duplicates it.
+loop and media never wait on OpenCV. The capture is reserved in the on-disk outbox the
+moment it is asked for, and its grant (the server's word that this picture may reach this
+claim, even after the session) is fetched beside the countdown; the picture then goes
+through the outbox (booth_client.delivery), so a kiosk restart or a network loss never
+loses or duplicates it. Delivery reports what it does (sending n of m bytes, queued, sent,
+not delivered), and while the capture's session lives the officer sees it as
+`capture_status` (at most PROGRESS_PER_S times a second), and so does the kiosk screen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import structlog
 
 from booth_client.capture import CaptureConfig, CapturePipeline, CaptureResult, FrameRing, attempts
-from booth_client.outbox import Delivery, Outbox, OutboxItem, Uploader, drain_once
+from booth_client.delivery import (
+    Delivery,
+    DeliveryEvent,
+    Drainer,
+    EventKind,
+    Progress,
+    Transport,
+)
+from booth_client.outbox import ItemState, Outbox, OutboxItem
 from signaling.messages import CaptureStatus, Envelope, RequestCapture
 
 log = structlog.get_logger("loket.booth.capture")
 
 Send = Callable[[Envelope], Awaitable[None]]
 AdviceShown = Callable[[str | None, CaptureResult | None], None]
+# A plain upload function (tests, benches): (item, picture) -> the server's answer.
+Uploader = Callable[[OutboxItem, bytes], Awaitable[Delivery]]
+
+PROGRESS_PER_S = 4.0  # capture_status while bytes go out, at most
+GRANT_WAIT_S = 3.0  # the grant was asked for at the request: it is normally in by now
 
 
 class DocumentCamera(Protocol):
@@ -76,25 +96,39 @@ class CaptureAgent:
         self,
         camera: DocumentCamera,
         outbox: Outbox,
-        upload: Uploader,
+        upload: Transport | Uploader,
         send: Send,
         *,
         config: CaptureConfig | None = None,
         on_advice: AdviceShown | None = None,
+        session_live: Callable[[str | None], bool] = lambda _: True,
     ) -> None:
         self.camera = camera
         self.outbox = outbox
-        self.upload = upload
         self.send = send
         self.config = config or CaptureConfig()
         self.pipeline = CapturePipeline(self.config)
         self.on_advice = on_advice  # the kiosk screen shows the sentence
         self.last_result: CaptureResult | None = None
+        # Whether a capture's session is still live (statuses go only to a live one).
+        self.session_live = session_live
+        # A Transport (booth_client.upload), or a plain function (tests, benches).
+        transport = UploaderTransport(upload) if callable(upload) else cast(Transport, upload)
+        self.delivery = Drainer(outbox, transport, on_event=self._delivered)
+        self._progress_at: dict[str, float] = {}  # item -> last progress status (monotonic)
 
     async def handle(self, request: RequestCapture, claim_id: str) -> None:
-        """Capture, send the best attempt, report every stage to the CSO."""
+        """Capture, keep the best attempt in the outbox and try to deliver it, telling the
+        CSO every stage. Returns once the picture is delivered, refused or queued."""
         status = _Status(request, self.send)
+        item: OutboxItem | None = None
         try:
+            item = await asyncio.to_thread(
+                self.outbox.reserve, claim_id, request.kind,
+                capture_id=request.capture_id, session_id=request.session_id,
+            )  # fmt: skip
+            self.delivery.capturing(item.item_id)
+            granting = asyncio.ensure_future(self.delivery.fetch_grant(item))
             tries = attempts(self.config.attempts, self.config)
             previous: CaptureResult | None = None
             for attempt in tries:
@@ -115,46 +149,102 @@ class CaptureAgent:
             self.last_result = best
             if self.on_advice is not None:
                 self.on_advice(None, best)
-            item = await asyncio.to_thread(
-                self.outbox.put, claim_id, request.kind, best.jpeg,
-                capture_id=request.capture_id, session_id=request.session_id,
-            )  # fmt: skip
-            await status("uploading", attempt=len(tries.history), result=best)
-            delivery = await self._deliver(item)
-            if delivery is not None and delivery.delivered:
-                document_id = str(delivery.body.get("document_id", "")) or None
-                await status("done", attempt=len(tries.history), result=best,
-                             document_id=document_id)  # fmt: skip
-            elif delivery is None:
-                await status(
-                    "uploading",
-                    attempt=len(tries.history),
-                    result=best,
-                    detail="network is slow; the picture is kept and will be sent",
-                )
-            else:
-                error = delivery.body.get("error")
-                await status(
-                    "failed",
-                    attempt=len(tries.history),
-                    result=best,
-                    detail=str(error)[:300] if error else f"HTTP {delivery.status}",
-                )
+            await asyncio.wait({granting}, timeout=GRANT_WAIT_S)
+            scores = _scores(best, len(tries.history))
+            await asyncio.to_thread(self.outbox.attach, item.item_id, best.jpeg, scores)
         except Exception as exc:
             log.exception("capture_failed", kind=request.kind)
             await status("failed", detail=f"the booth could not capture: {type(exc).__name__}")
+            if item is not None:  # reported to the server as never taken
+                refusal = {"reason": "capture_failed", "status": None, "message": repr(exc)[:300]}
+                await asyncio.to_thread(
+                    self.outbox.update, item.item_id, state=ItemState.REFUSED, refusal=refusal
+                )
+        finally:
+            if item is not None:
+                self.delivery.captured(item.item_id)
+        if item is not None:
+            await self.delivery.drain()
 
-    async def _deliver(self, item: OutboxItem) -> Delivery | None:
-        """Drain the outbox (oldest first) and return what the server said of `item`."""
-        answers: dict[str, Delivery] = {}
+    async def _delivered(self, event: DeliveryEvent) -> None:
+        """What delivery did with a picture, as the officer (and the screen) see it."""
+        item = event.item
+        if (
+            item.capture_id is None
+            or item.session_id is None
+            or not self.session_live(item.session_id)
+        ):
+            return  # its session is over: the claim view shows what arrived
+        scores = item.scores
+        extra: dict[str, Any] = {"bytes_total": event.total or item.size or None}
+        match event.kind:
+            case EventKind.SENDING:
+                now, last = time.monotonic(), self._progress_at.get(item.item_id)
+                if last is not None and (
+                    now - last < 1 / PROGRESS_PER_S or event.sent >= event.total
+                ):
+                    return  # enough for now (the last bytes: `done` follows at once)
+                self._progress_at[item.item_id] = now
+                stage, extra["bytes_sent"] = "uploading", event.sent
+            case EventKind.QUEUED:
+                retry = f"; next try in {event.retry_in:.0f} s" if event.retry_in else ""
+                stage, extra["bytes_sent"] = "queued", 0
+                extra["detail"] = f"kept at the booth, sent by itself{retry} ({event.detail})"
+            case EventKind.DELIVERED:
+                stage, extra["bytes_sent"] = "done", event.total
+                extra["document_id"] = event.document_id
+            case EventKind.UNDELIVERABLE:
+                refusal = item.refusal
+                if refusal.get("reason") == "capture_failed":
+                    return  # said when it happened
+                stage = "failed"
+                extra["detail"] = (
+                    f"not delivered ({refusal.get('reason')}): {refusal.get('message') or ''}"
+                )
+        if event.kind is not EventKind.SENDING:
+            self._progress_at.pop(item.item_id, None)
+        await self.send(
+            CaptureStatus(
+                session_id=item.session_id,
+                capture_id=item.capture_id,
+                kind=item.kind,
+                stage=stage,  # type: ignore[arg-type]
+                attempt=min(int(scores.get("attempt", 1)), 20),
+                sharpness=scores.get("sharpness"),
+                glare=scores.get("glare"),
+                **{**extra, "detail": str(extra["detail"])[:300] if extra.get("detail") else None},
+            )
+        )
 
-        async def upload(it: OutboxItem, data: bytes) -> Delivery:
-            answer = await self.upload(it, data)
-            answers[it.item_id] = answer
-            return answer
 
-        await drain_once(self.outbox, upload)
-        return answers.get(item.item_id)
+def _scores(result: CaptureResult, attempt: int) -> dict[str, Any]:
+    glare = result.glare
+    return {
+        "attempt": attempt,
+        "sharpness": result.sharpness,
+        "glare": min(1.0, glare) if glare is not None else None,
+    }
+
+
+class UploaderTransport:
+    """A plain upload function as a Transport (tests and benches): no grants, and an
+    undeliverable picture is only logged."""
+
+    def __init__(self, upload: Uploader) -> None:
+        self._upload = upload
+
+    async def grant(self, item: OutboxItem) -> Delivery:
+        return Delivery(404, {"error": {"code": "no_grants", "message": "not offered here"}})
+
+    async def upload(self, item: OutboxItem, data: bytes, progress: Progress) -> Delivery:
+        await progress(0, len(data))
+        return await self._upload(item, data)
+
+    async def report(self, item: OutboxItem) -> Delivery:
+        return Delivery(204, {})
+
+    async def reauthenticate(self) -> None:
+        return None
 
 
 class _Status:
@@ -168,7 +258,6 @@ class _Status:
         *,
         attempt: int = 1,
         result: CaptureResult | None = None,
-        document_id: str | None = None,
         detail: str | None = None,
     ) -> None:
         advice = result.advice.value if result is not None and result.advice else None
@@ -183,7 +272,6 @@ class _Status:
                 sharpness=result.sharpness if result is not None else None,
                 glare=min(1.0, glare) if glare is not None else None,
                 advice=advice,  # type: ignore[arg-type]
-                document_id=document_id,
                 detail=detail,
             )
         )

@@ -54,6 +54,9 @@ def health_snapshot(client: Any) -> dict[str, Any]:
         "video_level": client.video_level,
         "document_fps": client.media.document_rate.current(),
         "outbox_depth": len(outbox.pending()),
+        "outbox_retry_in_s": client.capture_agent.delivery.retry_in,
+        # Captures given up on (reported to the server), the last few: see the log.
+        "outbox_undeliverable": len(outbox.tombstones()),
         "last_error": None
         if problem is None
         else {"event": problem.event, "detail": problem.detail, "at": problem.at},

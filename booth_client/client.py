@@ -56,15 +56,7 @@ from booth_client.kiosk import (
     resync,
 )
 from booth_client.monitor import MonitorLinks
-from booth_client.outbox import Delivery as OutboxDelivery
-from booth_client.outbox import (
-    Outbox,
-    OutboxItem,
-    Uploader,
-    default_outbox_dir,
-    drain_once,
-    http_uploader,
-)
+from booth_client.outbox import Outbox, default_state_dir
 from booth_client.pacing import Pacer
 from booth_client.peer import BoothPeer, warm_up
 from booth_client.refresh import post_refresh
@@ -72,6 +64,8 @@ from booth_client.relay import FrameRelay
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
 from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
+from booth_client.upload import HttpTransport
+from booth_client.visit import VisitFile
 from signaling.codec import decode_outbound, encode
 from signaling.errors import ErrorCode, ProtocolError
 from signaling.messages import (
@@ -206,13 +200,27 @@ class BoothClient:
         self._background: set[asyncio.Task[Any]] = set()
         # Uploads ask it before each piece they send (booth_client.pacing); None: unpaced.
         self.upload_pacer: Pacer | None = None
-        # Document captures the CSO asks for: pipeline, on-disk outbox, upload.
+        # The kiosk's state on disk: its visit (resume token) and its outbox.
+        self.state_dir = config.state_dir or (
+            config.outbox_dir.parent if config.outbox_dir else default_state_dir(self._name)
+        )
+        self.visit = VisitFile(
+            self.state_dir / "visit.json", server_url=config.server_url, booth=self._name
+        )
+        self._resume = self.visit.load()  # restarted within the grace period: resume
+        # Grants, uploads (chunked, paced) and undeliverable reports (booth_client.upload).
+        self.uploads = HttpTransport(
+            config.server_url, self._upload_token, pacer=lambda: self.upload_pacer,
+            chunk_bytes=config.upload_chunk_bytes,
+        )  # fmt: skip
+        # Document captures the CSO asks for: pipeline, on-disk outbox, delivery.
         self.capture_agent = CaptureAgent(
             self.media.capture_camera
             or SyntheticDocumentCamera(zlib.crc32(self._name.encode()), shaky_first=True),
-            Outbox(config.outbox_dir or default_outbox_dir(self._name)),
-            self._capture_upload(),
+            Outbox(config.outbox_dir or self.state_dir / "outbox"),
+            self.uploads,
             self.media.watch_captures(self._send),  # the document track's rate follows
+            session_live=self._session_live,
         )
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
@@ -262,9 +270,12 @@ class BoothClient:
     async def run(self) -> None:
         """Until stop(): connect, serve, reconnect with backoff. Raises BoothAuthError."""
         self._spawn(self._warm_up(), "warm-up")
+        self.capture_agent.delivery.start()  # the outbox delivers by itself from now on
         try:
             await self._run()
         finally:
+            await self.capture_agent.delivery.stop()
+            await self.uploads.aclose()
             await self.monitors.close_all()
             await self._close_peer()
             for task in list(self._background):
@@ -341,6 +352,7 @@ class BoothClient:
                 # The other process holds this booth's visit now; ours is not live.
                 await self._close_peer()
                 self._resume = None
+                await asyncio.to_thread(self.visit.forget)
             case CloseKind.SLOW_DOWN:
                 log.warning("server_overloaded", close_code=code, retry_in_s=reaction.delay)
             case CloseKind.RETRY:
@@ -558,6 +570,8 @@ class BoothClient:
         self._auth_strikes = 0
         self._replaced = 0
         self.connections += 1
+        if welcome.resume_token != self._resume:  # kept for a restart (booth_client.visit)
+            await asyncio.to_thread(self.visit.save, welcome.resume_token)
         self._resume = welcome.resume_token
         self._socket_deadline = tokens.expires_at
         if welcome.token_expires_at is not None:
@@ -624,6 +638,16 @@ class BoothClient:
         self.changed.set()
         if plan.report_peer and self._peer is not None:
             await self._report_peer(self._peer)
+        elif (
+            welcome.resumed
+            and self._peer is None
+            and plan.view.session_id is not None
+            and plan.view.state in (SessionState.ON_HOLD, SessionState.FOCUSED)
+        ):
+            # Resumed mid-call with no peer (the kiosk restarted): the officer's end still
+            # holds the old call; saying ours is closed makes the console offer afresh.
+            closed = PeerState(session_id=plan.view.session_id, state="closed")
+            await self._request(closed)
         if plan.check_in:
             await self._check_in()
 
@@ -880,12 +904,12 @@ class BoothClient:
             return
         self._spawn(self.capture_agent.handle(request, claim_id), "capture")
 
-    def _capture_upload(self) -> Uploader:
-        async def upload(item: OutboxItem, data: bytes) -> OutboxDelivery:
-            async with httpx.AsyncClient(base_url=self.config.server_url, timeout=30) as http:
-                return await http_uploader(http, lambda: self._access_token(http))(item, data)
+    def _session_live(self, session_id: str | None) -> bool:
+        """A capture of this session may still tell the officer how it goes."""
+        return self.online and session_id is not None and session_id == self.view.session_id
 
-        return upload
+    async def _upload_token(self, http: httpx.AsyncClient, force: bool) -> str:
+        return (await self._ensure_tokens(http, force=force)).access
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -928,7 +952,7 @@ class BoothClient:
         if waiting and self.online:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.1, within * 0.8 - (time.monotonic() - began))):
-                    await drain_once(outbox, self._capture_upload())
+                    await self.capture_agent.delivery.drain()
             waiting = len(await asyncio.to_thread(outbox.pending))
         log.info("booth_stopping", outbox_pending=waiting)
         await self.stop()

@@ -175,7 +175,20 @@ class BoothConfig(BaseSettings):
     outbox_dir: Path | None = Field(
         default=None,
         description="where captures wait for the server's acknowledgement; default "
-        "~/.local/state/loket-booth/<booth>/outbox",
+        "<state_dir>/outbox",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="the kiosk's state (its visit's resume token; the outbox unless "
+        "outbox_dir says otherwise); default the outbox's parent directory if outbox_dir is "
+        "set, else ~/.local/state/loket-booth/<booth>",
+    )
+    upload_chunk_bytes: int = Field(
+        default=64 * 1024,
+        ge=16 * 1024,
+        le=256 * 1024,
+        description="a picture larger than this goes in resumable chunks of this size "
+        "(a cut line costs at most one chunk again)",
     )
     check_in_retry_s: float = Field(
         default=10.0, gt=0, description="retry a check-in refused for a passing server fault"

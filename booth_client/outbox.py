@@ -1,38 +1,58 @@
-"""The kiosk's on-disk outbox: every capture is kept until the server acknowledges it.
+"""The kiosk's on-disk outbox: every capture is kept until the server has it, or has been
+told it never will.
 
-A capture is written (picture and a small JSON record, each fsynced, then the directory)
-before anything is sent, with the Idempotency-Key it will be uploaded under. So:
+An item is a small JSON record (and, once taken, its picture), each written to a temp
+file, fsynced and renamed, then the directory fsynced, so a kiosk killed at any instant
+finds every item whole on restart. Its life:
 
-- a network loss only delays it: the drain retries with backoff;
-- a kiosk killed mid-upload finds it again on restart and sends it with the *same* key:
-  if the first attempt did reach the server, the server answers from its stored answer
-  (it never stores the document twice), otherwise it is stored now;
-- it leaves the disk only once the server said 2xx, or refused it for good (a 4xx that
-  retrying cannot fix, e.g. the session's claim is no longer this booth's to add to),
-  which is logged with the server's reason.
+    reserved ──picture──▶ pending ──server 2xx──▶ (gone: delivered)
+        │                    │
+        └──cut short──▶ refused ◀──refused for good
+                            └──reported to the server──▶ (gone: a tombstone is kept)
 
-Nothing else of the participant stays on disk: the outbox holds pictures in flight only.
+- `reserved`: the officer asked (`request_capture`); the record holds the capture's grant
+  once the server gave it (booth_client/delivery.py fetches it beside the countdown), so
+  the authority to deliver outlives the session before the picture even exists. A
+  reservation found without its picture after a restart was cut short: `refused`.
+- `pending`: the picture is on disk with the Idempotency-Key it is uploaded under, the
+  same on every retry, so the server stores it exactly once however often it is sent.
+- `refused`: the server will not take it (or it was never taken); the kiosk reports that
+  to the server (the officer and supervisor are told) and only then forgets the item,
+  keeping a tombstone (`gone/`, the last few) so the screen and health can say so.
+
+Only this process writes the records; `update` re-reads and rewrites one under a lock, so
+the grant arriving and the picture being attached never lose each other. Nothing else of
+the participant stays on disk: the outbox holds pictures in flight only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import fcntl
 import json
 import os
-import signal
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-import httpx
 import structlog
 
 log = structlog.get_logger("loket.booth.outbox")
 
 PICTURE, RECORD = ".jpg", ".json"
+GONE = "gone"  # tombstones of items given up on
+KEEP_TOMBSTONES = 20
+
+
+class ItemState(StrEnum):
+    RESERVED = "reserved"
+    PENDING = "pending"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -45,75 +65,40 @@ class OutboxItem:
     capture_id: str | None = None
     session_id: str | None = None
     created_at: float = 0.0  # unix time
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the server said about one upload attempt."""
-
-    status: int
-    body: dict[str, object]
-
-    @property
-    def delivered(self) -> bool:
-        return 200 <= self.status < 300
+    state: ItemState = ItemState.PENDING
+    grant: str | None = None  # the server's capture grant (server/domain/grants.py)
+    size: int = 0  # bytes of the picture, once taken
+    attempts: int = 0  # uploads tried
+    # What the participant and the officer saw of the picture: attempt, sharpness, glare.
+    scores: dict[str, Any] = field(default_factory=dict)
+    # Why it will not be delivered: reason, status, message (state refused).
+    refusal: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def retryable(self) -> bool:
-        # Timeouts, rate limits and server faults pass; other refusals will not change.
-        return self.status in (408, 425, 429) or self.status >= 500
+    def capture_key(self) -> str:
+        """The capture's own name towards the server (grants, reports)."""
+        return self.capture_id or self.item_id
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OutboxItem:
+        known = {f.name for f in fields(cls)}
+        item = cls(**{k: v for k, v in data.items() if k in known})
+        return replace(item, state=ItemState(item.state))
 
 
-Uploader = Callable[[OutboxItem, bytes], Awaitable[Delivery]]
-TokenSource = Callable[[], Awaitable[str]]
-
-# Tests only: kill the kiosk process at this point of an upload, to prove a restart
-# delivers the capture exactly once. Unset in production.
-CRASH_POINT_ENV = "LOKET_BOOTH_CRASH_POINT"
-
-
-def http_uploader(http: httpx.AsyncClient, token: TokenSource) -> Uploader:
-    """Upload over HTTP with the item's own Idempotency-Key (the same on every retry)."""
-
-    async def upload(item: OutboxItem, data: bytes) -> Delivery:
-        crash = os.environ.get(CRASH_POINT_ENV, "")
-        if crash == "before_upload":
-            os.kill(os.getpid(), signal.SIGKILL)
-        try:
-            response = await http.post(
-                f"/api/claims/{item.claim_id}/documents",
-                params={"kind": item.kind},
-                content=data,
-                headers={
-                    "Authorization": f"Bearer {await token()}",
-                    "Content-Type": item.content_type,
-                    "Idempotency-Key": item.idempotency_key,
-                },
-            )
-        except httpx.TransportError as exc:
-            raise OSError(f"upload failed: {exc!r}") from exc
-        if crash == "after_upload":  # the server has it; we die before noting that
-            os.kill(os.getpid(), signal.SIGKILL)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.headers.get("Idempotent-Replayed") == "true":
-            body = {**body, "replayed": True}
-        return Delivery(response.status_code, body if isinstance(body, dict) else {})
-
-    return upload
-
-
-def default_outbox_dir(label: str | None) -> Path:
+def default_state_dir(label: str | None) -> Path:
     """Per booth, under the user's state directory (XDG), so kiosks on one machine (the
     demo) never share one."""
     base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in (label or "booth"))
-    return base / "loket-booth" / name / "outbox"
+    return base / "loket-booth" / name
 
 
-def _fsync_dir(path: Path) -> None:
+def default_outbox_dir(label: str | None) -> Path:
+    return default_state_dir(label) / "outbox"
+
+
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -121,9 +106,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def write_durably(path: Path, data: bytes) -> None:
+    """Whole or not at all, and on disk when this returns (but for the directory entry:
+    fsync_dir after)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -134,12 +122,51 @@ class Outbox:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._ready = False  # the directory is made (and swept) on first use
+        self._lock = threading.Lock()  # record read-modify-writes (worker threads)
 
     def _open(self) -> None:
         if not self._ready:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._sweep_partial()
             self._ready = True
+
+    def _record(self, item_id: str) -> Path:
+        return self.directory / (item_id + RECORD)
+
+    def _write(self, item: OutboxItem) -> None:
+        write_durably(self._record(item.item_id), json.dumps(asdict(item)).encode())
+        fsync_dir(self.directory)
+
+    def reserve(
+        self,
+        claim_id: str,
+        kind: str,
+        *,
+        capture_id: str | None = None,
+        session_id: str | None = None,
+        content_type: str = "image/jpeg",
+    ) -> OutboxItem:
+        """A capture the officer asked for, before its picture exists; durable on return."""
+        self._open()
+        item = OutboxItem(
+            item_id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
+            claim_id=claim_id,
+            kind=kind,
+            idempotency_key=f"capture-{uuid.uuid4().hex}",
+            content_type=content_type,
+            capture_id=capture_id,
+            session_id=session_id,
+            created_at=time.time(),
+            state=ItemState.RESERVED,
+        )
+        with self._lock:
+            self._write(item)
+        return item
+
+    def attach(self, item_id: str, data: bytes, scores: dict[str, Any] | None = None) -> OutboxItem:
+        """The reservation's picture: durable before the record says it is there."""
+        write_durably(self.directory / (item_id + PICTURE), data)
+        return self.update(item_id, state=ItemState.PENDING, size=len(data), scores=scores or {})
 
     def put(
         self,
@@ -151,44 +178,100 @@ class Outbox:
         capture_id: str | None = None,
         session_id: str | None = None,
     ) -> OutboxItem:
-        """Keep a capture; durable on return (before any upload is attempted)."""
-        self._open()
-        item = OutboxItem(
-            item_id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
-            claim_id=claim_id,
-            kind=kind,
-            idempotency_key=f"capture-{uuid.uuid4().hex}",
-            content_type=content_type,
-            capture_id=capture_id,
-            session_id=session_id,
-            created_at=time.time(),
+        """Keep a picture in one step (reserve + attach); durable on return."""
+        item = self.reserve(
+            claim_id, kind, capture_id=capture_id, session_id=session_id, content_type=content_type
         )
-        # The picture first, the record last: a record always has its picture.
-        _write_durably(self.directory / (item.item_id + PICTURE), data)
-        _write_durably(self.directory / (item.item_id + RECORD), json.dumps(asdict(item)).encode())
-        _fsync_dir(self.directory)
+        return self.attach(item.item_id, data)
+
+    def update(self, item_id: str, **changes: Any) -> OutboxItem:
+        """Rewrite one record with `changes` (re-read first: another change may have landed)."""
+        with self._lock:
+            item = self.get(item_id)
+            if item is None:
+                raise FileNotFoundError(f"no outbox item {item_id}")
+            item = replace(item, **changes)
+            self._write(item)
+            return item
+
+    def get(self, item_id: str) -> OutboxItem | None:
+        try:
+            item = OutboxItem.from_json(json.loads(self._record(item_id).read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError):
+            log.error("outbox_record_unreadable", file=item_id + RECORD)
+            return None
+        if item.state is ItemState.RESERVED and (self.directory / (item_id + PICTURE)).exists():
+            # Killed between the picture's rename and the record's: the picture is whole.
+            item = replace(item, state=ItemState.PENDING, size=self.picture_size(item_id))
         return item
 
     def pending(self) -> list[OutboxItem]:
-        """Items waiting for the server, oldest first."""
+        """Every item not yet settled (any state), oldest first."""
         self._open()
         items = []
         for record in sorted(self.directory.glob("*" + RECORD)):
-            try:
-                items.append(OutboxItem(**json.loads(record.read_text())))
-            except (OSError, ValueError, TypeError):
-                log.error("outbox_record_unreadable", file=record.name)
+            item = self.get(record.stem)
+            if item is not None:
+                items.append(item)
         return items
 
     def picture(self, item: OutboxItem) -> bytes:
         return (self.directory / (item.item_id + PICTURE)).read_bytes()
 
+    def picture_size(self, item_id: str) -> int:
+        return (self.directory / (item_id + PICTURE)).stat().st_size
+
     def remove(self, item: OutboxItem) -> None:
         # The record first: a picture without a record is swept on the next start.
-        for suffix in (RECORD, PICTURE):
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / (item.item_id + suffix)).unlink()
-        _fsync_dir(self.directory)
+        with self._lock:
+            for suffix in (RECORD, PICTURE):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / (item.item_id + suffix)).unlink()
+            fsync_dir(self.directory)
+
+    def bury(self, item: OutboxItem, fate: dict[str, Any]) -> None:
+        """Forget an item given up on, keeping a small tombstone (no picture) first."""
+        gone = self.directory / GONE
+        gone.mkdir(exist_ok=True, mode=0o700)
+        stone = {
+            "item_id": item.item_id, "claim_id": item.claim_id, "kind": item.kind,
+            "capture_id": item.capture_id, "session_id": item.session_id, "at": time.time(),
+            **fate,
+        }  # fmt: skip
+        write_durably(gone / (item.item_id + RECORD), json.dumps(stone).encode())
+        fsync_dir(gone)
+        self.remove(item)
+        for old in sorted(gone.glob("*" + RECORD))[:-KEEP_TOMBSTONES]:
+            old.unlink(missing_ok=True)
+
+    def tombstones(self) -> list[dict[str, Any]]:
+        """The last items given up on, newest first."""
+        found = []
+        for path in sorted((self.directory / GONE).glob("*" + RECORD), reverse=True):
+            with contextlib.suppress(OSError, ValueError):
+                found.append(json.loads(path.read_text()))
+        return found
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Whether this process may deliver now: one drainer per outbox directory, even
+        across processes (two kiosk processes pointed at one state directory by mistake)."""
+        self._open()
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _sweep_partial(self) -> None:
         """Leftovers of a write cut short: temp files, pictures whose record never landed."""
@@ -198,34 +281,3 @@ class Outbox:
         for picture in self.directory.glob("*" + PICTURE):
             if picture.stem not in records:
                 picture.unlink(missing_ok=True)
-
-
-async def drain_once(outbox: Outbox, upload: Uploader) -> tuple[int, int]:
-    """Try every pending item once, oldest first. Returns (delivered, still pending).
-
-    Stops at the first network failure (the rest would fail the same way); an item the
-    server refuses for good is dropped with the refusal logged.
-    """
-    delivered = 0
-    items = await asyncio.to_thread(outbox.pending)
-    for index, item in enumerate(items):
-        try:
-            answer = await upload(item, await asyncio.to_thread(outbox.picture, item))
-        except FileNotFoundError:
-            await asyncio.to_thread(outbox.remove, item)
-            continue
-        except OSError as exc:  # network: keep it, try again later
-            log.info("outbox_upload_deferred", item=item.item_id, error=str(exc))
-            return delivered, len(items) - index
-        if answer.delivered:
-            await asyncio.to_thread(outbox.remove, item)
-            delivered += 1
-            log.info("outbox_delivered", item=item.item_id, kind=item.kind,
-                     replayed=bool(answer.body.get("replayed")))  # fmt: skip
-        elif answer.retryable:
-            return delivered, len(items) - index
-        else:
-            await asyncio.to_thread(outbox.remove, item)
-            log.error("outbox_refused", item=item.item_id, kind=item.kind,
-                      status=answer.status, error=answer.body.get("error"))  # fmt: skip
-    return delivered, 0

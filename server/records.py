@@ -407,20 +407,36 @@ class RecordsService:
         claim_id: str,
         kind: str,
         idempotency_key: str,
-        grant: CaptureGrant | None = None,
+        grant_token: str | None = None,
     ) -> DocumentKind:
         """Every check an upload needs before its body is read: the kind, and whether this
         principal may upload to this claim now (a live session, accepted, not ended; or a
         capture grant for it). Refused at once unless the key holds an answer this could be
         the retry of; then the body decides (`upload`: the stored answer, or a 409 for
-        another body)."""
+        another body). So a retry of a stored upload is answered as stored even once its
+        session ended or its grant expired."""
+        grant, refusal = self._upload_grant(booth, grant_token, claim_id, kind)
         decision, _ = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id, grant=grant)
-        if not decision and (
-            decision.code == "forbidden"  # the role: never an upload, so never a retry
+        if refusal is None and not decision:
+            refusal = refused(decision)
+        if refusal is not None and (
+            refusal.code == "forbidden"  # the role: never an upload, so never a retry
             or await self.store.stored_request_hash(booth.subject, idempotency_key) is None
         ):
-            raise refused(decision)
+            raise refusal
         return document_kind(kind)
+
+    def _upload_grant(
+        self, booth: Principal, token: str | None, claim_id: str, kind: str
+    ) -> tuple[CaptureGrant | None, RecordsError | None]:
+        """The upload's grant, or why it is refused (a refusal that a stored answer for
+        the same request still overrides)."""
+        if token is None:
+            return None, None
+        try:
+            return self.check_grant(booth, token, claim_id, kind=kind), None
+        except RecordsError as exc:
+            return None, exc
 
     async def upload(
         self,
@@ -429,11 +445,12 @@ class RecordsService:
         kind: str,
         data: bytes,
         idempotency_key: str,
-        grant: CaptureGrant | None = None,
+        grant_token: str | None = None,
     ) -> StoredResponse:
         """Store a picture for the claim (one-shot POST, or a resumable upload's last
-        chunk). With `grant` (verified for this claim and kind) it is accepted after its
-        session ended too, and recorded as delivered after the session."""
+        chunk). With a capture grant for this claim and kind it is accepted after its
+        session ended too, and recorded as delivered after the session. A retry of a
+        stored upload gets its stored answer, whatever changed since."""
         # One hash of the body serves the idempotency digest and, when there is no
         # metadata to strip (the kiosk's own pictures), the blob's address. It runs in a
         # thread (hashlib lets go of the GIL) while this one checks the picture's structure
@@ -445,12 +462,13 @@ class RecordsService:
         finally:
             body_sha = await hashed
         digest = upload_digest(claim_id, kind, body_sha)
+        grant, refusal = self._upload_grant(booth, grant_token, claim_id, kind)
         decision, session = await self._decide(booth, Action.DOCUMENT_UPLOAD, claim_id, grant=grant)
         sha = body_sha if image.data is data else await asyncio.to_thread(sha256_hex, image.data)
-        if not decision:
-            result = await self._refused_unless_replay(
-                booth, idempotency_key, digest, refused(decision)
-            )
+        if refusal is None and not decision:
+            refusal = refused(decision)
+        if refusal is not None:
+            result = await self._refused_unless_replay(booth, idempotency_key, digest, refusal)
             if result.status_code == 201:  # the retry of an upload acknowledged before
                 await asyncio.to_thread(self.blobs.put, image.data, sha)
             return result

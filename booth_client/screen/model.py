@@ -76,6 +76,7 @@ class CapturePhase(StrEnum):
     CAPTURING = "capturing"
     RETRYING = "retrying"  # the last attempt was refused: advice shown
     UPLOADING = "uploading"
+    QUEUED = "queued"  # kept at the booth: the server is out of reach, retried by itself
     DONE = "done"
     FAILED = "failed"
 
@@ -89,6 +90,13 @@ class CaptureView:
     advice: str | None = None  # booth_client.capture.Advice code of the last refusal
     accepted: bool = False  # the sent picture passed every check (else: best effort)
     finished_at: float | None = None  # DONE/FAILED since
+    capture_id: str | None = None
+    sent: int = 0  # bytes of the picture sent so far (UPLOADING)
+    total: int = 0  # ... of its size (0: not known yet)
+
+    @property
+    def percent(self) -> int | None:
+        return min(100, self.sent * 100 // self.total) if self.total else None
 
 
 @dataclass(frozen=True)
@@ -833,17 +841,31 @@ def _capture(
                 base, title=title, lines=(place, tr.gettext("Taking the picture…")),
                 notice=advice, media=(preview,), busy=True,
             )  # fmt: skip
-        case CapturePhase.UPLOADING | CapturePhase.DONE:
+        case CapturePhase.UPLOADING | CapturePhase.QUEUED | CapturePhase.DONE:
             done = capture.phase is CapturePhase.DONE
+            percent = capture.percent
+            if done:
+                first = tr.gettext("The picture has reached the officer.")
+            elif capture.phase is CapturePhase.QUEUED:
+                first = tr.gettext(
+                    "The picture is kept at this booth and is sent by itself as soon as the "
+                    "connection is back."
+                )
+            elif percent is None:
+                first = tr.gettext("Sending the picture to the officer…")
+            else:
+                first = tr.gettext("Sending the picture to the officer: %(percent)d%%") % {
+                    "percent": percent
+                }
             lines = (
-                tr.gettext("The picture has reached the officer.")
-                if done
-                else tr.gettext("Sending the picture to the officer…"),
+                first,
                 tr.gettext("You can take the document back.")
                 if capture.accepted
                 else tr.gettext("The officer will check whether it can be read."),
             )
             notice = Banner(tr.gettext("Picture accepted"), "success") if capture.accepted else None
+            if capture.phase is CapturePhase.QUEUED:
+                notice = Banner(tr.gettext("Picture waiting to be sent"), "info")
             return _with(base, title=title, lines=lines, notice=notice, media=(picture,),
                          busy=not done)  # fmt: skip
         case CapturePhase.FAILED:

@@ -85,18 +85,30 @@ class CaptureWatch:
     def _status(self, message: CaptureStatus) -> None:
         now = self._clock()
         view = self.view
+        if message.stage == "capturing":
+            self.view = CaptureView(message.kind, CapturePhase.CAPTURING, message.attempt,
+                                    capture_id=message.capture_id)  # fmt: skip
+            self.picture, self._preview = None, ()
+            return
+        if view is not None and view.capture_id != message.capture_id:
+            if view.finished_at is None:
+                return  # another capture is on screen: its news first
+            view = None  # an older picture delivered after a restart: shown alone
+        if view is None:
+            view = CaptureView(message.kind, CapturePhase.UPLOADING, capture_id=message.capture_id)
+        sent = message.bytes_sent if message.bytes_sent is not None else view.sent
+        total = message.bytes_total or view.total
         match message.stage:
-            case "capturing":
-                self.view = CaptureView(message.kind, CapturePhase.CAPTURING, message.attempt)
-                self.picture, self._preview = None, ()
-            case "retrying" if view is not None:
+            case "retrying":
                 self.view = CaptureView(message.kind, CapturePhase.RETRYING, message.attempt,
-                                        advice=message.advice or view.advice)  # fmt: skip
-            case "uploading" if view is not None:
-                self.view = replace(view, phase=CapturePhase.UPLOADING)
-            case "done" | "failed" if view is not None:
+                                        advice=message.advice or view.advice,
+                                        capture_id=message.capture_id)  # fmt: skip
+            case "uploading" | "queued":
+                phase = CapturePhase(message.stage)
+                self.view = replace(view, phase=phase, finished_at=None, sent=sent, total=total)
+            case "done" | "failed":
                 phase = CapturePhase.DONE if message.stage == "done" else CapturePhase.FAILED
-                self.view = replace(view, phase=phase, finished_at=now)
+                self.view = replace(view, phase=phase, finished_at=now, sent=sent, total=total)
 
     def _advice(self, result: CaptureResult | None, *, final: bool) -> None:
         view = self.view

@@ -207,7 +207,6 @@ async def upload_document(
     limit = service.settings.max_document_bytes
     service.check_uploader(who)  # the role: booths only
     key = _require_key(idempotency_key)
-    grant = service.check_grant(who, grant_token, claim_id, kind=kind) if grant_token else None
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ACCEPTED_TYPES:
         raise ApiError(
@@ -216,11 +215,11 @@ async def upload_document(
         )  # fmt: skip
     _check_declared_length(request, limit)
     # The role, and the live session and its state (or the grant).
-    await service.prepare_upload(who, claim_id, kind, key, grant)
+    await service.prepare_upload(who, claim_id, kind, key, grant_token)
     data = await _read_limited(request, limit)
     # Decided again on the body: the session may have ended while it arrived (a retry
     # of an upload answered before then gets its stored answer).
-    stored = await service.upload(who, claim_id, kind, data, key, grant)
+    stored = await service.upload(who, claim_id, kind, data, key, grant_token)
     await announce_document(request, stored)
     return _stored(stored)
 

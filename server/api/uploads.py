@@ -267,11 +267,10 @@ async def create_upload(
     if body.length > settings.max_document_bytes:
         limit = settings.max_document_bytes
         raise ApiError(413, "too_large", f"uploads are limited to {limit:,} bytes")
-    grant = service.check_grant(who, grant_token, claim_id, kind=kind) if grant_token else None
     done = await service.stored_upload(who, claim_id, kind, body.sha256, key)
     if done is not None:  # every chunk arrived and the document was stored before
         return _stored(done)
-    await service.prepare_upload(who, claim_id, kind, key, grant)
+    await service.prepare_upload(who, claim_id, kind, key, grant_token)
     staged = StagedUpload(
         upload_id_for(who.subject, key), who.subject, claim_id, kind, key, body.length,
         body.sha256, body.content_type, grant=grant_token, created_at=time.time(),
@@ -378,13 +377,8 @@ async def _finish(request: Request, who: Principal, state: UploadState) -> Respo
             "Create the upload again with the picture's real SHA-256.",
         )  # fmt: skip
     try:
-        grant = (
-            service.check_grant(who, upload.grant, upload.claim_id, kind=upload.kind)
-            if upload.grant
-            else None
-        )
         stored = await service.upload(
-            who, upload.claim_id, upload.kind, picture, upload.idempotency_key, grant
+            who, upload.claim_id, upload.kind, picture, upload.idempotency_key, upload.grant
         )
     except (RecordsError, ApiError, ImageRejected) as exc:
         if isinstance(exc, ImageRejected) or exc.status < 500:  # refused for good

@@ -268,15 +268,15 @@ async def test_a_grant_outlives_its_session_and_nothing_else_does(
         await pair.cso.send(EndSession(session_id=pair.assigned.session_id))
         await pair.booth.expect(SessionEnded)
 
-        async def upload(token: str | None, data: bytes = PICTURE) -> httpx.Response:
+        async def upload(token: str | None, key: str | None = None) -> httpx.Response:
             headers = pair.booth_headers(
-                **{"Idempotency-Key": _key(), "Content-Type": "image/jpeg"}
+                **{"Idempotency-Key": key or _key(), "Content-Type": "image/jpeg"}
             )
             if token is not None:
                 headers["Loket-Capture-Grant"] = token
             return await http.post(
                 f"/api/claims/{pair.claim_id}/documents", params={"kind": "ktp"},
-                content=data, headers=headers,
+                content=PICTURE, headers=headers,
             )  # fmt: skip
 
         without = await upload(None)
@@ -285,9 +285,14 @@ async def test_a_grant_outlives_its_session_and_nothing_else_does(
         forged = sign(
             CaptureGrant(booth_id, pair.claim_id, "ktp", "c", "s", now, now + 60), b"k" * 32
         )
-        expired = sign(
-            CaptureGrant(booth_id, pair.claim_id, "ktp", "c", "s", now - 90, now - 30), key
-        )
+
+        def expired_for(capture: str) -> str:
+            return sign(
+                CaptureGrant(booth_id, pair.claim_id, "ktp", capture, "s", now - 90, now - 30),
+                key,
+            )
+
+        expired = expired_for("c")
         for token, code in [
             (forged, "grant_invalid"),
             (expired, "grant_expired"),
@@ -302,9 +307,14 @@ async def test_a_grant_outlives_its_session_and_nothing_else_does(
         )  # fmt: skip
         assert kk.status_code == 403 and kk.json()["error"]["code"] == "grant_mismatch"
 
-        late = await upload(grant)
+        late_key = _key()
+        late = await upload(grant, key=late_key)
         assert late.status_code == 201, late.text
         assert late.json()["after_session"] is True
+        # Its retry (the kiosk never heard the answer) once the grant expired: as stored.
+        again = await upload(expired_for("cap-late"), key=late_key)
+        assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["document_id"] == late.json()["document_id"]
         view = await server.app.state.records.store.documents_of(pair.claim_id)
         assert [d.after_session for d in view] == [True]
         assert view[0].session_id == pair.assigned.session_id

@@ -1,12 +1,14 @@
 """The booth's capture agent with the real pipeline and synthetic document camera: the
-statuses the CSO sees, the retry with advice, and delivery through the outbox."""
+statuses the CSO sees, the retry with advice, and delivery through the outbox (the
+delivery rules themselves: tests/unit/test_delivery.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
-from booth_client.outbox import Delivery, Outbox, OutboxItem
+from booth_client.delivery import Delivery
+from booth_client.outbox import Outbox, OutboxItem
 from signaling.messages import CaptureStatus, Envelope, RequestCapture
 
 
@@ -49,7 +51,8 @@ async def test_a_shaky_first_attempt_is_retried_with_advice_then_delivered(tmp_p
 
 async def test_offline_keeps_the_picture_in_the_outbox(tmp_path) -> None:
     statuses, uploads, _, outbox = await _run(tmp_path, SyntheticDocumentCamera(seed=4), None)
-    assert [s.stage for s in statuses] == ["capturing", "uploading", "uploading"]
+    assert [s.stage for s in statuses] == ["capturing", "uploading", "queued"]
+    assert statuses[1].bytes_sent == 0 and statuses[1].bytes_total == len(uploads[0][1])
     assert statuses[-1].detail and "kept" in statuses[-1].detail
     assert len(outbox.pending()) == 1 and len(uploads) == 1
 
@@ -59,3 +62,5 @@ async def test_a_refusal_is_reported_as_failed(tmp_path) -> None:
     statuses, _, _, outbox = await _run(tmp_path, SyntheticDocumentCamera(seed=5), refused)
     assert statuses[-1].stage == "failed" and "not_in_session" in (statuses[-1].detail or "")
     assert outbox.pending() == []
+    (stone,) = outbox.tombstones()  # what the screen and the health answer can still tell
+    assert stone["reason"] == "not_in_session" and stone["capture_id"] == "cap-1"

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
-from booth_client.outbox import Delivery, Outbox, OutboxItem
+from booth_client.delivery import Delivery
+from booth_client.outbox import Outbox, OutboxItem
 from booth_client.screen.i18n import translator
 from booth_client.screen.model import (
     CALL_SCREENS,
