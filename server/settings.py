@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     hello_timeout: float = Field(default=10.0, gt=0)
     max_message_bytes: int = Field(default=69_632, ge=1024)
     max_messages_per_second: float = Field(default=200.0, gt=0)
+    max_bytes_per_second: int = Field(
+        default=256 * 1024,
+        ge=16 * 1024,
+        le=1024**3,
+        description="what one socket may send, sustained (a call needs a few KB; bursts "
+        "up to 4 messages of the largest size pass)",
+    )
     max_descriptions_per_session: int = Field(
         default=32, ge=4, le=10_000, description="offers + answers one call may carry"
     )

@@ -17,7 +17,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from signaling.errors import ErrorCode
 from signaling.session import SessionState
@@ -27,7 +27,18 @@ MessageId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 PeerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 # An SDP blob for audio + two videos is a few kB; 64 kB leaves room and bounds parsing.
-Sdp = Annotated[str, Field(min_length=1, max_length=65_536)]
+MAX_SDP_FINGERPRINTS = 16  # a=fingerprint lines: one per m-section (bundled), a few at most
+
+
+def _few_fingerprints(sdp: str) -> str:
+    # A description announces its DTLS certificate once per media section; one with many
+    # (a hostile peer's 1,500) is refused here, at the edge, before it costs the floor.
+    if sdp.count("a=fingerprint:") > MAX_SDP_FINGERPRINTS:
+        raise ValueError(f"at most {MAX_SDP_FINGERPRINTS} a=fingerprint lines in an SDP")
+    return sdp
+
+
+Sdp = Annotated[str, Field(min_length=1, max_length=65_536), AfterValidator(_few_fingerprints)]
 Nik = Annotated[str, Field(pattern=r"^\d{16}$", description="16-digit national ID (NIK)")]
 KpjNumber = Annotated[str, Field(pattern=r"^\d{11}$", description="11-digit KPJ participant no.")]
 BookingCode = Annotated[str, Field(pattern=r"^[A-Z0-9-]{4,32}$")]
@@ -303,8 +314,7 @@ class SessionUpdate(Envelope):
 DocumentKindName = Annotated[
     str, Field(pattern=r"^[a-z][a-z_]{1,31}$", description="a document kind, e.g. ktp, kk")
 ]
-# queued: the picture is kept at the booth, waiting for the server (sent by itself later).
-CaptureStage = Literal["capturing", "retrying", "uploading", "queued", "done", "failed"]
+CaptureStage = Literal["capturing", "retrying", "uploading", "done", "failed"]
 CaptureAdvice = Literal["hold_still", "avoid_glare", "place_document", "move_closer"]
 
 
@@ -331,10 +341,6 @@ class CaptureStatus(Envelope):
     advice: CaptureAdvice | None = Field(default=None, description="what the booth told them")
     document_id: str | None = Field(default=None, max_length=64, description="once stored")
     detail: Annotated[str, Field(max_length=300)] | None = None
-    bytes_sent: int | None = Field(
-        default=None, ge=0, le=2**31, description="uploading: bytes of the picture sent so far"
-    )
-    bytes_total: int | None = Field(default=None, ge=0, le=2**31, description="the picture's")
 
 
 class DocumentAdded(Envelope):

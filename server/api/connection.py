@@ -52,12 +52,12 @@ class TokenBucket:
         self._tokens = burst
         self._at = time.monotonic()
 
-    def take(self) -> bool:
+    def take(self, n: float = 1.0) -> bool:
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
         self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
+        if self._tokens >= n:
+            self._tokens -= n
             return True
         return False
 
@@ -74,6 +74,10 @@ class Connection:
         self._bucket = TokenBucket(
             settings.max_messages_per_second, burst=settings.max_messages_per_second
         )
+        # Bytes as well as messages: 200 messages/s of 64 KB each would be 12.8 MB/s of
+        # parsing, relaying and (in a cluster) Redis traffic from one peer.
+        rate = settings.max_bytes_per_second
+        self._bytes = TokenBucket(rate, burst=max(rate, 4 * settings.max_message_bytes))
         self._close: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.last_heard = time.monotonic()
@@ -171,6 +175,8 @@ class Connection:
             raw = event.get("bytes") or b""
         if not self._bucket.take():
             raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
+        if not self._bytes.take(len(raw)):
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "too much data too fast; slow down")
         message = decode_inbound(raw, self.role, max_bytes=self._settings.max_message_bytes)
         # The validated frame itself, so a relay can forward it without encoding again.
         self.last_raw = raw if isinstance(raw, str) else None

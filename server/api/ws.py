@@ -51,6 +51,7 @@ from signaling.messages import (
     Pong,
     Reauth,
     Role,
+    Subscribe,
 )
 
 log = structlog.get_logger("loket.ws")
@@ -96,11 +97,15 @@ async def supervisor_socket(ws: WebSocket) -> None:
     await serve_socket(ws, Role.SUPERVISOR)
 
 
+SUBSCRIBE_INTERVAL = 1.0  # seconds between `subscribe`s one socket may send
+
+
 class _Session:
     """The authenticated identity of one socket; `principal` changes on `reauth`."""
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
+        self.subscribed_at = -SUBSCRIBE_INTERVAL
 
 
 async def serve_socket(ws: WebSocket, role: Role) -> None:
@@ -311,6 +316,15 @@ async def _handle(
             raise ProtocolError(ErrorCode.CONFLICT, "already authenticated", ref=message.id)
         case Reauth():
             await _reauth(conn, svc, me, message)
+        case Subscribe() if received_at - me.subscribed_at < SUBSCRIBE_INTERVAL:
+            # Snapshots come with every broadcast pass anyway; asking faster costs the
+            # floor (in a cluster, Redis) and gives nothing.
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED, "one snapshot request per second", ref=message.id
+            )
+        case Subscribe():
+            me.subscribed_at = received_at
+            await svc.floor.received(me.principal, conn.id, message, received_at, conn.last_raw)
         case _:
             await svc.floor.received(me.principal, conn.id, message, received_at, conn.last_raw)
 

@@ -258,7 +258,11 @@ async def test_offered_but_not_accepted_cso_cannot_open_the_claim(server: LiveSe
 
 async def test_slow_consumer_is_closed_promptly_with_4429(tmp_path) -> None:
     settings = server_settings(
-        tmp_path, outbox_size=16, max_messages_per_second=5000.0, max_descriptions_per_session=1000
+        tmp_path,
+        outbox_size=16,
+        max_messages_per_second=5000.0,
+        max_descriptions_per_session=1000,
+        max_bytes_per_second=1024**3,
     )
     async with running_server(settings) as live:
         booth = await _booth(live, "b1")
