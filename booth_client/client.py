@@ -36,8 +36,9 @@ from websockets.asyncio.client import ClientConnection
 
 from booth_client.audio import LatestFrameSink, open_audio_sink
 from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
+from booth_client.codecs import Voice
 from booth_client.config import BoothConfig
-from booth_client.degrade import Degrader
+from booth_client.degrade import Degrader, Policy, voice_on_wire
 from booth_client.ice import use_host_addresses
 from booth_client.kiosk import (
     CLOSE_FORBIDDEN,
@@ -64,6 +65,7 @@ from booth_client.relay import FrameRelay
 from booth_client.sources.documents import render_document
 from booth_client.sources.media import open_media
 from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
+from booth_client.uplink import FLOOR_BPS, UplinkPacer, upload_rate
 from booth_client.upload import HttpTransport
 from booth_client.visit import VisitFile
 from signaling.codec import decode_outbound, encode
@@ -199,7 +201,9 @@ class BoothClient:
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         # Uploads ask it before each piece they send (booth_client.pacing); None: unpaced.
-        self.upload_pacer: Pacer | None = None
+        # The kiosk's: what the uplink has left after the call (booth_client.uplink).
+        self.uplink = UplinkPacer(self._upload_rate, on_start=self._upload_began)
+        self.upload_pacer: Pacer | None = self.uplink
         # The kiosk's state on disk: its visit (resume token) and its outbox.
         self.state_dir = config.state_dir or (
             config.outbox_dir.parent if config.outbox_dir else default_state_dir(self._name)
@@ -816,6 +820,7 @@ class BoothClient:
             session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state,
             audio_sink=self.monitors.tee(self.audio_sink), video_sink=self.video_sink,
             document=self.media.document, degrade=self._degrader(),
+            voice=Voice(self.config.voice_bitrate, fec=self.config.voice_fec),
         )  # fmt: skip
         self._peer = peer
         sdp = await peer.answer(offer.sdp)
@@ -924,10 +929,25 @@ class BoothClient:
     # --- the kiosk as a service (booth_client.cli) -------------------------------------
 
     def _degrader(self) -> Callable[[Any, Any], Degrader] | None:
-        """The network degradation policy for a new call (booth_client.degrade), if on."""
+        """The video ladder for a new call (booth_client.degrade), if on."""
         if not self.config.degrade:
             return None
-        return lambda pc, face_sender: Degrader(pc, face_sender, self.media)
+        policy = Policy(voice_bps=voice_on_wire(self.config.voice_bitrate))
+        return lambda pc, encoders: Degrader(
+            pc, encoders, self.media, policy, upload=self.uplink.usage
+        )
+
+    def _upload_rate(self) -> float | None:
+        """What an upload may send beside the call (None: unpaced; no call, or a line
+        never seen full)."""
+        degrader = self._peer.degrader if self._peer is not None else None
+        if degrader is None:
+            return None
+        return upload_rate(degrader.capacity_bps, degrader.call_bps, FLOOR_BPS)
+
+    def _upload_began(self) -> None:
+        if self._peer is not None and self._peer.degrader is not None:
+            self._peer.degrader.nudge()  # the face steps down for the upload now
 
     @property
     def video_level(self) -> str | None:

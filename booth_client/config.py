@@ -122,8 +122,20 @@ class BoothConfig(BaseSettings):
     )
     degrade: bool = Field(
         default=True,
-        description="lower video (document first, then the face camera) when the network "
-        "degrades, never audio (booth_client.degrade)",
+        description="fit the video to the uplink: a ladder of steps with their bitrates, "
+        "document camera first, then the face camera, never the voice (booth_client.degrade)",
+    )
+    voice_bitrate: int = Field(
+        default=28_000,
+        ge=6_000,
+        le=64_000,
+        description="the participant's voice: mono Opus at this many bits a second (at most "
+        "what the console asks for)",
+    )
+    voice_fec: bool = Field(
+        default=True,
+        description="Opus in-band FEC (a lost voice packet is rebuilt from the next one), "
+        "when the console's decoder uses it",
     )
     health: str | None = Field(
         default=None, description="HOST:PORT for GET /healthz (e.g. 127.0.0.1:9110); unset: off"

@@ -1,26 +1,38 @@
-"""What the booth gives up when its network degrades: video before audio, the document
-camera before the face, and never a frozen picture.
+"""What the booth sends on the line it has: a ladder of video steps, each with its
+bitrates, chosen from the kiosk's own estimate of its uplink. Voice is never touched.
 
-    level 0 FULL           everything as configured
-    level 1 DOCUMENT_SLOW  the document track at 1 fps (captures keep full resolution:
-                           they travel over HTTP, not the call)
-    level 2 FACE_360       and the face camera at most 360 px high (1280x720 -> 640x360)
-    level 3 FACE_180       and the face camera at most 180 px high (-> 320x180)
+    step           face                 document camera          video   on the wire*
+    full           as configured, 1000  as configured, 2 fps 250  1250k   1.37 Mbit/s
+    document_slow  as configured,  600  720 p, 1 fps, 120          720k   0.81 Mbit/s
+    face_360       360 p,          280  540 p, 1 fps,  50          330k   0.40 Mbit/s
+    face_240       240 p,          170  360 p, 1 fps,  35          205k   0.27 Mbit/s
+    face_180       180 p,          100  360 p, 0.5 fps, 24         124k   0.18 Mbit/s
+    face_180_slow  180 p 10 fps,    56  270 p, 0.5 fps, 12          68k   0.12 Mbit/s
+    (* video + 5 % of packet headers + the voice: 28 kbit/s Opus in 50 packets a second,
+       ~53 kbit/s with its headers)
 
-Audio is never touched: Opus at ~32 kbit/s is the last thing to lose.
+(bitrates in kbit/s; "as configured" is the camera's own size, 1280x720 at a branch).
+The floor fits a 256 kbit/s uplink with a picture upload beside the call.
 
-`decide` is a pure function of the last state, one sample of the call's sending side and
-the time. Every `interval_s` the booth samples its peer connection: the CSO's receiver
-reports (RTCP RR: fraction of video packets lost, round-trip time) and the face encoder's
-target bitrate, which aiortc sets from the CSO's REMB estimate (clamped to
-250 kbit/s-1.5 Mbit/s; 500 kbit/s until the first estimate). A sample is **bad** when loss
-or round-trip time pass their limits or the bitrate falls below what the current level
-needs; after `down_after_s` of bad samples the booth steps down one level. It steps up one
-level only after `up_after_s` of **good** samples (loss and round-trip time well under the
-limits, bitrate 20% above what the richer level needs): the hysteresis. A step up that is
-followed by a step down within `relapse_s` doubles the wait before the next step up (up to
-`up_after_max_s`), so a link at the edge does not see-saw; a step up that holds for
-`relapse_s` resets the wait.
+The estimate (`decide`, a pure function of the last state, one sample and the time):
+every `interval_s` the booth samples its call (`sample_peer`): what it sent (RTP bytes and
+packets: the bitrate on the wire), what the paced uploads sent (booth_client.uplink), the
+receiver reports on it (loss over the interval, round-trip time, jitter) and the
+receiver's REMB. A sample is **congested** when the receiver's REMB fell (its delay-based
+detector saw a queue grow; checked only once a step has settled), loss passes
+`bad_loss`, or the round-trip time passes `bad_rtt_s` or grows `queue_s` over the call's
+lowest (a queue in front of the line). Random loss below `bad_loss` is not congestion:
+NACK and FEC repair it, and a lower bitrate would not lose less.
+
+Congested for `down_after_s`: the link is full, so what went through it (call and upload)
+is its capacity; the booth steps down to the richest step that fits `utilisation` of it,
+at least one step. While an upload runs, `upload_share` of the capacity is kept for it:
+the face steps down for the upload's duration and comes back after it, without
+probing. A richer step that the known capacity does not carry is tried (a probe) after
+`up_after_s` of calm samples; a probe that fails within `relapse_s` doubles the wait
+(up to `up_after_max_s`), so a link at the edge does not see-saw. Until the first
+congestion, the capacity is unknown and the call ramps up from `start` one step every
+`ramp_up_s`.
 """
 
 from __future__ import annotations
@@ -28,174 +40,489 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Literal
 
 import structlog
 
+from booth_client.codecs import LadderVp8Encoder, VideoEncoding
+
 log = structlog.get_logger("loket.booth.degrade")
+
+# Bytes on the wire per RTP packet beyond its payload: RTP 12 + extensions ~12 + SRTP
+# tag 10 + UDP 8 + IPv4 20.
+RTP_OVERHEAD_BYTES = 62
+VIDEO_HEADERS = 1.05  # video packets are ~1,200 bytes: 5 % of headers
+DOCUMENT_KEYFRAME_EVERY_S = 10.0  # a slow track repairs itself without asking
 
 
 class Level(IntEnum):
     FULL = 0
     DOCUMENT_SLOW = 1
     FACE_360 = 2
-    FACE_180 = 3
+    FACE_240 = 3
+    FACE_180 = 4
+    FACE_180_SLOW = 5
+
+
+FLOOR = Level.FACE_180_SLOW
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    document_fps: float | None  # a cap on the document track's rate
-    face_height: int | None  # a cap on the face track's height (aspect kept)
+class Step:
+    """What one level sends: caps on each camera's track and each encoder's bitrate."""
+
+    face_height: int | None  # None: as configured
+    face_fps: float | None
+    face_bps: int
+    document_height: int | None
+    document_fps: float | None  # None: the idle rate (full while a capture runs)
+    document_bps: int
+
+    @property
+    def video_bps(self) -> int:
+        return self.face_bps + self.document_bps
+
+    def need_bps(self, voice_bps: float) -> float:
+        """What this step takes of the uplink with the voice (`voice_bps` on the wire)."""
+        return self.video_bps * VIDEO_HEADERS + voice_bps
 
 
-LIMITS = {
-    Level.FULL: Limits(None, None),
-    Level.DOCUMENT_SLOW: Limits(1.0, None),
-    Level.FACE_360: Limits(1.0, 360),
-    Level.FACE_180: Limits(1.0, 180),
+LADDER: dict[Level, Step] = {
+    Level.FULL: Step(None, None, 1_000_000, None, None, 250_000),
+    Level.DOCUMENT_SLOW: Step(None, None, 600_000, 720, 1.0, 120_000),
+    Level.FACE_360: Step(360, None, 280_000, 540, 1.0, 50_000),
+    Level.FACE_240: Step(240, None, 170_000, 360, 1.0, 35_000),
+    Level.FACE_180: Step(180, None, 100_000, 360, 0.5, 24_000),
+    Level.FACE_180_SLOW: Step(180, 10.0, 56_000, 270, 0.5, 12_000),
 }
+
+
+def voice_on_wire(bitrate_bps: float, packets_per_s: float = 50.0) -> float:
+    """A voice's bitrate with its packet headers."""
+    return bitrate_bps + packets_per_s * RTP_OVERHEAD_BYTES * 8
 
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    loss: float | None = None  # fraction of video packets lost, 0..1 (None: no report yet)
+    """One interval of the call's sending side (None: not known yet)."""
+
+    loss: float | None = None  # share of our packets the receiver lost in the interval
     rtt_s: float | None = None
-    bitrate_bps: float | None = None  # the face encoder's target
+    jitter_s: float | None = None
+    remb_bps: float | None = None  # the receiver's newest estimate for our video
+    sent_bps: float | None = None  # the call's media on the wire (headers included)
+    received_bps: float | None = None  # of it, what the receiver reports it received
+    upload_bps: float = 0.0  # the paced uploads on the wire
+    uploading: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    bad_loss: float = 0.05
-    good_loss: float = 0.02
+    voice_bps: float = voice_on_wire(28_000)
+    start: Level = Level.FACE_360
+    utilisation: float = 0.85  # of the capacity, for the call (the rest absorbs bursts)
+    upload_share: float = 0.4  # of the capacity, kept for an upload while one runs
+    busy: float = 0.75  # of the capacity in use: calm samples then raise the estimate...
+    growth: float = 0.08  # ...by this share a second
+    calm_memory_s: float = 4.0  # a calm sample this recent bounds the capacity from below...
+    calm_share: float = 0.95  # ...at this share of what it carried
+    bad_loss: float = 0.10
+    good_loss: float = 0.05
     bad_rtt_s: float = 0.5
-    good_rtt_s: float = 0.3
-    # Below this target bitrate a level is too rich (FULL, DOCUMENT_SLOW, FACE_360).
-    min_bitrate_bps: tuple[float, float, float] = (350_000, 300_000, 260_000)
-    headroom: float = 1.2  # bitrate above the richer level's need before stepping up
-    down_after_s: float = 4.0
-    up_after_s: float = 10.0
+    queue_s: float = 0.15  # round-trip time above the call's lowest: a standing queue
+    remb_fall: float = 0.9  # REMB below this share of the previous one: the receiver saw a queue
+    settle_s: float = 2.0  # after a step down (REMB: either way), the old step's queue drains
+    down_after_s: float = 1.0
+    ramp_up_s: float = 2.0  # one step up per this many calm seconds until the first congestion
+    restore_s: float = 2.0  # back to a step the known capacity carries (after an upload)
+    up_after_s: float = 10.0  # a probe above the known capacity
     up_after_max_s: float = 120.0
     relapse_s: float = 30.0
-    interval_s: float = 2.0
+    interval_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class State:
-    level: Level = Level.FULL
+    level: Level = Level.FACE_360
+    capacity_bps: float | None = None  # what the uplink carries; None: never full yet
+    min_rtt_s: float | None = None
+    remb_bps: float | None = None  # the previous sample's
+    calm_bps: float = 0.0  # what the call sent in the last calm sample...
+    calm_at: float | None = None  # ...and when
+    changed_at: float | None = None  # the last step, either way
+    lowered_at: float | None = None  # the last step down
     bad_since: float | None = None
     good_since: float | None = None
-    relapses: int = 0  # steps down soon after a step up: each doubles the wait to go up
-    raised_at: float | None = None  # the last step up, until it has held for relapse_s
+    relapses: int = 0  # probes that failed soon after: each doubles the wait to go up
+    raised_at: float | None = None  # the last probe, until it has held for relapse_s
 
 
-Verdict = Literal["bad", "good", "fair"]
+def start_state(policy: Policy) -> State:
+    return State(level=policy.start)
 
 
-def judge(sample: Sample, level: Level, policy: Policy) -> Verdict:
-    """Bad: this level is more than the link carries. Good: the next richer one fits."""
-    loss, rtt, bps = sample.loss, sample.rtt_s, sample.bitrate_bps
-    if (loss is not None and loss >= policy.bad_loss) or (
-        rtt is not None and rtt >= policy.bad_rtt_s
+Verdict = Literal["congested", "calm", "fair"]
+
+
+def judge(state: State, sample: Sample, now: float, policy: Policy) -> tuple[Verdict, str]:
+    """Congested: the line is full (or failing). Calm: nothing says it is near full. With
+    the signal that decided it (for the log)."""
+    loss, rtt = sample.loss, sample.rtt_s
+    if state.lowered_at is not None and now - state.lowered_at < policy.settle_s:
+        return "fair", "settling"  # the queue of the richer step is still draining
+    settled = state.changed_at is None or now - state.changed_at >= policy.settle_s
+    if loss is not None and loss >= policy.bad_loss:
+        return "congested", "loss"
+    if rtt is not None and rtt >= policy.bad_rtt_s:
+        return "congested", "rtt"
+    if rtt is not None and state.min_rtt_s is not None and rtt - state.min_rtt_s >= policy.queue_s:
+        return "congested", "queue"
+    if (
+        settled
+        and sample.remb_bps is not None
+        and state.remb_bps is not None
+        and sample.remb_bps < policy.remb_fall * state.remb_bps
     ):
-        return "bad"
-    if bps is not None and level < Level.FACE_180 and bps < policy.min_bitrate_bps[level]:
-        return "bad"
-    if level == Level.FULL:
-        return "fair"
-    calm = (loss is None or loss < policy.good_loss) and (rtt is None or rtt < policy.good_rtt_s)
-    richer_needs = policy.min_bitrate_bps[level - 1] * policy.headroom
-    if calm and (bps is None or bps >= richer_needs):
-        return "good"
-    return "fair"
+        return "congested", "remb"
+    if loss is not None and loss >= policy.good_loss:
+        return "fair", "loss"
+    return "calm", ""
+
+
+def usable_bps(capacity: float, uploading: bool, policy: Policy) -> float:
+    """What the call may use of a link of `capacity` (less while an upload runs)."""
+    share = policy.utilisation - (policy.upload_share if uploading else 0.0)
+    return capacity * share
+
+
+def fitting(usable: float, policy: Policy) -> Level:
+    """The richest step within `usable` bits a second; the floor if none is."""
+    for level in Level:
+        if LADDER[level].need_bps(policy.voice_bps) <= usable:
+            return level
+    return FLOOR
 
 
 def decide(state: State, sample: Sample, now: float, policy: Policy = Policy()) -> State:
-    """The next state: one level down after a spell of bad samples, one up after a longer
-    spell of good ones; a fair sample resets both spells."""
+    """The next state: down to what fits once the line has been full for `down_after_s`
+    (or an upload needs its share), back up when the known capacity carries it, probes
+    above it after a spell of calm samples."""
     if state.raised_at is not None and now - state.raised_at >= policy.relapse_s:
-        state = replace(state, relapses=0, raised_at=None)  # the step up held: forgiven
-    verdict = judge(sample, state.level, policy)
-    if verdict == "bad":
-        since = state.bad_since if state.bad_since is not None else now
-        if now - since >= policy.down_after_s and state.level < Level.FACE_180:
-            relapses = state.relapses + (state.raised_at is not None)
-            return State(Level(state.level + 1), relapses=relapses)
+        state = replace(state, relapses=0, raised_at=None)  # the probe held: forgiven
+    verdict, _ = judge(state, sample, now, policy)
+    rtt = sample.rtt_s
+    min_rtt = state.min_rtt_s if rtt is None else min(rtt, state.min_rtt_s or rtt)
+    state = replace(state, min_rtt_s=min_rtt, remb_bps=sample.remb_bps or state.remb_bps)
+    if verdict == "congested":
+        return _congested(state, sample, now, policy)
+    state = replace(state, bad_since=None)
+    carried = (sample.sent_bps or 0.0) + sample.upload_bps
+    if verdict == "calm" and sample.sent_bps:
+        # The call's own media only: an upload's bytes are counted when they are handed to
+        # the socket, and unpaced (capacity unknown) that is long before they are sent.
+        state = replace(state, calm_bps=sample.sent_bps, calm_at=now)
+    capacity = state.capacity_bps
+    if verdict == "calm" and capacity is not None:
+        # The line carried this calmly: it carries at least that, and, when that was near
+        # the estimate, a little more (found out when it is full again).
+        if carried >= policy.busy * capacity:
+            capacity *= 1 + policy.growth * policy.interval_s
+        capacity = max(capacity, carried)
+        state = replace(state, capacity_bps=capacity)
+    fits = (
+        None
+        if capacity is None
+        else fitting(usable_bps(capacity, sample.uploading, policy), policy)
+    )
+    if sample.uploading and fits is not None and fits > state.level:
+        # An upload began: make room for its share now. (Without one, a step above the
+        # estimate is a probe: the line says whether it carries it.)
+        return replace(state, level=fits, good_since=None, changed_at=now, lowered_at=now)
+    if verdict != "calm" or state.level == Level.FULL:
+        return replace(state, good_since=None)
+    since = state.good_since if state.good_since is not None else now
+    richer = Level(state.level - 1)
+    known = fits is not None and fits <= richer
+    if known:
+        wait = policy.restore_s
+    elif sample.uploading:
+        return replace(state, good_since=since)  # no probing while an upload runs
+    else:
+        wait = up_wait(state, policy)
+    if now - since < wait:
+        return replace(state, good_since=since)
+    raised_at = None if known else now
+    return replace(state, level=richer, good_since=None, changed_at=now, raised_at=raised_at)
+
+
+def _congested(state: State, sample: Sample, now: float, policy: Policy) -> State:
+    """A congested sample: after `down_after_s` of them the line is full, so what went
+    through it is its capacity; step down to what fits (at least one step)."""
+    since = state.bad_since if state.bad_since is not None else now
+    if now - since < policy.down_after_s:
         return replace(state, bad_since=since, good_since=None)
-    if verdict == "good":
-        since = state.good_since if state.good_since is not None else now
-        if now - since >= up_wait(state, policy):
-            return replace(state, level=Level(state.level - 1), good_since=None, raised_at=now)
-        return replace(state, good_since=since, bad_since=None)
-    return replace(state, bad_since=None, good_since=None)
-
-
-def up_wait(state: State, policy: Policy) -> float:
-    """Seconds of good samples before the next step up: doubled per relapse, capped."""
-    return min(policy.up_after_s * 2**state.relapses, policy.up_after_max_s)
-
-
-# --- wiring: sample an aiortc peer connection, apply the limits ------------------------------
-
-
-async def sample_peer(pc: Any, face_sender: Any) -> Sample:
-    """Loss and round-trip time from the CSO's receiver reports on our video, and the face
-    encoder's target bitrate (aiortc keeps it private; None if it is not there)."""
-    report = await pc.getStats()
-    losses: list[float] = []
-    rtts: list[float] = []
-    for stats in report.values():
-        if getattr(stats, "type", None) == "remote-inbound-rtp" and stats.kind == "video":
-            # aiortc reports RTCP's fraction-lost byte as is (0..255).
-            losses.append(stats.fractionLost / 256)
-            if stats.roundTripTime is not None:
-                rtts.append(stats.roundTripTime)
-    encoder = getattr(face_sender, "_RTCRtpSender__encoder", None)
-    bitrate = getattr(encoder, "target_bitrate", None)
-    return Sample(
-        loss=max(losses) if losses else None,
-        rtt_s=max(rtts) if rtts else None,
-        bitrate_bps=float(bitrate) if bitrate else None,
+    capacity = delivered_bps(sample) or state.capacity_bps
+    if state.calm_at is not None and now - state.calm_at <= policy.calm_memory_s:
+        # The line was calm a moment ago at this rate (a probe above it failed): it
+        # carries that much; what went through it just now missed the retransmissions.
+        capacity = max(capacity or 0.0, state.calm_bps * policy.calm_share) or None
+    target = Level(min(FLOOR, state.level + 1))
+    if capacity is not None:
+        target = max(target, fitting(usable_bps(capacity, sample.uploading, policy), policy))
+    state = replace(state, capacity_bps=capacity, bad_since=None, good_since=None)
+    if target == state.level:
+        return state  # at the floor: only the estimate moves (the uploads' share with it)
+    relapses = state.relapses + (state.raised_at is not None)
+    return replace(
+        state, level=target, relapses=relapses, raised_at=None, changed_at=now, lowered_at=now
     )
 
 
-class Degrader:
-    """Runs the policy on one call: samples, decides, and sets the document track's rate
-    cap and the face track's height cap (booth_client.sources.media)."""
+def delivered_bps(sample: Sample) -> float | None:
+    """What reached the far end: what we sent less what the receiver lost, or its own
+    count of our packets if higher (each misses a part: the loss is counted over a
+    slightly different second; the count leaves out retransmissions); with the uploads."""
+    estimates = [sample.received_bps]
+    if sample.sent_bps is not None:
+        estimates.append(sample.sent_bps * (1 - (sample.loss or 0.0)))
+    known = [e for e in estimates if e is not None]
+    if not known:
+        return None
+    media = max(known)
+    return media + sample.upload_bps if media + sample.upload_bps > 0 else None
 
-    def __init__(self, pc: Any, face_sender: Any, media: Any, policy: Policy = Policy()) -> None:
-        self.pc, self.face_sender, self.media, self.policy = pc, face_sender, media, policy
-        self.state = State()
+
+def up_wait(state: State, policy: Policy) -> float:
+    """Calm seconds before a probe: the ramp until the line was first full, then
+    `up_after_s` doubled per failed probe, capped."""
+    if state.capacity_bps is None:
+        return policy.ramp_up_s
+    return min(policy.up_after_s * 2**state.relapses, policy.up_after_max_s)
+
+
+# --- wiring: sample an aiortc peer connection, apply the steps -------------------------------
+
+
+@dataclass
+class CallEncoders:
+    """The call's senders and the encoders the booth gave them (booth_client.codecs)."""
+
+    senders: list[Any]  # every RTCRtpSender of the call
+    face: LadderVp8Encoder | None = None
+    document: LadderVp8Encoder | None = None
+    voice_bps: float = 28_000  # the voice encoder's bitrate
+
+
+@dataclass
+class _Counters:
+    at: float
+    bytes: int = 0
+    packets: int = 0
+    lost: int = 0
+    upload_bytes: int = 0
+
+
+@dataclass
+class _Received:
+    """One stream's receiver reports: when the last came, how many packets it counted."""
+
+    at: float
+    packets: int
+    rate_bps: float | None = None
+
+
+@dataclass
+class Sampler:
+    """Turns the call's cumulative statistics into one Sample per interval."""
+
+    pc: Any
+    encoders: CallEncoders
+    upload: Callable[[], tuple[int, bool]] = lambda: (0, False)  # (bytes paced, uploading)
+    _last: _Counters | None = field(default=None, init=False)
+    _received: dict[str, _Received] = field(default_factory=dict, init=False)
+
+    async def sample(self) -> Sample:
+        report = await self.pc.getStats()
+        now = _Counters(time.monotonic())
+        rtts: list[float] = []
+        jitters: list[float] = []
+        sent: dict[str, Any] = {}
+        for stats in report.values():
+            kind = getattr(stats, "type", None)
+            if kind == "outbound-rtp":
+                now.bytes += stats.bytesSent or 0
+                now.packets += stats.packetsSent or 0
+                sent[stats.id.removeprefix("outbound-rtp_")] = stats
+            elif kind == "remote-inbound-rtp":
+                now.lost += max(0, stats.packetsLost or 0)
+                if stats.roundTripTime is not None:
+                    rtts.append(stats.roundTripTime)
+                if stats.jitter is not None:
+                    clock = 90_000 if stats.kind == "video" else 48_000
+                    jitters.append(stats.jitter / clock)
+        for stats in report.values():
+            if getattr(stats, "type", None) == "remote-inbound-rtp":
+                self._receiver_counted(
+                    stats, sent.get(stats.id.removeprefix("remote-inbound-rtp_"))
+                )
+        now.upload_bytes, uploading = self.upload()
+        before, self._last = self._last, now
+        sent_bps = loss = None
+        upload_bps = 0.0
+        if before is not None and now.at > before.at:
+            seconds = now.at - before.at
+            packets = now.packets - before.packets
+            sent_bps = (now.bytes - before.bytes + packets * RTP_OVERHEAD_BYTES) * 8 / seconds
+            upload_bps = (now.upload_bytes - before.upload_bytes) * 8 * 1.04 / seconds
+            lost = now.lost - before.lost
+            loss = min(1.0, max(0.0, lost / packets)) if packets > 0 else None
+        rates = [r.rate_bps for r in self._received.values() if r.rate_bps is not None]
+        return Sample(
+            loss=loss,
+            rtt_s=max(rtts) if rtts else None,
+            jitter_s=max(jitters) if jitters else None,
+            remb_bps=self._remb(),
+            sent_bps=sent_bps,
+            received_bps=sum(rates) if rates else None,
+            upload_bps=upload_bps,
+            uploading=uploading,
+        )
+
+    def _receiver_counted(self, report: Any, outbound: Any) -> None:
+        """A stream's rate as its receiver counted it, between its last two reports, at
+        the stream's average packet size on the wire."""
+        if outbound is None or not outbound.packetsSent or report.packetsReceived is None:
+            return
+        key, at = report.id, report.timestamp.timestamp()
+        last = self._received.get(key)
+        if last is None:
+            self._received[key] = _Received(at, report.packetsReceived)
+            return
+        if at <= last.at:
+            return  # no new report since
+        size = outbound.bytesSent / outbound.packetsSent + RTP_OVERHEAD_BYTES
+        rate = max(0, report.packetsReceived - last.packets) * size * 8 / (at - last.at)
+        self._received[key] = _Received(at, report.packetsReceived, rate)
+
+    def _remb(self) -> float | None:
+        """The receiver's estimate for our video: Chromium sends one REMB for all streams
+        (both encoders get it), aiortc one per stream (add them)."""
+        face, document = self.encoders.face, self.encoders.document
+        values = [e.remb_bps for e in (face, document) if e is not None and e.remb_bps]
+        if not values:
+            return None
+        if len(values) == 2 and values[0] == values[1]:
+            return float(values[0])
+        return float(sum(values))
+
+
+class Degrader:
+    """Runs the ladder on one call: samples, decides, and applies each step to the
+    tracks (booth_client.sources.media) and the encoders (booth_client.codecs).
+    `capacity_bps` and `call_bps` are what the upload pacer shares the line by."""
+
+    def __init__(
+        self,
+        pc: Any,
+        encoders: CallEncoders,
+        media: Any,
+        policy: Policy = Policy(),
+        upload: Callable[[], tuple[int, bool]] = lambda: (0, False),
+    ) -> None:
+        self.pc, self.encoders, self.media, self.policy = pc, encoders, media, policy
+        self.state = start_state(policy)
+        self.sampler = Sampler(pc, encoders, upload)
+        self.last_sample = Sample()
+        self.steps: list[tuple[float, str]] = []  # (monotonic, level name): the ladder's moves
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def capacity_bps(self) -> float | None:
+        return self.state.capacity_bps
+
+    @property
+    def call_bps(self) -> float:
+        """What the call sends now: as measured over the last interval, or less if it has
+        stepped down since (its step's need)."""
+        need = LADDER[self.state.level].need_bps(self.policy.voice_bps)
+        sent = self.last_sample.sent_bps
+        return need if sent is None else min(sent, need)
 
     def start(self) -> None:
+        self.apply(self.state.level)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="degrade")
 
+    def nudge(self) -> None:
+        """Sample now (an upload began): its share of the line is made at once."""
+        self._wake.set()
+
     def apply(self, level: Level) -> None:
-        limits = LIMITS[level]
-        self.media.document_rate.cap = limits.document_fps
-        self.media.face.max_height = limits.face_height
+        step = LADDER[level]
+        self.media.document_rate.cap = step.document_fps
+        self.media.document.max_height = step.document_height
+        self.media.face.max_height = step.face_height
+        self.media.face.max_fps = step.face_fps
+        if self.encoders.face is not None:
+            self.encoders.face.set_encoding(VideoEncoding(step.face_bps))
+        if self.encoders.document is not None:
+            self.encoders.document.set_encoding(
+                VideoEncoding(step.document_bps, keyframe_every_s=DOCUMENT_KEYFRAME_EVERY_S)
+            )
+        self.steps.append((time.monotonic(), level.name.lower()))
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.policy.interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.policy.interval_s)
+            self._wake.clear()
             try:
-                sample = await sample_peer(self.pc, self.face_sender)
+                sample = await self.sampler.sample()
             except Exception as exc:  # stats of a closing connection: stop quietly
                 log.info("degrade_sample_failed", error=str(exc))
                 return
-            before = self.state.level
-            self.state = decide(self.state, sample, time.monotonic(), self.policy)
-            if self.state.level != before:
+            self.last_sample = sample
+            before, now = self.state, time.monotonic()
+            verdict, why = judge(before, sample, now, self.policy)
+            self.state = decide(before, sample, now, self.policy)
+            face = self.encoders.face
+            log.debug(
+                "ladder_sample",
+                verdict=verdict,
+                signal=why or None,
+                video_level=self.state.level.name.lower(),
+                capacity_bps=_round(self.state.capacity_bps),
+                sent_bps=_round(sample.sent_bps),
+                received_bps=_round(sample.received_bps),
+                upload_bps=_round(sample.upload_bps),
+                remb_bps=_round(sample.remb_bps),
+                loss=None if sample.loss is None else round(sample.loss, 3),
+                rtt_s=None if sample.rtt_s is None else round(sample.rtt_s, 3),
+                jitter_s=None if sample.jitter_s is None else round(sample.jitter_s, 3),
+                face_keyframes=None if face is None else face.keyframes,
+            )
+            if self.state.level != before.level:
                 self.apply(self.state.level)
-                worse = self.state.level > before
+                worse = self.state.level > before.level
+                step = LADDER[self.state.level]
+                # Not `level=`: the log's own level field would overwrite it.
                 (log.warning if worse else log.info)(
                     "video_degraded" if worse else "video_restored",
-                    level=self.state.level.name.lower(),
-                    loss=sample.loss,
-                    rtt_s=sample.rtt_s,
-                    bitrate_bps=sample.bitrate_bps,
+                    video_level=self.state.level.name.lower(),
+                    face_bps=step.face_bps,
+                    document_bps=step.document_bps,
+                    capacity_bps=_round(self.state.capacity_bps),
+                    sent_bps=_round(sample.sent_bps),
+                    received_bps=_round(sample.received_bps),
+                    upload_bps=_round(sample.upload_bps),
+                    remb_bps=_round(sample.remb_bps),
+                    loss=None if sample.loss is None else round(sample.loss, 3),
+                    rtt_s=None if sample.rtt_s is None else round(sample.rtt_s, 3),
+                    uploading=sample.uploading,
+                    signal=why or None,
                 )
 
     async def stop(self) -> None:
@@ -204,4 +531,12 @@ class Degrader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.apply(Level.FULL)
+        step = LADDER[Level.FULL]
+        self.media.document_rate.cap = step.document_fps
+        self.media.document.max_height = step.document_height
+        self.media.face.max_height = step.face_height
+        self.media.face.max_fps = step.face_fps
+
+
+def _round(value: float | None) -> int | None:
+    return None if value is None else round(value)

@@ -8,8 +8,14 @@ the speaker and the kiosk screen.
 
 A console that also offers a second video m-line (recvonly, after the audio) gets the
 document camera on it: m-line order is the convention (face video, audio, document
-video), so a console that does not offer it does not get it. The network degradation
-policy (booth_client.degrade) runs for the life of the peer.
+video), so a console that does not offer it does not get it.
+
+Each sender gets the booth's own encoder before its first frame (booth_client.codecs):
+the voice as mono speech Opus (FEC and bitrate as the console's offer asks), each camera
+as VP8 at the bitrate of the ladder's step; the answer tells the console to send its
+voice mono at the speech bitrate. The receivers give up on a lost packet after a moment
+(booth_client.jitter) instead of holding everything behind it. The ladder
+(booth_client.degrade) runs for the life of the peer.
 
 aiortc does not trickle: candidates are gathered inside setLocalDescription, so the answer
 we send is `pc.localDescription`, complete with candidates.
@@ -34,7 +40,18 @@ from aiortc.sdp import candidate_from_sdp
 
 from booth_client import aiortc_speedups
 from booth_client.audio import AudioSink, LatestFrameSink, NullAudioSink, VideoSink
-from booth_client.degrade import Degrader
+from booth_client.codecs import (
+    LadderVp8Encoder,
+    SpeechOpusEncoder,
+    VideoEncoding,
+    Voice,
+    install,
+    opus_fmtp,
+    sent_codec,
+    voice_fmtp,
+)
+from booth_client.degrade import LADDER, CallEncoders, Degrader, Level
+from booth_client.jitter import patient_receivers
 from booth_client.relay import FrameRelay
 from signaling.messages import IceCandidate, IceServer
 
@@ -67,14 +84,17 @@ class BoothPeer:
         audio_sink: AudioSink | None = None,
         video_sink: VideoSink | None = None,
         document: MediaStreamTrack | None = None,
-        degrade: Callable[[RTCPeerConnection, RTCRtpSender], Degrader] | None = None,
+        degrade: Callable[[RTCPeerConnection, CallEncoders], Degrader] | None = None,
+        voice: Voice | None = None,
     ) -> None:
         self.session_id = session_id
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self._video, self._audio, self._relay = video, audio, relay
         self._document = document
         self._degrade = degrade
+        self._voice = voice or Voice()
         self.degrader: Degrader | None = None
+        self.encoders: CallEncoders | None = None
         self.sends_document = False
         self._on_state = on_state
         self._sinks: dict[str, AudioSink | VideoSink | None] = {
@@ -120,20 +140,54 @@ class BoothPeer:
         # Tracks after the offer: they bind to the offered (sendrecv) transceivers. The
         # relay lets every session share one source, as a camera would be shared.
         face = self.pc.addTrack(self._relay.subscribe(self._video))
-        self.pc.addTrack(self._relay.subscribe(self._audio))
+        voice = self.pc.addTrack(self._relay.subscribe(self._audio))
+        document: RTCRtpSender | None = None
         free_video = [
             t for t in self.pc.getTransceivers() if t.kind == "video" and t.sender.track is None
         ]
         if self._document is not None and free_video:
             # addTrack takes the first free video transceiver: the offer's second video
             # m-line. The document track goes to this call only, not to monitor links.
-            self.pc.addTrack(self._relay.subscribe(self._document))
+            document = self.pc.addTrack(self._relay.subscribe(self._document))
             self.sends_document = True
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(
+            RTCSessionDescription(sdp=voice_fmtp(answer.sdp, self._voice), type="answer")
+        )
+        self.encoders = self._install_encoders(offer_sdp, face, voice, document)
+        patient_receivers(self.pc, self.pc.localDescription.sdp)
         if self._degrade is not None:
-            self.degrader = self._degrade(self.pc, face)
+            self.degrader = self._degrade(self.pc, self.encoders)
             self.degrader.start()
         return self.pc.localDescription.sdp
+
+    def _install_encoders(
+        self,
+        offer_sdp: str,
+        face: RTCRtpSender,
+        voice: RTCRtpSender,
+        document: RTCRtpSender | None,
+    ) -> CallEncoders:
+        """Our encoders into the senders whose negotiated codec they are (another codec,
+        e.g. H264 or G.711, keeps aiortc's)."""
+        mids = {t.sender: t.mid for t in self.pc.getTransceivers()}
+        answer = self.pc.localDescription.sdp
+        encoders = CallEncoders(senders=[s for s in (face, voice, document) if s is not None])
+        if sent_codec(answer, mids.get(voice)) == "audio/opus":
+            wanted = self._voice.for_remote(opus_fmtp(offer_sdp, mids.get(voice)))
+            install(voice, SpeechOpusEncoder(wanted))
+            encoders.voice_bps = wanted.bitrate_bps
+            log.info("voice_encoder", bitrate_bps=wanted.bitrate_bps, fec=wanted.fec)
+        full = LADDER[Level.FULL]  # until the ladder applies its first step
+        for sender, bitrate in ((face, full.face_bps), (document, full.document_bps)):
+            if sender is not None and sent_codec(answer, mids.get(sender)) == "video/vp8":
+                encoder = LadderVp8Encoder(VideoEncoding(bitrate))
+                install(sender, encoder)
+                if sender is face:
+                    encoders.face = encoder
+                else:
+                    encoders.document = encoder
+        return encoders
 
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
         if candidate is None or not candidate.candidate:

@@ -104,9 +104,9 @@ class HoldLayer:
 
 
 class ShapedTrack(MediaStreamTrack):
-    """A video track at most `rate()` frames a second and at most `max_height` pixels
-    high (aspect kept): what the degradation policy turns. While `held()` (the booth is
-    not focused), the `hold` layer's caps apply as well."""
+    """A video track at most `rate()` (and `max_fps`) frames a second and at most
+    `max_height` pixels high (aspect kept): what the degradation ladder turns. While
+    `held()` (the booth is not focused), the `hold` layer's caps apply as well."""
 
     kind = "video"
 
@@ -120,12 +120,13 @@ class ShapedTrack(MediaStreamTrack):
         self._upstream = upstream
         self._rate = rate
         self.max_height: int | None = None
+        self.max_fps: float | None = None
         self.hold = hold or HoldLayer(None, None)
         self.held: Callable[[], bool] = lambda: False
         self._due = 0.0
 
     def _caps(self) -> tuple[float | None, int | None]:
-        rate = self._rate() if self._rate is not None else None
+        rate = _lowest(self._rate() if self._rate is not None else None, self.max_fps)
         height = self.max_height
         if self.held():
             rate = _lowest(rate, self.hold.fps)
