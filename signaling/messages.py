@@ -314,7 +314,8 @@ class SessionUpdate(Envelope):
 DocumentKindName = Annotated[
     str, Field(pattern=r"^[a-z][a-z_]{1,31}$", description="a document kind, e.g. ktp, kk")
 ]
-CaptureStage = Literal["capturing", "retrying", "uploading", "done", "failed"]
+# queued: the picture is kept at the booth, waiting for the server (sent by itself later).
+CaptureStage = Literal["capturing", "retrying", "uploading", "queued", "done", "failed"]
 CaptureAdvice = Literal["hold_still", "avoid_glare", "place_document", "move_closer"]
 
 
@@ -341,6 +342,10 @@ class CaptureStatus(Envelope):
     advice: CaptureAdvice | None = Field(default=None, description="what the booth told them")
     document_id: str | None = Field(default=None, max_length=64, description="once stored")
     detail: Annotated[str, Field(max_length=300)] | None = None
+    bytes_sent: int | None = Field(
+        default=None, ge=0, le=2**31, description="uploading: bytes of the picture sent so far"
+    )
+    bytes_total: int | None = Field(default=None, ge=0, le=2**31, description="the picture's")
 
 
 class DocumentAdded(Envelope):
