@@ -386,6 +386,11 @@ class CsoStandIn:
                 await self._answered(message)
             case SessionUpdate():
                 await self._session_update(message)
+            case PeerState() if message.state in ("closed", "failed"):
+                # The kiosk lost its call (it restarted and resumed): offer afresh.
+                call = self._calls.get(message.session_id)
+                if call is not None and call.negotiated and not call.booth_away:
+                    await self._offer(message.session_id)
             case SessionEnded():
                 await self._hang_up(message.session_id)
             case _:

@@ -579,7 +579,10 @@ const handlers = {
   },
   peer_state(msg) {
     const tile = tiles.get(msg.session_id);
-    if (tile) tile.el.dataset.boothPeer = msg.state;
+    if (!tile) return;
+    tile.el.dataset.boothPeer = msg.state;
+    // The kiosk has no call any more (it restarted and resumed its visit): offer afresh.
+    if (["closed", "failed"].includes(msg.state) && !tile.boothAway && negotiated(tile)) call(msg.session_id);
   },
   session_update(msg) {
     const tile = tiles.get(msg.session_id);
@@ -588,6 +591,8 @@ const handlers = {
     tile.step = msg.state;
     tile.boothAway = !msg.booth_connected || msg.state === "reconnecting";
     tile.el.dataset.monitored = String(Boolean(msg.monitored));
+    const panel = panels.get(msg.session_id);
+    if (panel) panel.boothPresence(tile.boothAway); // its captures say the booth is offline
     render(tile);
     renderStatus();
     // Back from a signaling drop: offer again only if the negotiation did not finish.

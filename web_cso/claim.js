@@ -1,6 +1,11 @@
 // The claim panel of one booth: the required documents (Indonesian names from the rule
 // table), a Capture button per document, live pictures, verdicts and the outcome.
 //
+// A capture's line follows the booth's `capture_status`: capturing, retrying, uploading
+// n % (the bytes sent), queued (kept at the booth, sent by itself when the server is back),
+// received, or not delivered. A line with no news for STALE_MS, or whose booth dropped off,
+// says so instead of promising progress that is not happening.
+//
 // Pictures arrive by push (`document_added`): the panel fetches that one picture and
 // keeps every picture it has shown as an object URL until the session ends (destroy()
 // releases them), so nothing is downloaded twice. Every change is a POST with an
@@ -66,9 +71,11 @@ async function reasonPicker(api, use, label) {
 }
 
 const STAGES = {
-  capturing: "Capturing…", retrying: "Retrying", uploading: "Uploading…", done: "Received",
-  failed: "Capture failed",
+  capturing: "Capturing…", retrying: "Retrying", uploading: "Uploading…",
+  queued: "Kept at the booth, waiting to send", done: "Received", failed: "Not received",
 };
+const STALE_MS = 40_000; // the kiosk retries a queued picture at least every 30 s
+const FINAL = ["done", "failed"];
 const ADVICE = {
   hold_still: "asked to hold still", avoid_glare: "asked to tilt away from glare",
   place_document: "asked to place the document", move_closer: "asked to move closer",
@@ -79,13 +86,28 @@ const CLAIM_TYPES = {
 };
 const STATUS_NAMES = { missing: "missing", pending: "to check", uploaded: "to check", accepted: "accepted", rejected: "rejected" };
 
-function captureText(s) {
+// A capture still under way whose booth dropped off, or that has had no news for a while.
+function stale(s, away, now) {
+  return !FINAL.includes(s.stage) && (away || now - (s.at || now) >= STALE_MS);
+}
+
+function captureText(s, { away = false, now = Date.now() } = {}) {
   const parts = [STAGES[s.stage] || s.stage];
+  if (s.stage === "uploading" && s.bytes_total) {
+    parts[0] = `Uploading ${Math.floor((100 * (s.bytes_sent || 0)) / s.bytes_total)} %`;
+  }
   if (s.attempt > 1) parts.push(`attempt ${s.attempt}`);
   if (s.sharpness !== null && s.sharpness !== undefined) parts.push(`sharpness ${Math.round(s.sharpness)}`);
   if (s.glare !== null && s.glare !== undefined) parts.push(`glare ${(s.glare * 100).toFixed(1)}%`);
   if (s.advice) parts.push(ADVICE[s.advice] || s.advice);
   if (s.detail) parts.push(s.detail);
+  if (stale(s, away, now)) {
+    const quiet = Math.round((now - (s.at || now)) / 1000);
+    const why = away ? "the booth is offline" : `no news from the booth for ${quiet} s`;
+    parts.push(["uploading", "queued"].includes(s.stage)
+      ? `${why}: the picture is kept there and sent when it is back`
+      : `${why}: ask again if it does not come back`);
+  }
   return parts.join(" · ");
 }
 
@@ -155,7 +177,9 @@ export class ClaimPanel {
     this.root = el("section", { class: "claim-panel", "aria-label": `Claim of ${boothLabel}` });
     this.pending = new Map(); // action -> idempotency key, until it succeeds
     this.pictures = new Map(); // document_id -> object URL (shown once, kept, released at the end)
-    this.captures = new Map(); // kind -> latest capture_status
+    this.captures = new Map(); // kind -> latest capture_status (+ at: when it came)
+    this.boothAway = false;
+    this.staleTimer = null; // re-says the lines while a capture is under way
     this.receipt = null; // the outcome's answer, with its audit entry hash
     this.view = null;
     this.refreshing = null;
@@ -227,13 +251,38 @@ export class ClaimPanel {
   }
 
   captureStatus(msg) {
-    this.captures.set(msg.kind, msg);
-    const line = this.root.querySelector(`.capture-progress[data-kind="${msg.kind}"]`);
-    if (line) {
-      line.hidden = false;
-      line.dataset.stage = msg.stage;
-      line.textContent = captureText(msg);
-    }
+    const status = { ...msg, at: Date.now() };
+    this.captures.set(msg.kind, status);
+    this.sayCapture(status);
+    this.watchCaptures();
+  }
+
+  sayCapture(status) {
+    const line = this.root.querySelector(`.capture-progress[data-kind="${status.kind}"]`);
+    if (!line) return;
+    line.hidden = false;
+    line.dataset.stage = status.stage;
+    line.dataset.stale = String(stale(status, this.boothAway, Date.now()));
+    line.textContent = captureText(status, { away: this.boothAway });
+  }
+
+  // The booth's socket dropped (true) or came back: the capture lines say so at once.
+  boothPresence(away) {
+    this.boothAway = away;
+    for (const status of this.captures.values()) this.sayCapture(status);
+  }
+
+  watchCaptures() {
+    const open = () => [...this.captures.values()].filter((s) => !FINAL.includes(s.stage));
+    if (this.staleTimer || !open().length) return;
+    this.staleTimer = setInterval(() => {
+      const waiting = open();
+      for (const status of waiting) this.sayCapture(status);
+      if (!waiting.length) {
+        clearInterval(this.staleTimer);
+        this.staleTimer = null;
+      }
+    }, 5000);
   }
 
   async picture(doc) {
@@ -247,6 +296,7 @@ export class ClaimPanel {
   }
 
   destroy() {
+    if (this.staleTimer) clearInterval(this.staleTimer);
     for (const url of this.pictures.values()) URL.revokeObjectURL(url);
     this.pictures.clear();
     this.root.remove();
@@ -291,7 +341,7 @@ export class ClaimPanel {
       : null;
     const progress = el("div", { class: "capture-progress", "data-kind": status ? status.kind : chosen,
       "data-stage": status ? status.stage : "", hidden: !status, "aria-live": "polite" },
-    status ? captureText(status) : "");
+    status ? captureText(status, { away: this.boothAway }) : "");
     const capture = decided ? null : el("button", {
       type: "button", class: "capture", "data-kind": chosen,
       "aria-label": `Capture ${item.names.join(" or ")}`,
@@ -322,9 +372,10 @@ export class ClaimPanel {
       ? `${doc.verdict}${doc.verdict_reasons.length ? ` (${doc.verdict_reasons.join(", ")})` : ""}`
       : "not judged";
     const size = doc.width && doc.height ? ` · ${doc.width}×${doc.height}` : "";
+    const late = doc.after_session ? " · arrived after its session ended" : "";
     const row = el("div", { class: "document", "data-kind": doc.kind, "data-verdict": doc.verdict || "",
       "data-document": doc.document_id },
-    open, el("span", { class: "doc-info" }, el("strong", {}, doc.name), el("br"), `${verdict}${size}`));
+    open, el("span", { class: "doc-info" }, el("strong", {}, doc.name), el("br"), `${verdict}${size}${late}`));
     if (!doc.verdict && !decided) {
       const reason = await reasonPicker(this.api, "document_rejection", `Reason to reject ${doc.name}`);
       const path = `/api/documents/${doc.document_id}/verdict`;
