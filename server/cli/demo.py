@@ -120,10 +120,12 @@ async def _stop_all(children: list[Child], grace: float = STOP_GRACE) -> None:
 
 class _StopOnSignal:
     """SIGTERM, SIGINT or SIGHUP cancels the demo's task, whose `finally` ends the
-    children; a second signal while they end kills them at once."""
+    children. A signal once they are being ended (a second one, or the first after the
+    demo finished by itself) kills them at once instead: it never interrupts the ending."""
 
     def __init__(self, task: asyncio.Task[int], children: list[Child]) -> None:
         self.received: signal.Signals | None = None
+        self.ending = False  # the children are being ended
         self._task = task
         self._children = children
         loop = asyncio.get_running_loop()
@@ -131,7 +133,7 @@ class _StopOnSignal:
             loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self.received is None:
+        if self.received is None and not self.ending:
             self.received = sig
             typer.echo(f"{sig.name}: stopping the demo and its processes", err=True)
             self._task.cancel()
@@ -176,8 +178,10 @@ async def _run_demo(settings: Settings, booths: int, headless: bool, duration: f
         if stop.received is None:
             raise
         task.uncancel()
-        return 0  # stopped as asked, children ended
+        return 0  # stopped as asked
     finally:
+        stop.ending = True
+        await _stop_all(children)
         stop.remove()
 
 
@@ -259,7 +263,6 @@ async def _demo(
             standin_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await standin_task
-        await _stop_all(children)
 
 
 def demo(

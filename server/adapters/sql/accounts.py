@@ -251,7 +251,8 @@ class SqlAccountStore:
             ).first()
             if used_at is None:
                 return RotationResult(Rotation.UNKNOWN)
-            if used_at[0] is not None and at - used_at[0] <= reuse_interval:
+            retry = reuse_interval > timedelta(0) and used_at[0] is not None
+            if retry and at - used_at[0] <= reuse_interval:
                 stored = await self._unused_successor(conn, successor)
                 if stored is not None:
                     return RotationResult(Rotation.RETRIED, stored)
