@@ -116,6 +116,7 @@ class CaptureAgent:
         transport = UploaderTransport(upload) if callable(upload) else cast(Transport, upload)
         self.delivery = Drainer(outbox, transport, on_event=self._delivered)
         self._progress_at: dict[str, float] = {}  # item -> last progress status (monotonic)
+        self._granting: set[asyncio.Future[OutboxItem]] = set()
 
     async def handle(self, request: RequestCapture, claim_id: str) -> None:
         """Capture, keep the best attempt in the outbox and try to deliver it, telling the
@@ -124,11 +125,12 @@ class CaptureAgent:
         item: OutboxItem | None = None
         try:
             item = await asyncio.to_thread(
-                self.outbox.reserve, claim_id, request.kind,
-                capture_id=request.capture_id, session_id=request.session_id,
+                self.outbox.reserve, claim_id, request.kind, capture_id=request.capture_id,
+                session_id=request.session_id, owner=self.delivery.owner,
             )  # fmt: skip
-            self.delivery.capturing(item.item_id)
             granting = asyncio.ensure_future(self.delivery.fetch_grant(item))
+            self._granting.add(granting)  # (a slow one goes on after the picture is kept)
+            granting.add_done_callback(self._granting.discard)
             tries = attempts(self.config.attempts, self.config)
             previous: CaptureResult | None = None
             for attempt in tries:
@@ -160,9 +162,6 @@ class CaptureAgent:
                 await asyncio.to_thread(
                     self.outbox.update, item.item_id, state=ItemState.REFUSED, refusal=refusal
                 )
-        finally:
-            if item is not None:
-                self.delivery.captured(item.item_id)
         if item is not None:
             await self.delivery.drain()
 

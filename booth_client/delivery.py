@@ -7,8 +7,8 @@ single-flight: one at a time in this process (a lock; a capture waits for the pa
 progress, then runs its own) and one per outbox directory across processes (a file
 lock), so two captures never upload one item at once. In a pass each item goes:
 
-- `reserved` and not being captured by this process: the capture was cut short (the kiosk
-  restarted mid-way): refused, reason `capture_interrupted`;
+- `reserved` by an earlier process (not this one's `owner`): the capture was cut short (the
+  kiosk restarted mid-way): refused, reason `capture_interrupted`;
 - `pending`: a grant first if it has none (while its session lives), then the upload. The
   answer is judged (`judge`): delivered: forgotten; 401: a fresh token, then once more;
   network, 408/425/429, 5xx: the pass stops (the rest would fail alike) and the timer
@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -149,21 +150,15 @@ class Drainer:
         self.on_event = on_event
         self._rand = rand
         self._flight = asyncio.Lock()  # one pass at a time
-        self._capturing: set[str] = set()  # reservations this process is filling now
-        self._kick = asyncio.Event()
+        # Reservations are stamped with it: one made by another (earlier) process and still
+        # without its picture was cut short by a restart.
+        self.owner = uuid.uuid4().hex
+        self._wake = asyncio.Event()  # a kick, or a new retry time
+        self._kicked = False
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # passes in a row that stopped early
         self.next_try_at: float | None = None  # monotonic
         self.last_stop: str | None = None
-
-    # --- the capture agent's side --------------------------------------------------
-
-    def capturing(self, item_id: str) -> None:
-        """A reservation this process is taking the picture for (not cut short)."""
-        self._capturing.add(item_id)
-
-    def captured(self, item_id: str) -> None:
-        self._capturing.discard(item_id)
 
     # --- running -------------------------------------------------------------------
 
@@ -171,10 +166,11 @@ class Drainer:
         """Deliver by itself from now on: a pass at once, then on kicks and the timer."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox")
-            self._kick.set()
+            self.kick()
 
     def kick(self) -> None:
-        self._kick.set()
+        self._kicked = True
+        self._wake.set()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -185,17 +181,20 @@ class Drainer:
 
     async def _run(self) -> None:
         while True:
-            timeout = None
-            if self.next_try_at is not None:
-                timeout = max(0.0, self.next_try_at - time.monotonic())
+            self._wake.clear()
+            due = self.next_try_at
+            if self._kicked or (due is not None and due <= time.monotonic()):
+                self._kicked = False
+                try:
+                    await self.drain()
+                except Exception:  # a bug must not end deliveries: log, back off, go on
+                    log.exception("outbox_pass_failed")
+                    self._schedule(PassResult(remaining=1, stopped="internal error"))
+                continue
+            # Until kicked, or the retry time (which a capture's own pass may have moved).
+            timeout = None if due is None else due - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout)
-            self._kick.clear()
-            try:
-                await self.drain()
-            except Exception:  # a bug must not end deliveries: log, back off, go on
-                log.exception("outbox_pass_failed")
-                self._schedule(PassResult(remaining=1, stopped="internal error"))
+                await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def drain(self) -> PassResult:
         """One pass now (after the pass in progress, if any); also schedules the next."""
@@ -214,6 +213,7 @@ class Drainer:
         return result
 
     def _schedule(self, result: PassResult) -> None:
+        self._wake.set()  # the loop looks at the new time
         if result.remaining == 0 or result.stopped is None:
             self.failures, self.next_try_at, self.last_stop = 0, None, None
             return
@@ -244,8 +244,8 @@ class Drainer:
 
     async def _one(self, item: OutboxItem, result: PassResult) -> None:
         if item.state is ItemState.RESERVED:
-            if item.item_id in self._capturing:
-                return  # the picture is being taken right now
+            if item.owner == self.owner:
+                return  # this process is taking the picture right now
             item = await self._refuse(item, "capture_interrupted", None,
                                       "the kiosk stopped before the picture was taken")  # fmt: skip
         if item.state is ItemState.PENDING:
@@ -290,7 +290,10 @@ class Drainer:
         answer = await self._call(lambda: self.transport.grant(item))
         grant = answer.body.get("grant") if answer.delivered else None
         if isinstance(grant, str):
-            return await asyncio.to_thread(self.outbox.update, item.item_id, grant=grant)
+            try:
+                return await asyncio.to_thread(self.outbox.update, item.item_id, grant=grant)
+            except FileNotFoundError:
+                return item  # delivered meanwhile (without it: the session was live)
         if judge(answer) is Verdict.RETRY:
             raise _Stop(f"the server answered {answer.status}")
         return item  # refused (the session is over): the upload decides by the old rule

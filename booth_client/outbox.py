@@ -13,7 +13,8 @@ finds every item whole on restart. Its life:
 - `reserved`: the officer asked (`request_capture`); the record holds the capture's grant
   once the server gave it (booth_client/delivery.py fetches it beside the countdown), so
   the authority to deliver outlives the session before the picture even exists. A
-  reservation found without its picture after a restart was cut short: `refused`.
+  reservation of an earlier process (its `owner`) without its picture was cut short by a
+  restart: `refused`.
 - `pending`: the picture is on disk with the Idempotency-Key it is uploaded under, the
   same on every retry, so the server stores it exactly once however often it is sent.
 - `refused`: the server will not take it (or it was never taken); the kiosk reports that
@@ -73,6 +74,7 @@ class OutboxItem:
     scores: dict[str, Any] = field(default_factory=dict)
     # Why it will not be delivered: reason, status, message (state refused).
     refusal: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # the kiosk process that reserved it (Drainer.owner)
 
     @property
     def capture_key(self) -> str:
@@ -145,8 +147,10 @@ class Outbox:
         capture_id: str | None = None,
         session_id: str | None = None,
         content_type: str = "image/jpeg",
+        owner: str | None = None,
     ) -> OutboxItem:
-        """A capture the officer asked for, before its picture exists; durable on return."""
+        """A capture the officer asked for, before its picture exists; durable on return.
+        `owner`: the process taking the picture (another's reservation was cut short)."""
         self._open()
         item = OutboxItem(
             item_id=f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}",
@@ -158,6 +162,7 @@ class Outbox:
             session_id=session_id,
             created_at=time.time(),
             state=ItemState.RESERVED,
+            owner=owner,
         )
         with self._lock:
             self._write(item)

@@ -103,9 +103,12 @@ class CaptureWatch:
                 self.view = CaptureView(message.kind, CapturePhase.RETRYING, message.attempt,
                                         advice=message.advice or view.advice,
                                         capture_id=message.capture_id)  # fmt: skip
-            case "uploading" | "queued":
-                phase = CapturePhase(message.stage)
-                self.view = replace(view, phase=phase, finished_at=None, sent=sent, total=total)
+            case "uploading":
+                self.view = replace(view, phase=CapturePhase.UPLOADING, finished_at=None,
+                                    sent=sent, total=total)  # fmt: skip
+            case "queued":  # kept safe at the booth: said, then the call screen again
+                self.view = replace(view, phase=CapturePhase.QUEUED, finished_at=now,
+                                    sent=sent, total=total)  # fmt: skip
             case "done" | "failed":
                 phase = CapturePhase.DONE if message.stage == "done" else CapturePhase.FAILED
                 self.view = replace(view, phase=phase, finished_at=now, sent=sent, total=total)

@@ -36,7 +36,7 @@ class BlobCorrupt(Exception):
     """The stored file does not decrypt to content with its address: damaged or tampered."""
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # A rename or new file is only durable once the directory holding its entry is synced.
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -64,7 +64,7 @@ class BlobStore:
         self._root = Path(root)
         if not self._root.is_dir():
             self._root.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self._root.parent)
+            fsync_dir(self._root.parent)
 
     @property
     def root(self) -> Path:
@@ -141,7 +141,7 @@ class BlobStore:
             raise
         # The new name, and any new directory, durable with one pass at the end.
         for directory in (leaf, *changed):
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return sha
 
     def get(self, sha: str) -> bytes:
@@ -162,7 +162,7 @@ class BlobStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
 
@@ -188,7 +188,7 @@ def load_or_create_key(path: Path) -> bytes:
                 key = path.read_bytes()
         finally:
             os.unlink(tmp_name)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     if len(key) != KEY_BYTES:
         raise ValueError(
             f"{path} holds {len(key)} bytes, not a {KEY_BYTES}-byte key: restore the right key "

@@ -43,6 +43,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from server.adapters.blobs import fsync_dir
+
 _VERSION = 1
 _NONCE = 12
 _TAG = 16
@@ -122,14 +124,6 @@ class UploadState:
 def upload_id_for(booth_id: str, idempotency_key: str) -> str:
     """Deterministic: a kiosk that lost the creation's answer gets the same upload back."""
     return hashlib.sha256(f"{booth_id}\0{idempotency_key}".encode()).hexdigest()[:32]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_temp(directory: Path, data: bytes | bytearray, *, sync: bool = True) -> str:
@@ -234,8 +228,8 @@ class UploadStaging:
             pass
         finally:
             os.unlink(tmp)
-        _fsync_dir(directory)
-        _fsync_dir(self.root)
+        fsync_dir(directory)
+        fsync_dir(self.root)
         return self._created(upload), True
 
     def _created(self, upload: StagedUpload) -> UploadState:
@@ -338,4 +332,4 @@ class UploadStaging:
     def discard(self, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self._dir(upload_id))
-            _fsync_dir(self.root)
+            fsync_dir(self.root)

@@ -83,6 +83,22 @@ async def _audit(server: LiveServer, claim_id: str) -> list[str]:
     return [e.action async for e in entries if e.claim_id == claim_id]
 
 
+async def _killed_mid_capture(
+    server: LiveServer, tmp_path: Path, code: str, crash: str, **config: Any
+) -> tuple[str, SignalClient, Path, str]:
+    """Kiosk-1 checks in for `code`, the officer asks it for a KTP and the kiosk kills
+    itself at `crash`: (its credential, the officer, its state directory, the session)."""
+    _, credential = await enrol_booth(server, "kiosk-1")
+    cso = await _officer(server)
+    state = tmp_path / "kiosk"
+    async with kiosk_process(
+        server, credential, state, crash=crash, booking_code=code, **config
+    ) as first:
+        session_id = await _serve_and_ask(cso)
+        assert await first.exited() == -signal.SIGKILL
+    return credential, cso, state, session_id
+
+
 def _code() -> str:
     return f"BK-{uuid.uuid4().hex[:8].upper()}"
 
@@ -93,12 +109,7 @@ async def test_a_killed_kiosk_restarts_resumes_and_delivers_the_picture_once(
 ) -> None:
     code = _code()
     claim = await seed_claim(server, code)
-    _, credential = await enrol_booth(server, "kiosk-1")
-    cso = await _officer(server)
-    state = tmp_path / "kiosk"
-    async with kiosk_process(server, credential, state, crash=crash, booking_code=code) as first:
-        session_id = await _serve_and_ask(cso)
-        assert await first.exited() == -signal.SIGKILL
+    credential, cso, state, session_id = await _killed_mid_capture(server, tmp_path, code, crash)
     stored_before = len(await server.app.state.records.store.documents_of(claim.claim_id))
     assert stored_before == (1 if crash == "after_upload" else 0)
     assert len(list((state / "outbox").glob("*.json"))) == 1  # kept on disk
@@ -132,14 +143,9 @@ async def test_the_session_ended_meanwhile_and_the_picture_still_reaches_its_cla
     first_code, next_code = _code(), _code()
     claim = await seed_claim(server, first_code)
     next_claim = await seed_claim(server, next_code)
-    _, credential = await enrol_booth(server, "kiosk-1")
-    cso = await _officer(server)
-    state = tmp_path / "kiosk"
-    async with kiosk_process(
-        server, credential, state, crash="before_upload", booking_code=first_code
-    ) as first:
-        session_id = await _serve_and_ask(cso)
-        assert await first.exited() == -signal.SIGKILL
+    credential, cso, state, session_id = await _killed_mid_capture(
+        server, tmp_path, first_code, "before_upload"
+    )
     await cso.send(EndSession(session_id=session_id))  # the officer moves on
     await cso.expect(SessionEnded, timeout=10, session_id=session_id)
 
@@ -164,14 +170,9 @@ async def test_stopped_again_before_any_officer_took_it_the_picture_is_not_lost(
     async with running_server(settings) as server:
         code = _code()
         claim = await seed_claim(server, code)
-        _, credential = await enrol_booth(server, "kiosk-1")
-        cso = await _officer(server)
-        state = tmp_path / "kiosk"
-        async with kiosk_process(
-            server, credential, state, crash="before_upload", booking_code=code
-        ) as first:
-            session_id = await _serve_and_ask(cso)
-            assert await first.exited() == -signal.SIGKILL
+        credential, cso, state, session_id = await _killed_mid_capture(
+            server, tmp_path, code, "before_upload"
+        )
         await cso.expect(SessionEnded, timeout=10, session_id=session_id)
         await cso.send(SetAvailability(available=False))
         async with kiosk_process(server, credential, state, booking_code=code) as again:
@@ -191,17 +192,11 @@ async def test_a_chunked_upload_cut_by_a_kill_goes_on_from_the_servers_offset(
 
 
 async def _chunked_upload_cut_by_a_kill(server: LiveServer, tmp_path: Path) -> None:
-    code = _code()
+    code, chunk = _code(), 16 * 1024
     claim = await seed_claim(server, code)
-    _, credential = await enrol_booth(server, "kiosk-1")
-    cso = await _officer(server)
-    state = tmp_path / "kiosk"
-    chunk = 16 * 1024
-    async with kiosk_process(
-        server, credential, state, crash="mid_upload", booking_code=code, upload_chunk_bytes=chunk
-    ) as first:
-        await _serve_and_ask(cso)
-        assert await first.exited() == -signal.SIGKILL
+    credential, cso, state, _ = await _killed_mid_capture(
+        server, tmp_path, code, "mid_upload", upload_chunk_bytes=chunk
+    )
     staged = list((server.settings.data_dir / "uploads").iterdir())
     assert len(staged) == 1  # one chunk on the server, the rest not
     async with kiosk_process(

@@ -102,13 +102,13 @@ async def test_a_picture_refused_for_good_is_reported_then_forgotten(tmp_path: P
 
 async def test_a_capture_cut_short_is_reported_not_left_waiting(tmp_path: Path) -> None:
     server = FakeServer()
-    outbox, drainer, _ = _drainer(tmp_path, server)
-    taking = outbox.reserve("claim-1", "kk", capture_id="c-now", session_id="s1")
-    cut = Outbox(tmp_path / "outbox").reserve("claim-1", "ktp", capture_id="c-cut")
-    drainer.capturing(taking.item_id)  # this process is taking that picture right now
+    earlier = Outbox(tmp_path / "outbox").reserve("claim-1", "ktp", capture_id="c-cut", owner="x")
+    outbox, drainer, _ = _drainer(tmp_path, server)  # the kiosk restarted
+    # This process is taking that picture right now:
+    taking = outbox.reserve("claim-1", "kk", capture_id="c-now", owner=drainer.owner)
     await drainer.drain()
     assert [i.item_id for i in outbox.pending()] == [taking.item_id]
-    assert server.reports == {f"undeliverable-{cut.item_id}": "c-cut"}
+    assert server.reports == {f"undeliverable-{earlier.item_id}": "c-cut"}
 
 
 async def test_a_picture_without_a_grant_gets_one_before_its_upload(tmp_path: Path) -> None:
@@ -126,3 +126,20 @@ async def test_concurrent_captures_never_upload_one_item_twice(tmp_path: Path) -
         outbox.put("claim-1", "ktp", b"\xff\xd8" + bytes([n]), capture_id=f"c{n}")
     await asyncio.gather(*(drainer.drain() for _ in range(4)))
     assert server.uploads == 4 and server.most_in_flight == 1 and outbox.pending() == []
+
+
+async def test_a_retry_time_set_by_a_captures_own_pass_wakes_the_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "RETRY_BASE_S", 0.02)
+    server = FakeServer()
+    outbox, drainer, events = _drainer(tmp_path, server)
+    drainer.start()  # nothing to send: the timer has no time set
+    await asyncio.sleep(0.05)
+    outbox.put("claim-1", "ktp", b"\xff\xd8x", capture_id="c1", session_id="s1")
+    server.script = ["network"]
+    assert (await drainer.drain()).stopped  # a capture's own pass, not the timer's
+    async with asyncio.timeout(5):  # the timer sends it, with no kick
+        while not any(e.kind is EventKind.DELIVERED for e in events):
+            await asyncio.sleep(0.01)
+    await drainer.stop()

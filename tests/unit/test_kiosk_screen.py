@@ -283,6 +283,23 @@ def test_capture_guidance_countdown_advice_and_the_picture() -> None:
     assert kiosk.screen(25) is Screen.TALKING  # back to the officer
 
 
+def test_the_picture_on_its_way_sending_percent_queued_and_not_sent() -> None:
+    kiosk = Kiosk(capture_result_s=5)
+    call = replace(ONLINE, state=S.FOCUSED, focused=True, peer_state="connected")
+    sending = CaptureView("ktp", CapturePhase.UPLOADING, sent=30_000, total=120_000)
+    kiosk.observe(replace(call, capture=sending), 10)
+    assert "Mengirim foto ke petugas: 25%" in kiosk.model(10).lines
+    queued = replace(sending, phase=CapturePhase.QUEUED, finished_at=11)
+    kiosk.observe(replace(call, capture=queued), 11)
+    model = kiosk.model(11)
+    assert model.notice is not None and model.notice.text == "Foto menunggu dikirim"
+    assert any("terkirim sendiri" in line for line in model.lines)
+    assert kiosk.screen(16) is Screen.TALKING  # kept safe: the call goes on meanwhile
+    failed = replace(sending, phase=CapturePhase.FAILED, finished_at=20)
+    kiosk.observe(replace(call, capture=failed), 20)
+    assert kiosk.model(20).notice.text == "Foto tidak terkirim"  # type: ignore[union-attr]
+
+
 # --- any order of events ----------------------------------------------------------------
 
 ACTIONS = st.one_of(
