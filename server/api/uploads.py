@@ -57,6 +57,7 @@ from server.api.records import (
     announce_document,
 )
 from server.auth.deps import current_principal
+from server.domain.documents import DocumentKind
 from server.domain.images import ImageRejected
 from server.principal import Principal
 from server.records import RecordsError, documents_key
@@ -67,13 +68,13 @@ log = structlog.get_logger("loket.uploads")
 
 CHUNK_TYPE = "application/offset+octet-stream"
 RETRY_AFTER_S = 30
-KindQuery = Annotated[str, Query(max_length=32, description="e.g. ktp, kk, kpj_card")]
+KindQuery = Annotated[DocumentKind, Query(description="e.g. ktp, kk, kpj_card")]
 CAPTURE_ID = r"^[A-Za-z0-9_.:-]+$"  # signaling.messages.MessageId
 CaptureId = Annotated[str, Field(min_length=1, max_length=64, pattern=CAPTURE_ID)]
 
 
 class GrantRequest(Strict):
-    kind: Annotated[str, Field(max_length=32)]
+    kind: DocumentKind
     session_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
     capture_id: CaptureId
 
