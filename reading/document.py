@@ -102,9 +102,6 @@ def _shrink(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
 
 
-_ROTATE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
-
-
 def _rank(fields: Mapping[str, Field]) -> tuple[int, float]:
     return (
         sum(f.value is not None for f in fields.values()),
@@ -132,13 +129,13 @@ def turn_lines(lines: list[TextLine], turn: int, width: int, height: int) -> lis
 def read_image(kind: str, image: np.ndarray, engine: OcrEngine | None = None) -> Reading:
     """Read a document of `kind` ("ktp", "kpj_card", "buku_tabungan") from BGR pixels.
 
-    The engine reads each line the right way up by itself (it turns lines that run down
-    the picture, and its classifier turns upside-down ones), so a card placed portrait
-    or upside down gives the right words in the wrong places. The lines are first laid
-    out again as the picture would be turned (a quarter turn either way when most run
-    down it, else half a turn), which costs nothing. Only when fields are still missing
-    and there is text is the picture itself turned and read again (at most twice: a bad
-    picture costs a bounded time). The turn that reads the most fields wins.
+    First read as given, lines as they stand. When fields are missing and there is text,
+    the picture may lie turned: it is read again with the engine's line classifier,
+    which turns upside-down lines back (lines that run down the picture are turned by
+    the engine either way). Each reading's lines are also laid out as the picture would
+    be turned (a quarter turn either way when most lines run down it, else half a turn),
+    which costs nothing. The layout that reads the most fields wins. At most two
+    readings, so a bad picture costs a bounded time.
     """
     if kind not in KIND_FIELDS:
         raise ValueError(f"cannot read {kind!r}: one of {', '.join(KIND_FIELDS)}")
@@ -146,31 +143,25 @@ def read_image(kind: str, image: np.ndarray, engine: OcrEngine | None = None) ->
     engine = engine or shared_engine()
     image = _shrink(image)
     height, width = image.shape[:2]
-    lines = engine.lines(image)
-    down = sum(not line.upright for line in lines) > len(lines) / 2
-    turns = (90, 270) if down else (180,)
-    best = (parse(kind, lines), 0, lines)
-    for turn in turns:
+    best: tuple[dict[str, Field], int, int] = ({}, 0, 0)
+    for classify in (False, True):
+        lines = engine.lines(image, classify=classify)
+        down = sum(not line.upright for line in lines) > len(lines) / 2
+        for turn in (0, 90, 270) if down else (0, 180):
+            fields = parse(kind, turn_lines(lines, turn, width, height) if turn else lines)
+            if not best[0] or _rank(fields) > _rank(best[0]):
+                best = (fields, turn, len(lines))
+            if _complete(best[0]):
+                break
         if _complete(best[0]) or len(lines) < 3:
             break
-        moved = turn_lines(lines, turn, width, height)
-        fields = parse(kind, moved)
-        if _rank(fields) > _rank(best[0]):
-            best = (fields, turn, moved)
-    for turn in turns:
-        if _complete(best[0]) or len(lines) < 3:
-            break
-        turned = engine.lines(cv2.rotate(image, _ROTATE[turn]))
-        fields = parse(kind, turned)
-        if _rank(fields) > _rank(best[0]):
-            best = (fields, turn, turned)
     fields, rotation, found = best
     return Reading(
         kind=kind,
         fields=fields,
         ms=(time.perf_counter() - started) * 1000,
         rotation=rotation,
-        lines=len(found),
+        lines=found,
         checks=_checks(kind, fields),
     )
 

@@ -163,13 +163,18 @@ class OcrEngine:
         """Model file name -> SHA-256: what an outcome records as the reader's identity."""
         return {model.name: model.sha256 for model in MODELS}
 
-    def lines(self, image: np.ndarray) -> list[TextLine]:
+    def lines(self, image: np.ndarray, *, classify: bool = False) -> list[TextLine]:
         """Every line of text found in `image` (BGR uint8, any size; never a path or URL:
-        rapidocr would fetch a URL)."""
+        rapidocr would fetch a URL).
+
+        `classify` runs the 0/180 degree line classifier, which turns upside-down lines
+        back. Off by default: on small print (a letter's 10 pt body at 2-3 px/mm) it
+        turns a third of the lines that were upright, which then read as noise; a
+        document has one orientation, which `reading.document` settles for the page."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
             raise TypeError("image must be a uint8 numpy array (BGR)")
         with self._lock:
-            out = self._ocr(image)
+            out = self._ocr(image, use_cls=classify)
         txts, scores, boxes = (getattr(out, name, None) for name in ("txts", "scores", "boxes"))
         if txts is None or scores is None or boxes is None:
             return []

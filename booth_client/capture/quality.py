@@ -90,12 +90,23 @@ def glare_share(
     *,
     level: int = 248,
     min_blob: float = 0.001,
+    min_drop: float = 12.0,
     work_size: int = WORK_SIZE,
 ) -> float:
     """Share of the document blown out by glare: pixels near white in every channel,
     in blobs. A median filter and an opening drop single noisy pixels and thin white
     print (a card's white title text); blobs smaller than `min_blob` of the document
-    are dropped too, so a shiny dot does not fail a capture."""
+    are dropped too, so a shiny dot does not fail a capture.
+
+    Glare is a highlight: a saturated spot with a falloff to the paper around it. White
+    paper that the camera exposes to its limit is blown out too, but as a plateau, and
+    it must not count (a good letter would be refused). A blown blob counts as glare:
+    - when the paper in a ring around it (print left out) is at least `min_drop` grey
+      levels below `level`: it stands above its paper (every card, any darker paper);
+    - on paper that is itself nearly white around it, only when it is a compact spot
+      (at least 1% of the page, solid) that erased the print: less than a quarter of
+      the page's ink density is left inside it. A plateau of white paper keeps its print.
+    """
     small = document
     h, w = document.shape[:2]
     k = work_size / max(h, w)
@@ -103,18 +114,72 @@ def glare_share(
         small = cv2.resize(document, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
     if small.ndim == 3:
         b, g, r = cv2.split(small)
-        darkest = cv2.min(cv2.min(b, g), r)
+        raw = cv2.min(cv2.min(b, g), r)
     else:
-        darkest = small
-    darkest = cv2.medianBlur(darkest, 5)
+        raw = small
+    darkest = cv2.medianBlur(raw, 5)
     near_white = (darkest >= level).astype(np.uint8)
     blown = cv2.morphologyEx(
         near_white, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     )
-    count, _labels, stats, _ = cv2.connectedComponentsWithStats(blown, connectivity=8)
-    areas = stats[1:count, cv2.CC_STAT_AREA]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(blown, connectivity=8)
     total = blown.shape[0] * blown.shape[1]
-    return float(areas[areas >= min_blob * total].sum()) / total
+    blobs = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= min_blob * total]
+    if not blobs:
+        return 0.0
+    # The paper without its print: the brightest nearby (print is thinner than 9 px here);
+    # print: clearly darker than that paper.
+    paper = cv2.dilate(darkest, np.ones((9, 9), np.uint8))
+    ink = (raw.astype(np.int16) + 50 < paper).astype(np.uint8)
+    page_ink = cv2.countNonZero(ink) / total
+    glare = 0
+    for i in blobs:
+        area = int(stats[i, cv2.CC_STAT_AREA])
+        x0, y0, x1, y1 = _around(stats[i], labels.shape)
+        blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        highlight = _paper_around(blob, stats[i], paper[y0:y1, x0:x1]) <= level - min_drop
+        if highlight or (area >= 0.01 * total and _erased_spot(blob, ink[y0:y1, x0:x1], page_ink)):
+            glare += area
+    return glare / total
+
+
+def _reach(box: np.ndarray) -> int:
+    """Half a blob's radius, at least 6 px: how far around it its paper is looked at."""
+    return max(6, round(0.5 * np.sqrt(int(box[cv2.CC_STAT_AREA]) / np.pi)))
+
+
+def _around(box: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    reach = _reach(box)
+    x, y = int(box[cv2.CC_STAT_LEFT]), int(box[cv2.CC_STAT_TOP])
+    bw, bh = int(box[cv2.CC_STAT_WIDTH]), int(box[cv2.CC_STAT_HEIGHT])
+    return (max(0, x - reach), max(0, y - reach),
+            min(shape[1], x + bw + reach), min(shape[0], y + bh + reach))  # fmt: skip
+
+
+def _paper_around(blob: np.ndarray, box: np.ndarray, paper: np.ndarray) -> float:
+    """Median paper level in a ring around `blob`; 0 when the blob leaves no ring inside
+    the document (it is the whole page: nothing to compare it with; it counts)."""
+    reach = _reach(box)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    ring = cv2.dilate(blob, kernel) > blob
+    if np.count_nonzero(ring) < 20:
+        return 0.0
+    return float(np.median(paper[ring]))
+
+
+def _erased_spot(blob: np.ndarray, ink: np.ndarray, page_ink: float) -> bool:
+    """A compact blob (solid: at least 85% of its hull) with less than a quarter of the
+    page's ink density left inside it (print holes filled first). A page with hardly
+    any print cannot say."""
+    if page_ink < 0.005:
+        return False
+    filled = cv2.morphologyEx(blob, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+    outline = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+    hull = cv2.contourArea(cv2.convexHull(np.vstack(outline)))
+    inside = filled > 0
+    solid = np.count_nonzero(inside) / max(hull, 1.0)
+    left = np.count_nonzero(ink[inside]) / np.count_nonzero(inside)
+    return bool(solid >= 0.85 and left < 0.25 * page_ink)
 
 
 def frame_sharpness(

@@ -703,3 +703,26 @@ def on_desk(document: np.ndarray, fmt: str, seed: int, **spec: object) -> Scene:
     `SceneSpec` field overridden by `spec`) and photographed by the 1080p camera."""
     base: SceneSpec = random_spec(fmt, seed)
     return render(replace(base, **spec), texture=document)  # type: ignore[arg-type]
+
+
+# --- sets -------------------------------------------------------------------------------------
+
+RENDERERS = {"ktp": render_ktp, "kpj_card": render_kpj_card, "buku_tabungan": render_bank_book}
+
+
+def truth(kind: str, p: Person) -> dict[str, str]:
+    """The fields `loket capture read` should give for `p`'s document of `kind`."""
+    if kind == "ktp":
+        return {"nik": p.nik, "name": p.name, "birth_place": p.birth_place,
+                "birth_date": p.birth_date.isoformat(), "sex": p.sex}  # fmt: skip
+    if kind == "kpj_card":
+        return {"kpj": p.kpj, "name": p.name}
+    return {"account_number": p.account_number, "holder_name": p.name}
+
+
+def placed(kind: str, document: np.ndarray) -> tuple[np.ndarray, str]:
+    """(texture, format) to lay `document` on the desk as the kiosk's format expects: a
+    landscape passbook page goes across the A4 plate (the kiosk rectifies it portrait)."""
+    if kind == "buku_tabungan":
+        return cv2.rotate(document, cv2.ROTATE_90_CLOCKWISE), "a4"
+    return document, "id1"
