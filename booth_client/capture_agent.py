@@ -186,9 +186,9 @@ class CaptureAgent:
                 self._progress_at[item.item_id] = now
                 stage, extra["bytes_sent"] = "uploading", event.sent
             case EventKind.QUEUED:
-                retry = f"; next try in {event.retry_in:.0f} s" if event.retry_in else ""
+                retry = f"next try in {event.retry_in:.0f} s: " if event.retry_in else ""
                 stage, extra["bytes_sent"] = "queued", 0
-                extra["detail"] = f"kept at the booth, sent by itself{retry} ({event.detail})"
+                extra["detail"] = f"{retry}{event.detail}"
             case EventKind.DELIVERED:
                 stage, extra["bytes_sent"] = "done", event.total
                 extra["document_id"] = event.document_id

@@ -340,7 +340,8 @@ export class ClaimPanel {
       ...kinds.map((k, i) => el("option", { value: k }, item.names[i] || k)))
       : null;
     const progress = el("div", { class: "capture-progress", "data-kind": status ? status.kind : chosen,
-      "data-stage": status ? status.stage : "", hidden: !status, "aria-live": "polite" },
+      "data-stage": status ? status.stage : "", hidden: !status, "aria-live": "polite",
+      "data-stale": status ? String(stale(status, this.boothAway, Date.now())) : "false" },
     status ? captureText(status, { away: this.boothAway }) : "");
     const capture = decided ? null : el("button", {
       type: "button", class: "capture", "data-kind": chosen,

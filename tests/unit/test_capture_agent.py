@@ -53,7 +53,7 @@ async def test_offline_keeps_the_picture_in_the_outbox(tmp_path) -> None:
     statuses, uploads, _, outbox = await _run(tmp_path, SyntheticDocumentCamera(seed=4), None)
     assert [s.stage for s in statuses] == ["capturing", "uploading", "queued"]
     assert statuses[1].bytes_sent == 0 and statuses[1].bytes_total == len(uploads[0][1])
-    assert statuses[-1].detail and "kept" in statuses[-1].detail
+    assert statuses[-1].detail and "could not be reached" in statuses[-1].detail
     assert len(outbox.pending()) == 1 and len(uploads) == 1
 
 
