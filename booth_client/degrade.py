@@ -127,8 +127,7 @@ class Policy:
     upload_share: float = 0.4  # of the capacity, kept for an upload while one runs
     busy: float = 0.75  # of the capacity in use: calm samples then raise the estimate...
     growth: float = 0.08  # ...by this share a second
-    calm_memory_s: float = 4.0  # a calm sample this recent bounds the capacity from below...
-    calm_share: float = 0.95  # ...at this share of what it carried
+    calm_share: float = 0.95  # of what the step below a failed probe sent calmly: a floor
     bad_loss: float = 0.10
     good_loss: float = 0.05
     bad_rtt_s: float = 0.5
@@ -150,8 +149,8 @@ class State:
     capacity_bps: float | None = None  # what the uplink carries; None: never full yet
     min_rtt_s: float | None = None
     remb_bps: float | None = None  # the previous sample's
-    calm_bps: float = 0.0  # what the call sent in the last calm sample...
-    calm_at: float | None = None  # ...and when
+    calm_bps: float = 0.0  # what the call sent in the last calm sample
+    probe_base_bps: float = 0.0  # what it sent calmly just before the last probe
     changed_at: float | None = None  # the last step, either way
     lowered_at: float | None = None  # the last step down
     bad_since: float | None = None
@@ -223,7 +222,7 @@ def decide(state: State, sample: Sample, now: float, policy: Policy = Policy()) 
     if verdict == "calm" and sample.sent_bps:
         # The call's own media only: an upload's bytes are counted when they are handed to
         # the socket, and unpaced (capacity unknown) that is long before they are sent.
-        state = replace(state, calm_bps=sample.sent_bps, calm_at=now)
+        state = replace(state, calm_bps=sample.sent_bps)
     capacity = state.capacity_bps
     if verdict == "calm" and capacity is not None:
         # The line carried this calmly: it carries at least that, and, when that was near
@@ -254,8 +253,16 @@ def decide(state: State, sample: Sample, now: float, policy: Policy = Policy()) 
         wait = up_wait(state, policy)
     if now - since < wait:
         return replace(state, good_since=since)
-    raised_at = None if known else now
-    return replace(state, level=richer, good_since=None, changed_at=now, raised_at=raised_at)
+    if known:
+        return replace(state, level=richer, good_since=None, changed_at=now, raised_at=None)
+    return replace(
+        state,
+        level=richer,
+        good_since=None,
+        changed_at=now,
+        raised_at=now,
+        probe_base_bps=state.calm_bps,
+    )
 
 
 def _congested(state: State, sample: Sample, now: float, policy: Policy) -> State:
@@ -265,10 +272,10 @@ def _congested(state: State, sample: Sample, now: float, policy: Policy) -> Stat
     if now - since < policy.down_after_s:
         return replace(state, bad_since=since, good_since=None)
     capacity = delivered_bps(sample) or state.capacity_bps
-    if state.calm_at is not None and now - state.calm_at <= policy.calm_memory_s:
-        # The line was calm a moment ago at this rate (a probe above it failed): it
-        # carries that much; what went through it just now missed the retransmissions.
-        capacity = max(capacity or 0.0, state.calm_bps * policy.calm_share) or None
+    if state.raised_at is not None:
+        # A probe failed: the step below it was calm at this rate, so the line carries
+        # that much (what went through it just now leaves out the retransmissions).
+        capacity = max(capacity or 0.0, state.probe_base_bps * policy.calm_share) or None
     target = Level(min(FLOOR, state.level + 1))
     if capacity is not None:
         target = max(target, fitting(usable_bps(capacity, sample.uploading, policy), policy))

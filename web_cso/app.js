@@ -15,7 +15,7 @@
 import { TokenStore, login } from "./auth.js";
 import { Api, ClaimPanel } from "./claim.js";
 import { attachLinks } from "./links.js";
-import { LocalMedia, VOICE, VoiceMeter, quality, qualityText, route } from "./media.js";
+import { LocalMedia, VOICE, VoiceMeter, quality, qualityText, route, speechOffer } from "./media.js";
 import { Signaling } from "./signaling.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -368,12 +368,17 @@ function newCallPeer(iceServers) {
 
 const iceUrls = (servers) => JSON.stringify((servers || []).map((s) => s.urls));
 
+// An offer that asks for the participant's voice as speech (media.js speechOffer).
+async function offerFor(pc) {
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription({ type: "offer", sdp: speechOffer(offer.sdp) });
+}
+
 function prepareCall(tile, iceServers) {
   if (!iceServers || tile.pc || tile.prepared) return;
   const call = newCallPeer(iceServers);
   call.urls = iceUrls(iceServers);
-  call.ready = call.pc.createOffer().then((offer) => call.pc.setLocalDescription(offer))
-    .then(() => true, () => false);
+  call.ready = offerFor(call.pc).then(() => true, () => false);
   tile.prepared = call;
 }
 
@@ -464,7 +469,7 @@ async function startCall(sessionId) {
     // transports are set up by the answer); it knows connecting..closed.
     if (pc.connectionState !== "new") signaling.send("peer_state", { session_id: sessionId, state: pc.connectionState });
   };
-  if (!prepared) await pc.setLocalDescription(await pc.createOffer());
+  if (!prepared) await offerFor(pc);
   tile.faceMid = video.mid;
   if (tile.pc === pc && signaling) signaling.send("offer", { session_id: sessionId, sdp: pc.localDescription.sdp });
   tile.marks.offerSent = tile.marks.offerSent || performance.now();

@@ -51,6 +51,28 @@ export class LocalMedia {
   }
 }
 
+// The participant's voice as this console wants to hear it (RFC 7587, in the offer's
+// Opus a=fmtp): mono speech at 28 kbit/s with in-band FEC, which Chromium's decoder uses
+// to rebuild a lost packet. The kiosk encodes to this; its answer asks the same of us.
+export const VOICE_FMTP = { stereo: 0, "sprop-stereo": 0, maxaveragebitrate: 28000, useinbandfec: 1 };
+
+export function speechOffer(sdp) {
+  const eol = sdp.includes("\r\n") ? "\r\n" : "\n";
+  const lines = sdp.split(eol);
+  const rtpmap = lines.findIndex((l) => /^a=rtpmap:\d+ opus\/48000\/2$/i.test(l));
+  if (rtpmap < 0) return sdp;
+  const pt = lines[rtpmap].slice("a=rtpmap:".length).split(" ")[0];
+  const prefix = `a=fmtp:${pt} `;
+  const at = lines.findIndex((l) => l.startsWith(prefix));
+  const given = at < 0 ? [] : lines[at].slice(prefix.length).split(";");
+  const params = new Map(given.filter((kv) => kv.includes("=")).map((kv) => kv.trim().split("=")));
+  for (const [k, v] of Object.entries(VOICE_FMTP)) params.set(k, String(v));
+  const fmtp = prefix + [...params].map(([k, v]) => `${k}=${v}`).join(";");
+  if (at < 0) lines.splice(rtpmap + 1, 0, fmtp);
+  else lines[at] = fmtp;
+  return lines.join(eol);
+}
+
 // Point one booth's senders at the officer's tracks (focused) or at nothing (on hold).
 // Returns a promise that settles when both senders have switched.
 export function route(senders, local, focused) {

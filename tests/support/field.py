@@ -27,9 +27,11 @@ from typing import Any, Protocol
 
 import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
-from booth_client.jitter import patient_receivers
+from booth_client.jitter import VoiceJitterBuffer, patient_receivers
 from booth_client.peer import rtc_configuration
 from server.settings import Settings
 from signaling.messages import (
@@ -61,12 +63,30 @@ class Timeline:
     connected_at: float | None = None
     statuses: list[tuple[float, CaptureStatus]] = field(default_factory=list)
     session_id: str = ""
+    # The participant's voice as it came off the wire: (time, RTP payload bytes, stereo).
+    voice_payloads: list[tuple[float, int, bool]] = field(default_factory=list)
+    officer_voice_bytes: list[tuple[float, int]] = field(default_factory=list)  # (t, total)
 
     def stage_at(self, capture_id: str, stage: str) -> float | None:
         for at, status in self.statuses:
             if status.capture_id == capture_id and status.stage == stage:
                 return at
         return None
+
+
+class CountingVoiceBuffer(VoiceJitterBuffer):
+    """The voice's receive buffer, noting each packet's payload size and channel count
+    (the Opus TOC byte's stereo flag) as it arrives: what was on the wire."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__()
+        self.timeline = timeline
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        payload = packet.payload
+        stereo = bool(payload) and bool(payload[0] & 0x04)
+        self.timeline.voice_payloads.append((time.monotonic(), len(payload), stereo))
+        return super().add(packet)
 
 
 class FieldCso(TalkingCso):
@@ -108,6 +128,11 @@ class FieldCso(TalkingCso):
         pc = self.calls[session_id].pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         patient_receivers(pc, sdp)
+        timeline = self.timelines[session_id]
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                counting = CountingVoiceBuffer(timeline)
+                transceiver.receiver._RTCRtpReceiver__jitter_buffer = counting  # type: ignore[attr-defined]
 
     async def _time(self, track: MediaStreamTrack, which: str, timeline: Timeline) -> None:
         with contextlib.suppress(MediaStreamError, asyncio.CancelledError):
@@ -178,6 +203,9 @@ class FieldReport:
     steps: list[tuple[float, str, bool]] = field(default_factory=list)  # (t, level, uploading)
     line: LineCounters = field(default_factory=LineCounters)
     capture_stages: list[str] = field(default_factory=list)
+    voice_payload_bps: float | None = None  # the participant's voice: RTP payload bits/s
+    voice_stereo_packets: int = 0  # of its packets, stereo ones (the kiosk sends mono)
+    officer_voice_payload_bps: float | None = None  # the officer's (measured in Chromium)
     marks: dict[str, Any] = field(default_factory=dict)  # where the gaps were, for a reader
 
     def levels(self) -> list[str]:
@@ -358,23 +386,27 @@ async def field_run(
     face: tuple[int, int] = (640, 360),
     settle_s: float = 10.0,
     kind: str = "kk",
+    after_s: float = 0.0,
 ) -> FieldReport:
     """One call on a `profile` line with the aiortc officer: connect, let the ladder
     settle for `settle_s`, ask for a capture of a `kind` document (the synthetic family
     card is ~85 KB, the KTP ~109 KB), and report on the window from the request until
-    after it is stored."""
+    after it is stored (the ladder's steps until `after_s` later)."""
     async with branch_office(profile, workdir, face) as branch:
         cso = FieldCso(branch.server, CSO_NAME)
         await cso.start()
         try:
             await branch.booth.start()
-            return await measure(branch, AiortcOfficer(cso), settle_s, kind)
+            return await measure(branch, AiortcOfficer(cso), settle_s, kind, after_s)
         finally:
             await cso.stop()
 
 
-async def measure(branch: Branch, officer: Officer, settle_s: float, kind: str) -> FieldReport:
-    """Wait for the call, let it settle, capture, and read the window around the upload."""
+async def measure(
+    branch: Branch, officer: Officer, settle_s: float, kind: str, after_s: float = 0.0
+) -> FieldReport:
+    """Wait for the call, let it settle, capture, and read the window around the upload
+    (and the ladder's steps until `after_s` after it)."""
     timeline = await officer.call_started(within=60)
     await asyncio.sleep(settle_s)
     asked = time.monotonic()
@@ -401,6 +433,9 @@ async def measure(branch: Branch, officer: Officer, settle_s: float, kind: str) 
     document_id = next((s.document_id for s in ours if s.document_id), None)
     report.picture_bytes = await _picture_bytes(branch.server, CSO_NAME, document_id)
     report.line = await branch.link.counters()
+    if after_s > 0:
+        await asyncio.sleep(after_s)
+        report.steps = ladder_steps(branch.booth)
     return report
 
 
@@ -426,18 +461,32 @@ def window_report(
     if uploading is not None and done is not None:
         report.capture_s = done - uploading
     report.capture_stages = [s.stage for _, s in ours]
+    payloads = [(t, n, stereo) for t, n, stereo in timeline.voice_payloads if start <= t <= end]
+    if payloads:
+        report.voice_payload_bps = sum(n for _, n, _ in payloads) * 8 / (end - start)
+        report.voice_stereo_packets = sum(stereo for _, _, stereo in payloads)
+    sent = [(t, n) for t, n in timeline.officer_voice_bytes if start <= t <= end]
+    if len(sent) >= 2 and sent[-1][0] > sent[0][0]:
+        report.officer_voice_payload_bps = (
+            (sent[-1][1] - sent[0][1]) * 8 / (sent[-1][0] - sent[0][0])
+        )
     report.marks = {
         "voice_gaps": _gaps(timeline.voice, start, end),
         "face_gaps": _gaps(face_times, start, end),
         "officer_gaps": _gaps(heard, start, end),
         **{s.stage: round(at - start, 3) for at, s in ours},
     }
-    report.steps = [
+    report.steps = ladder_steps(booth)
+    return report
+
+
+def ladder_steps(booth: BoothProcess) -> list[tuple[float, str, bool]]:
+    """The kiosk's ladder so far: (unix time, level stepped to, while an upload ran)."""
+    return [
         (_event_time(e), str(e.get("video_level")), bool(e.get("uploading")))
         for e in log_events(booth)
         if e.get("event") in ("video_degraded", "video_restored")
     ]
-    return report
 
 
 def _event_time(event: dict[str, object]) -> float:

@@ -12,8 +12,9 @@ its real addresses, never by a multicast name.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from tests.support.field import CSO_NAME, FieldReport, Timeline, branch_office, 
 WATCH = """
 (() => {
   const field = { pcs: [], voice: [], face: [], document: [], statuses: [], connectedAt: null,
-                  sampling: false, v: null, ws: null };
+                  sampling: false, v: null, ws: null, voiceBytes: [], officerBytes: [],
+                  voiceFmtp: null };
   window.__field = field;
   const NativePC = window.RTCPeerConnection;
   function WatchedPC(...args) {
@@ -78,9 +80,15 @@ WATCH = """
         const report = await pc.getStats();
         const t = performance.now();
         report.forEach((s) => {
+          if (s.type === "outbound-rtp" && s.kind === "audio") {
+            field.officerBytes.push([t, s.bytesSent || 0]);
+          }
           if (s.type !== "inbound-rtp") return;
           if (s.kind === "audio") {
             const n = s.packetsReceived || 0;
+            if (n > (seen.audio ?? 0)) field.voiceBytes.push([t, s.bytesReceived, n]);
+            const codec = report.get(s.codecId);
+            if (codec) field.voiceFmtp = codec.sdpFmtpLine || "";
             for (let i = seen.audio ?? n; i < n; i++) field.voice.push(t);
             seen.audio = n;
             field.concealed = s.concealedSamples;
@@ -158,6 +166,7 @@ class ConsoleOfficer:
         raw: dict[str, Any] = await self.page.evaluate(
             """() => { const f = window.__field; return { voice: f.voice, face: f.face,
                  document: f.document, statuses: f.statuses, connectedAt: f.connectedAt,
+                 voiceBytes: f.voiceBytes, officerBytes: f.officerBytes,
                  session: (window.loketConsole.tiles()[0] || {}).session || "" }; }"""
         )
         at = lambda ms: ms / 1000 + self.offset  # noqa: E731
@@ -168,7 +177,20 @@ class ConsoleOfficer:
             connected_at=None if raw["connectedAt"] is None else at(raw["connectedAt"]),
             statuses=[(at(t), CaptureStatus.model_validate(m)) for t, m in raw["statuses"]],
             session_id=raw["session"],
+            voice_payloads=_payloads(raw["voiceBytes"], at),
+            officer_voice_bytes=[(at(t), int(n)) for t, n in raw["officerBytes"]],
         )
+
+
+def _payloads(
+    samples: list[list[float]], at: Callable[[float], float]
+) -> list[tuple[float, int, bool]]:
+    """Cumulative (bytes, packets) samples as per-interval payloads (mono: Chromium
+    reports no channel count per packet; the codec's parameters say it)."""
+    out = []
+    for (_, b0, _), (t1, b1, _) in itertools.pairwise(samples):
+        out.append((at(t1), int(b1 - b0), False))
+    return out
 
 
 async def console_field_run(
@@ -178,6 +200,7 @@ async def console_field_run(
     face: tuple[int, int] = (640, 360),
     settle_s: float = 10.0,
     kind: str = "kk",
+    after_s: float = 0.0,
 ) -> FieldReport:
     """field_run (tests/support/field.py) with the officer at the real console."""
     tone = tone_wav(workdir / "officer.wav")
@@ -191,8 +214,9 @@ async def console_field_run(
         await log_in(page, local, CSO_NAME)
         await branch.booth.start()
         officer = ConsoleOfficer(page)
-        report = await measure(branch, officer, settle_s, kind)
+        report = await measure(branch, officer, settle_s, kind, after_s)
         report.marks["concealed"] = await page.evaluate(
             "() => [window.__field.concealed, window.__field.samples]"
         )
+        report.marks["voice_fmtp"] = await page.evaluate("() => window.__field.voiceFmtp")
         return report

@@ -110,11 +110,17 @@ def test_what_the_receiver_counted_and_a_calm_moment_before_bound_the_estimate()
     sample = lossy(720_000, 0.5, received_bps=450_000)
     after = run([sample, sample], state)[-1]
     assert after.capacity_bps == 450_000
-    # Calm at 380 kbit/s a second ago: the line carries that much, whatever was lost since.
-    calm_then = decide(State(level=Level.DOCUMENT_SLOW), calm(380_000), 0.0, POLICY)
+    # A probe from a step that was calm at 380 kbit/s fails: the line carries that much,
+    # whatever was lost since.
+    probing = State(level=Level.FACE_360, capacity_bps=400_000, good_since=0.0)
+    probing = run([calm(380_000)] * 11, probing)[-1]
+    assert probing.level == Level.DOCUMENT_SLOW and probing.probe_base_bps == 380_000
     bad = lossy(800_000, 0.7)
-    after = run([bad, bad], calm_then, t0=1.0)[-1]
+    after = run([bad, bad], probing, t0=20.0)[-1]
     assert after.capacity_bps == 380_000 * POLICY.calm_share
+    # Not after a ramp step at the start: the calm there was only the feedback's delay.
+    start = run([bad, bad], State(level=Level.FACE_360, calm_bps=380_000))[-1]
+    assert round(start.capacity_bps or 0) == 240_000  # 800 kbit/s sent, 70 % lost
 
 
 def test_queueing_and_a_falling_remb_count_as_congestion_once_settled() -> None:
