@@ -103,9 +103,9 @@ def glare_share(
     it must not count (a good letter would be refused). A blown blob counts as glare:
     - when the paper in a ring around it (print left out) is at least `min_drop` grey
       levels below `level`: it stands above its paper (every card, any darker paper);
-    - on paper that is itself nearly white around it, only when it is a compact spot
-      (at least 1% of the page, solid) that erased the print: less than a quarter of
-      the page's ink density is left inside it. A plateau of white paper keeps its print.
+    - on paper that is itself nearly white around it, only when it is a spot (at least
+      1% of the page) that erased the print: a hole in the print with print all round
+      it. A plateau of white paper keeps its print.
     """
     small = document
     h, w = document.shape[:2]
@@ -138,7 +138,7 @@ def glare_share(
         x0, y0, x1, y1 = _around(stats[i], labels.shape)
         blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
         highlight = _paper_around(blob, stats[i], paper[y0:y1, x0:x1]) <= level - min_drop
-        if highlight or (area >= 0.01 * total and _erased_spot(blob, ink[y0:y1, x0:x1], page_ink)):
+        if highlight or (area >= 0.01 * total and _erased_spot(blob, (x0, y0), ink, page_ink)):
             glare += area
     return glare / total
 
@@ -167,19 +167,38 @@ def _paper_around(blob: np.ndarray, box: np.ndarray, paper: np.ndarray) -> float
     return float(np.median(paper[ring]))
 
 
-def _erased_spot(blob: np.ndarray, ink: np.ndarray, page_ink: float) -> bool:
-    """A compact blob (solid: at least 85% of its hull) with less than a quarter of the
-    page's ink density left inside it (print holes filled first). A page with hardly
-    any print cannot say."""
+def _erased_spot(blob: np.ndarray, at: tuple[int, int], ink: np.ndarray, page_ink: float) -> bool:
+    """Did this blob (its box's pixels, whose top-left is `at` in the page) erase print?
+    Inside it lies a disc with no print at all, of a radius over 3.75% of the page's
+    long side (11 mm on A4: two lines of body text and their gap, more than any gap a
+    page's own layout leaves inside its print), with print all around it: above, below,
+    left and right, in the ring out to twice its radius. A margin or the blank below a
+    letter's last line has print on some sides only; a page with hardly any print
+    cannot say."""
     if page_ink < 0.005:
         return False
+    x0, y0 = at
+    h, w = blob.shape
     filled = cv2.morphologyEx(blob, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    outline = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
-    hull = cv2.contourArea(cv2.convexHull(np.vstack(outline)))
-    inside = filled > 0
-    solid = np.count_nonzero(inside) / max(hull, 1.0)
-    left = np.count_nonzero(ink[inside]) / np.count_nonzero(inside)
-    return bool(solid >= 0.85 and left < 0.25 * page_ink)
+    nearby_ink = cv2.dilate(ink[y0 : y0 + h, x0 : x0 + w], np.ones((3, 3), np.uint8))
+    clear = (filled > 0) & (nearby_ink == 0)
+    distance = cv2.distanceTransform(clear.astype(np.uint8), cv2.DIST_L2, 5)
+    _, radius, _, (cx, cy) = cv2.minMaxLoc(distance)
+    if radius < 0.0375 * max(ink.shape):
+        return False
+    cx, cy, reach = cx + x0, cy + y0, round(2 * radius)
+    top, left = max(0, cy - reach), max(0, cx - reach)
+    around = ink[top : cy + reach + 1, left : cx + reach + 1]
+    dy, dx = np.ogrid[
+        top - cy : top - cy + around.shape[0], left - cx : left - cx + around.shape[1]
+    ]
+    r2 = dx * dx + dy * dy
+    ring = (r2 >= radius**2) & (r2 <= reach**2)
+    for side in (dx >= abs(dy), -dx >= abs(dy), dy > abs(dx), -dy > abs(dx)):
+        area = ring & side
+        if int(np.count_nonzero(around[area])) < 0.2 * page_ink * max(int(area.sum()), 1):
+            return False
+    return True
 
 
 def frame_sharpness(

@@ -35,9 +35,9 @@ from booth_client.capture import (
 )
 from booth_client.capture.detect import document_width_px
 from booth_client.capture.pipeline import METADATA_MARKERS, Timings, strip_jpeg_metadata
-from booth_client.capture.quality import glare_share, sharpest, sharpness
+from booth_client.capture.quality import glare_share, sharpest, sharpness, to_work_size
 from booth_client.sources.documents import render_document
-from booth_client.sources.scenes import BACKGROUNDS, render_burst, render_scene
+from booth_client.sources.scenes import BACKGROUNDS, Scene, render_burst, render_scene
 
 PIPELINE = CapturePipeline(CaptureConfig())
 CORNER_TOLERANCE = 0.02  # of the document's width (ID-1: long side; A4: short side)
@@ -392,3 +392,80 @@ def test_attempts_must_record_each_attempt() -> None:
     with pytest.raises(RuntimeError):
         for _ in tries:
             pass
+
+
+# --- A4 letters at 1080p: white paper, real glare, the readable minimum ------------------------
+
+A4_MIN = CaptureConfig().min_px_per_mm["a4"]
+FRAME_FULL_A4 = 3.35  # px/mm of an A4 page as tall as a 1080p frame allows (with a margin)
+
+
+def _letter(i: int, px_per_mm: float, **spec: object) -> Scene:
+    """A paklaring-like letter (10-12 pt body, white paper unless `spec` says) on a desk."""
+    from tests.support.id_documents import FONTS, on_desk, person, render_letter
+
+    paper = spec.pop("paper", (250, 251, 248))
+    letter = render_letter(person(900 + i), body_pt=10.0 + i % 3, px_per_mm=6, seed=i,
+                           font_name=FONTS[i % len(FONTS)], paper=paper)  # type: ignore[arg-type]  # fmt: skip
+    return on_desk(letter.image, "a4", 900 + i, doc_scale=px_per_mm * 210 / 1920,
+                   background=BACKGROUNDS[i % len(BACKGROUNDS)], **spec)  # fmt: skip
+
+
+def test_white_letters_are_accepted_at_every_readable_size_and_exposure() -> None:
+    # From the readable minimum to a page filling the frame's height; exposure up to the
+    # sensor's limit, where the paper itself is blown out over much of the page.
+    results, blown = [], []
+    for i in range(12):
+        px_per_mm = A4_MIN + 0.08 + (FRAME_FULL_A4 - A4_MIN - 0.08) * i / 11
+        scene = _letter(i, px_per_mm, light=0.9 + 0.25 * ((7 * i) % 12) / 11)
+        result = PIPELINE.run([scene.image], "paklaring", encode=False)
+        results.append(result)
+        page = to_work_size(result.image).min(axis=2)
+        blown.append(float(np.mean(cv2.medianBlur(page, 5) >= PIPELINE.config.glare_level)))
+    print(f"\nwhite letters: px/mm {[round(r.px_per_mm or 0, 2) for r in results]}, "
+          f"blown-out share of the page {[round(b, 2) for b in blown]}")  # fmt: skip
+    assert [r.verdict for r in results] == [Verdict.ACCEPT] * 12, [r.scores() for r in results]
+    # The test means something: a third of these pages are mostly blown-out paper, which
+    # a glare score counting every blown pixel refuses.
+    assert sum(b > 0.3 for b in blown) >= 4
+
+
+def test_real_glare_on_letters_is_refused() -> None:
+    verdicts = []
+    for i in range(8):
+        paper = ((250, 251, 248), (236, 238, 238))[i % 2]
+        scene = _letter(20 + i, 2.6 + 0.1 * i, paper=paper, light=0.85 + 0.015 * i,
+                        glare=0.045 + 0.003 * i)  # fmt: skip
+        verdicts.append(PIPELINE.run([scene.image], "paklaring", encode=False).verdict)
+    assert verdicts == [Verdict.GLARE] * 8
+
+
+def test_letters_below_the_readable_minimum_are_too_small() -> None:
+    for i, px_per_mm in enumerate((A4_MIN * 0.8, A4_MIN * 0.92)):
+        result = PIPELINE.run([_letter(40 + i, px_per_mm).image], "paklaring", encode=False)
+        assert result.verdict is Verdict.TOO_SMALL, result.scores()
+        assert result.advice is Advice.MOVE_CLOSER
+
+
+def test_glare_share_tells_a_highlight_from_white_paper() -> None:
+    def printed(tone: int) -> np.ndarray:
+        page = np.full((600, 424, 3), tone, np.uint8)
+        for y in range(60, 560, 18):  # lines of print from margin to margin
+            for x in (20, 215):
+                cv2.putText(page, "dengan ini bahwa", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                            (30, 30, 30), 1)  # fmt: skip
+        return page
+
+    def lit(page: np.ndarray) -> np.ndarray:
+        """A highlight: saturated in the middle, falling off, erasing the print under it."""
+        yy, xx = np.mgrid[:600, :424]
+        bump = 900 * np.exp(-((yy - 300) ** 2 + (xx - 212) ** 2) / (2 * 35.0**2))
+        return np.clip(page + bump[..., None], 0, 255).astype(np.uint8)
+
+    # White paper the camera blows out, print and all: a plateau, not glare.
+    assert glare_share(printed(252)) == 0.0
+    assert glare_share(printed(244)) == 0.0
+    # A highlight on white paper: a compact spot where the print is gone.
+    assert glare_share(lit(printed(244))) > 0.02
+    # On darker paper: it stands above the paper around it.
+    assert glare_share(lit(printed(212))) > 0.02
