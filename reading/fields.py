@@ -305,28 +305,26 @@ def _gate(fields: dict[str, Field]) -> dict[str, Field]:
 # --- documents --------------------------------------------------------------------------------
 
 
+def _labelled_as(found: list[Labelled], field: str, read: Callable[[Labelled], Field]) -> Field:
+    """`read` applied to the first row labelled as `field`; unreadable without one."""
+    row = next((x for x in found if x.field == field), None)
+    return Field.unreadable() if row is None else read(row)
+
+
 def parse_ktp(lines: Iterable[TextLine]) -> dict[str, Field]:
     """NIK, name, birth place and date, sex from a KTP's lines."""
     found_rows = rows(lines)
     found = labelled(found_rows, KTP_LABELS)
-    out = dict.fromkeys(KIND_FIELDS["ktp"], Field.unreadable())
-    nik = _first(found, "nik")
-    if nik is not None:
-        out["nik"] = _digits(nik.value, range(16, 17), nik.score(), is_nik)
-    if out["nik"].value is None:
-        out["nik"], _ = _anywhere(found_rows, range(16, 17), is_nik)
-    name = _first(found, "name")
-    if name is not None:
-        out["name"] = _name(name.value, name.score())
+    nik = _labelled_as(found, "nik", lambda x: _digits(x.value, range(16, 17), x.score(), is_nik))
+    if nik.value is None:
+        nik, _ = _anywhere(found_rows, range(16, 17), is_nik)
+    sex = _labelled_as(found, "sex", _sex)
+    if sex.value is None:  # label unreadable: the word itself is on no other row
+        sex = _sex_anywhere(found_rows)
     birth = _first(found, "birth")
-    if birth is not None:
-        out["birth_place"], out["birth_date"] = _birth(birth.value, birth.score())
-    sex = _first(found, "sex")
-    if sex is not None:
-        out["sex"] = _sex(sex)
-    if out["sex"].value is None:  # label unreadable: the word itself is on no other row
-        out["sex"] = _sex_anywhere(found_rows)
-    return _gate(out)
+    place, born = (Field.unreadable(),) * 2 if birth is None else _birth(birth.value, birth.score())
+    name = _labelled_as(found, "name", lambda x: _name(x.value, x.score()))
+    return _gate({"nik": nik, "name": name, "birth_place": place, "birth_date": born, "sex": sex})
 
 
 def parse_kpj_card(lines: Iterable[TextLine]) -> dict[str, Field]:
@@ -335,35 +333,27 @@ def parse_kpj_card(lines: Iterable[TextLine]) -> dict[str, Field]:
     name printed on the row just above it."""
     found_rows = rows(lines)
     found = labelled(found_rows, KPJ_LABELS)
-    out = dict.fromkeys(KIND_FIELDS["kpj_card"], Field.unreadable())
-    kpj = _first(found, "kpj")
-    if kpj is not None:
-        out["kpj"] = _digits(kpj.value, range(11, 12), kpj.score())
-    kpj_row = None
-    if out["kpj"].value is None:
-        out["kpj"], kpj_row = _anywhere(found_rows, range(11, 12), None, [x.row for x in found])
-    name = _first(found, "name")
-    if name is not None:
-        out["name"] = _name(name.value, name.score())
-    elif kpj_row is not None and kpj_row > 0:
-        above = found_rows[kpj_row - 1]
-        if not any(x.row is above for x in found):  # a labelled row is some other field
-            out["name"] = _name(above.text, above.score() * 0.95)
-    return _gate(out)
+    kpj = _labelled_as(found, "kpj", lambda x: _digits(x.value, range(11, 12), x.score()))
+    name = _labelled_as(found, "name", lambda x: _name(x.value, x.score()))
+    if kpj.value is None:
+        kpj, kpj_row = _anywhere(found_rows, range(11, 12), None, [x.row for x in found])
+        labelled_name = _first(found, "name") is not None
+        if kpj_row is not None and kpj_row > 0 and not labelled_name:
+            above = found_rows[kpj_row - 1]
+            if not any(x.row is above for x in found):  # a labelled row is some other field
+                name = _name(above.text, above.score() * 0.95)
+    return _gate({"kpj": kpj, "name": name})
 
 
 def parse_buku_tabungan(lines: Iterable[TextLine]) -> dict[str, Field]:
     """Account number and holder's name from a passbook's identity page."""
-    found_rows = rows(lines)
-    found = labelled(found_rows, BANK_LABELS)
-    out = dict.fromkeys(KIND_FIELDS["buku_tabungan"], Field.unreadable())
-    account = _first(found, "account_number")
-    if account is not None:
-        out["account_number"] = _digits(account.value, range(8, 21), account.score())
-    holder = _first(found, "holder_name")
-    if holder is not None:
-        out["holder_name"] = _name(holder.value, holder.score())
-    return _gate(out)
+    found = labelled(rows(lines), BANK_LABELS)
+    return _gate({
+        "account_number": _labelled_as(
+            found, "account_number", lambda x: _digits(x.value, range(8, 21), x.score())
+        ),
+        "holder_name": _labelled_as(found, "holder_name", lambda x: _name(x.value, x.score())),
+    })  # fmt: skip
 
 
 PARSERS: Mapping[str, Callable[[Iterable[TextLine]], dict[str, Field]]] = {
