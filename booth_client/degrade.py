@@ -15,24 +15,26 @@ bitrates, chosen from the kiosk's own estimate of its uplink. Voice is never tou
 The floor fits a 256 kbit/s uplink with a picture upload beside the call.
 
 The estimate (`decide`, a pure function of the last state, one sample and the time):
-every `interval_s` the booth samples its call (`sample_peer`): what it sent (RTP bytes and
+every `interval_s` the booth samples its call (`Sampler`): what it sent (RTP bytes and
 packets: the bitrate on the wire), what the paced uploads sent (booth_client.uplink), the
-receiver reports on it (loss over the interval, round-trip time, jitter) and the
-receiver's REMB. A sample is **congested** when the receiver's REMB fell (its delay-based
-detector saw a queue grow; checked only once a step has settled), loss passes
-`bad_loss`, or the round-trip time passes `bad_rtt_s` or grows `queue_s` over the call's
-lowest (a queue in front of the line). Random loss below `bad_loss` is not congestion:
-NACK and FEC repair it, and a lower bitrate would not lose less.
+receiver reports on it (loss over the interval, round-trip time, the receiver's own count)
+and the receiver's REMB. A sample is **congested** when loss reaches `bad_loss`, the
+round-trip time `bad_rtt_s` or `queue_s` over the call's lowest (a queue in front of the
+line), or REMB falls (the receiver's delay-based detector saw a queue grow; not counted
+while a step settles, its keyframe makes REMB jump). Random loss below `bad_loss` is not
+congestion: NACK and FEC repair it, and a lower bitrate would not lose less.
 
-Congested for `down_after_s`: the link is full, so what went through it (call and upload)
-is its capacity; the booth steps down to the richest step that fits `utilisation` of it,
-at least one step. While an upload runs, `upload_share` of the capacity is kept for it:
-the face steps down for the upload's duration and comes back after it, without
-probing. A richer step that the known capacity does not carry is tried (a probe) after
-`up_after_s` of calm samples; a probe that fails within `relapse_s` doubles the wait
-(up to `up_after_max_s`), so a link at the edge does not see-saw. Until the first
-congestion, the capacity is unknown and the call ramps up from `start` one step every
-`ramp_up_s`.
+Congested for `down_after_s`: the line is full, so what went through it is its capacity
+(`delivered_bps`; after a failed probe, at least most of what the step below it sent
+calmly); the booth steps down to the richest step that fits `utilisation` of it, at
+least one step, and counts nothing for `settle_s` while the old step's queue drains.
+Calm samples that use most of the estimate raise it by `growth` a second. While an
+upload runs, `upload_share` of the capacity is kept for it: the face steps down for the
+upload's duration and comes back `restore_s` after it. A richer step that the known
+capacity does not carry is tried (a probe) after `up_after_s` of calm samples; a probe
+that fails within `relapse_s` doubles the wait (up to `up_after_max_s`), so a line at the
+edge does not see-saw. Until the line is first full the call ramps up from `start`, one
+step every `ramp_up_s`.
 """
 
 from __future__ import annotations
@@ -320,7 +322,6 @@ class CallEncoders:
     senders: list[Any]  # every RTCRtpSender of the call
     face: LadderVp8Encoder | None = None
     document: LadderVp8Encoder | None = None
-    voice_bps: float = 28_000  # the voice encoder's bitrate
 
 
 @dataclass
@@ -469,10 +470,7 @@ class Degrader:
 
     def apply(self, level: Level) -> None:
         step = LADDER[level]
-        self.media.document_rate.cap = step.document_fps
-        self.media.document.max_height = step.document_height
-        self.media.face.max_height = step.face_height
-        self.media.face.max_fps = step.face_fps
+        self._cap_tracks(step)
         if self.encoders.face is not None:
             self.encoders.face.set_encoding(VideoEncoding(step.face_bps))
         if self.encoders.document is not None:
@@ -496,40 +494,21 @@ class Degrader:
             verdict, why = judge(before, sample, now, self.policy)
             self.state = decide(before, sample, now, self.policy)
             face = self.encoders.face
-            log.debug(
-                "ladder_sample",
-                verdict=verdict,
-                signal=why or None,
-                video_level=self.state.level.name.lower(),
-                capacity_bps=_round(self.state.capacity_bps),
-                sent_bps=_round(sample.sent_bps),
-                received_bps=_round(sample.received_bps),
-                upload_bps=_round(sample.upload_bps),
-                remb_bps=_round(sample.remb_bps),
-                loss=None if sample.loss is None else round(sample.loss, 3),
-                rtt_s=None if sample.rtt_s is None else round(sample.rtt_s, 3),
-                jitter_s=None if sample.jitter_s is None else round(sample.jitter_s, 3),
-                face_keyframes=None if face is None else face.keyframes,
-            )
+            described = _described(self.state, sample)
+            log.debug("ladder_sample", verdict=verdict, signal=why or None, **described,
+                      jitter_s=_round(sample.jitter_s, 3),
+                      face_keyframes=None if face is None else face.keyframes)  # fmt: skip
             if self.state.level != before.level:
                 self.apply(self.state.level)
                 worse = self.state.level > before.level
                 step = LADDER[self.state.level]
-                # Not `level=`: the log's own level field would overwrite it.
+                # `video_level`, not `level=`: the log's own level field would overwrite it.
                 (log.warning if worse else log.info)(
                     "video_degraded" if worse else "video_restored",
-                    video_level=self.state.level.name.lower(),
                     face_bps=step.face_bps,
                     document_bps=step.document_bps,
-                    capacity_bps=_round(self.state.capacity_bps),
-                    sent_bps=_round(sample.sent_bps),
-                    received_bps=_round(sample.received_bps),
-                    upload_bps=_round(sample.upload_bps),
-                    remb_bps=_round(sample.remb_bps),
-                    loss=None if sample.loss is None else round(sample.loss, 3),
-                    rtt_s=None if sample.rtt_s is None else round(sample.rtt_s, 3),
-                    uploading=sample.uploading,
                     signal=why or None,
+                    **described,
                 )
 
     async def stop(self) -> None:
@@ -538,12 +517,29 @@ class Degrader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        step = LADDER[Level.FULL]
+        self._cap_tracks(LADDER[Level.FULL])
+
+    def _cap_tracks(self, step: Step) -> None:
         self.media.document_rate.cap = step.document_fps
         self.media.document.max_height = step.document_height
         self.media.face.max_height = step.face_height
         self.media.face.max_fps = step.face_fps
 
 
-def _round(value: float | None) -> int | None:
-    return None if value is None else round(value)
+def _round(value: float | None, digits: int = 0) -> float | None:
+    return None if value is None else round(value, digits) if digits else round(value)
+
+
+def _described(state: State, sample: Sample) -> dict[str, object]:
+    """A sample and the estimate after it, for the log."""
+    return {
+        "video_level": state.level.name.lower(),
+        "capacity_bps": _round(state.capacity_bps),
+        "sent_bps": _round(sample.sent_bps),
+        "received_bps": _round(sample.received_bps),
+        "upload_bps": _round(sample.upload_bps),
+        "remb_bps": _round(sample.remb_bps),
+        "loss": _round(sample.loss, 3),
+        "rtt_s": _round(sample.rtt_s, 3),
+        "uploading": sample.uploading,
+    }

@@ -50,7 +50,13 @@ from booth_client.codecs import (
     sent_codec,
     voice_fmtp,
 )
-from booth_client.degrade import LADDER, CallEncoders, Degrader, Level
+from booth_client.degrade import (
+    DOCUMENT_KEYFRAME_EVERY_S,
+    LADDER,
+    CallEncoders,
+    Degrader,
+    Level,
+)
 from booth_client.jitter import patient_receivers
 from booth_client.relay import FrameRelay
 from signaling.messages import IceCandidate, IceServer
@@ -176,12 +182,14 @@ class BoothPeer:
         if sent_codec(answer, mids.get(voice)) == "audio/opus":
             wanted = self._voice.for_remote(opus_fmtp(offer_sdp, mids.get(voice)))
             install(voice, SpeechOpusEncoder(wanted))
-            encoders.voice_bps = wanted.bitrate_bps
             log.info("voice_encoder", bitrate_bps=wanted.bitrate_bps, fec=wanted.fec)
-        full = LADDER[Level.FULL]  # until the ladder applies its first step
-        for sender, bitrate in ((face, full.face_bps), (document, full.document_bps)):
+        full = LADDER[Level.FULL]  # until the ladder applies its first step (if it runs)
+        for sender, encoding in (
+            (face, VideoEncoding(full.face_bps)),
+            (document, VideoEncoding(full.document_bps, DOCUMENT_KEYFRAME_EVERY_S)),
+        ):
             if sender is not None and sent_codec(answer, mids.get(sender)) == "video/vp8":
-                encoder = LadderVp8Encoder(VideoEncoding(bitrate))
+                encoder = LadderVp8Encoder(encoding)
                 install(sender, encoder)
                 if sender is face:
                     encoders.face = encoder

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import websockets
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -117,7 +118,9 @@ class FieldCso(TalkingCso):
             if pc.connectionState == "connected":
                 timeline.connected_at = time.monotonic()
             if pc.connectionState in ("connected", "failed", "closed"):
-                await self._send(PeerState(session_id=message.session_id, state=pc.connectionState))  # type: ignore[arg-type]
+                state = PeerState(session_id=message.session_id, state=pc.connectionState)  # type: ignore[arg-type]
+                with contextlib.suppress(websockets.ConnectionClosed):  # closing: no news
+                    await self._send(state)
 
         await pc.setLocalDescription(await pc.createOffer())
         await self._send(Offer(session_id=message.session_id, sdp=pc.localDescription.sdp))
