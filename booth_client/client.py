@@ -619,6 +619,7 @@ class BoothClient:
             peer_session=peer.session_id if peer is not None else None,
             wants_check_in=self._wants_check_in,
             rejoin_after_session=self._rejoins,
+            known_ended=self.last_ended.session_id if self.last_ended else None,
         )
         if not plan.keep_peer:
             await self._close_peer()

@@ -193,8 +193,11 @@ class Drainer:
                 continue
             # Until kicked, or the retry time (which a capture's own pass may have moved).
             timeout = None if due is None else due - time.monotonic()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that lands as the event is set, and this loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def drain(self) -> PassResult:
         """One pass now (after the pass in progress, if any); also schedules the next."""

@@ -99,14 +99,19 @@ def resync(
     peer_session: str | None,
     wants_check_in: bool,
     rejoin_after_session: bool,
+    known_ended: str | None = None,
 ) -> Resync:
     """Rebuild from `welcome.booth`. `peer_session`: the session of the kiosk's peer
     connection, if it has one; `wants_check_in`: whether a participant is waiting to check
-    in (false after a finished session without rejoin, or after a refused check-in)."""
+    in (false after a finished session without rejoin, or after a refused check-in);
+    `known_ended`: the session whose end the kiosk already heard (the server repeats the
+    note until a welcome carries it, in case its `session_ended` was lost)."""
     view = KioskView.from_status(status)
     in_call = view.state in IN_CALL and view.session_id is not None
     keep = in_call and peer_session is not None and peer_session == view.session_id
     finished = status.last_ended if status is not None else None
+    if finished is not None and finished.session_id == known_ended:
+        finished = None  # told already: nothing to do again
     wants = rejoin_after_session if finished is not None else wants_check_in
     return Resync(
         view=view,

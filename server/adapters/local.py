@@ -30,9 +30,12 @@ class LocalRouter:
         *,
         received_at: float | None = None,
         raw: str | None = None,
+        connection: str | None = None,
     ) -> bool:
         mailbox = self._peers.get(peer_id)
-        return mailbox.deliver(Delivery(message, received_at, raw)) if mailbox else False
+        if mailbox is None or (connection is not None and mailbox.id != connection):
+            return False
+        return mailbox.deliver(Delivery(message, received_at, raw))
 
     async def subscribe(self, topic: str, mailbox: Mailbox) -> None:
         self._topics[topic].add(mailbox)

@@ -258,7 +258,9 @@ class FloorCore:
     def handle(self, event: Event, now: Now) -> list[Effect]:
         """Apply one event; return the effects to carry out, in order."""
         self._now = now
-        step = self._step = Step(now, self._new_id, self._supervision.topics_for)
+        step = self._step = Step(
+            now, self._new_id, self._supervision.topics_for, self._connection_of
+        )
         try:
             if type(event) is Received and type(event.message) in RELAYED:
                 # The hot path (trickled candidates): nothing here moves a deadline.
@@ -345,7 +347,7 @@ class FloorCore:
         if rec.state is S.QUEUED and not self.dispatcher.has_booth(booth_id):
             self._enqueue(rec)
         welcome = views.booth_welcome(self, rec, resumed)
-        out.effects.insert(first, Send(rec.key, welcome))
+        out.effects.insert(first, Send(rec.key, welcome, connection=rec.connection))
         rec.last_ended = None  # told in the welcome
         place = views.queue_place(self, rec)
         rec.last_queued = (place[0], -1 if place[2] is None else round(place[2])) if place else None
@@ -512,6 +514,7 @@ class FloorCore:
             self._out.send(rec.key, error_reply(exc))
             return
         rec.claim = claim_summary(msg, ev.claim_id)
+        rec.last_ended = None  # a new visit
         self._booths.hold(rec, keys)
         rec.language = msg.language
         rec.priority = 1 if msg.needs_assistance else 0
@@ -1034,8 +1037,11 @@ class FloorCore:
         self._close_session(session_id, reason)
         booth.session_id = None
         self._finish_visit(booth)
-        if not booth.connected:
-            booth.last_ended = SessionEndNote(session_id=session_id, reason=reason)
+        # Kept until a welcome tells it or a new visit begins, connected or not: a socket the
+        # floor still counts as connected may be dead already (its process killed, not yet
+        # reaped), and the `session_ended` sent to it lost; the kiosk must still learn how
+        # its visit ended when it resumes, or it would check its participant in again.
+        booth.last_ended = SessionEndNote(session_id=session_id, reason=reason)
 
     def _close_session(self, session_id: str, reason: EndReason) -> None:
         record = self._booths.sessions.get(session_id)

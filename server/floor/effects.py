@@ -58,6 +58,9 @@ class Send(Committed):
     message: Envelope
     received_at: float | None = None
     raw: str | None = None  # the relayed frame itself; None: encode `message`
+    # The socket it is for: a message decided for one socket must never reach the peer's
+    # next one, whose welcome already carries the state it tells (a duplicate otherwise).
+    connection: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

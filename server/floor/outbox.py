@@ -152,7 +152,8 @@ class OutboxDrainer:
                 await self._wake.wait()
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), backoff)
+                    async with asyncio.timeout(backoff):  # (not wait_for: see runtime.py)
+                        await self._wake.wait()
                 self._wake.clear()
                 backoff = min(backoff * 2, BACKOFF_MAX)
 

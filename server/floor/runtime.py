@@ -302,6 +302,7 @@ class FloorRuntime:
                     effect.message,
                     received_at=effect.received_at,
                     raw=effect.raw,
+                    connection=effect.connection,
                 )
             case Publish():
                 if isinstance(effect.message, FloorEvent):
@@ -388,8 +389,11 @@ class FloorRuntime:
             at = self._timer_at
             timeout = None if at is None else max(0.0, at - self._clock()) + 0.001
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that lands as the event is set, and the loop then never stops (seen in tests).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if self._timer_at is not None and self._clock() >= self._timer_at:
                 try:
                     await self.handle(TimerFired())
@@ -403,7 +407,8 @@ class FloorRuntime:
         journal's snapshot fresh on the way."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), JOURNAL_INTERVAL)
+                async with asyncio.timeout(JOURNAL_INTERVAL):
+                    await self._dirty.wait()
             if self._dirty.is_set():
                 await asyncio.sleep(self._broadcast_interval)
                 self._dirty.clear()

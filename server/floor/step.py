@@ -17,17 +17,19 @@ from signaling.messages import Envelope, FloorEvent
 
 
 class Step:
-    __slots__ = ("effects", "new_id", "now", "topics_for")
+    __slots__ = ("connection_of", "effects", "new_id", "now", "topics_for")
 
     def __init__(
         self,
         now: Now,
         new_id: Callable[[], str],
         topics_for: Callable[[str | None], list[str]],
+        connection_of: Callable[[PeerKey], str | None],
     ) -> None:
         self.now = now
         self.new_id = new_id
         self.topics_for = topics_for  # the supervisors' topics that see a branch
+        self.connection_of = connection_of  # the socket a peer has now
         self.effects: list[Effect] = []
 
     def send(
@@ -37,7 +39,7 @@ class Step:
         received_at: float | None = None,
         raw: str | None = None,
     ) -> None:
-        self.effects.append(Send(to, message, received_at, raw))
+        self.effects.append(Send(to, message, received_at, raw, self.connection_of(to)))
 
     def publish(self, topic: str, message: Envelope) -> None:
         self.effects.append(Publish((topic,), message))

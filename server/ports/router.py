@@ -57,7 +57,11 @@ class Router(Protocol):
         *,
         received_at: float | None = None,
         raw: str | None = None,
-    ) -> bool: ...
+        connection: str | None = None,
+    ) -> bool:
+        """Deliver to the peer's socket; with `connection` (the floor's name for one
+        socket), only if that socket is still the peer's: never to a newer one."""
+        ...
 
     async def subscribe(self, topic: str, mailbox: Mailbox) -> None: ...
 

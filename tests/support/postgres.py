@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,21 @@ class PostgresCluster:
     host: str
     port: int
     user: str
+    # How to stop and start it again (chaos tests): the command prefix, pg_ctl, data dir,
+    # server options and log file.
+    control: tuple[list[str], Path, Path, str, Path] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        assert self.control is not None
+        prefix, pg_ctl, data, _, _ = self.control
+        subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       check=True, capture_output=True)  # fmt: skip
+
+    def start(self) -> None:
+        assert self.control is not None
+        prefix, pg_ctl, data, options, log = self.control
+        subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-o", options, "-w", "-t", "60",
+                        "-l", str(log), "start"], check=True, capture_output=True)  # fmt: skip
 
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
@@ -81,7 +96,9 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         check=True, capture_output=True,
     )  # fmt: skip
     try:
-        yield PostgresCluster("127.0.0.1", port, user)
+        yield PostgresCluster(
+            "127.0.0.1", port, user, (prefix, bindir / "pg_ctl", data, options, root / "log")
+        )
     finally:
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],

@@ -293,7 +293,7 @@ def test_an_audit_entry_survives_a_database_that_is_down() -> None:
         runtime = FloorRuntime(CONFIG, router, LocalLiveState(), Metrics(), write_audit=write)
         await runtime.start()
         try:
-            boss_box, booth_box, cso_box = _Box("boss"), _Box("b1"), _Box("siti")
+            boss_box, booth_box, cso_box = _Box("s"), _Box("k"), _Box("c")  # by connection
             await router.attach(supervisor_key("boss").address, boss_box)
             await router.attach(booth_key("b1").address, booth_box)
             await router.attach(cso_key("siti").address, cso_box)

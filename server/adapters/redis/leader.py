@@ -104,7 +104,7 @@ return 0
 
 # KEYS: leader, log, events, peers, sessions, claims, last commit, outbox, events' bytes
 # ARGV: value, prefix, group, applied blob, inbox maxlen, commit id, acked bytes, then
-#   counted lists: acks (id), sends (address, frame, t), publishes (channel, frame),
+#   counted lists: acks (id), sends (address, frame, t, connection), publishes (channel, frame),
 #   puts (5), deletes, outbox entries (blob)
 # The client retries a command whose connection broke; the commit id makes a retry of a
 # commit that did run a no-op (a batch applied twice would replay twice).
@@ -134,7 +134,7 @@ end
 i = i + n
 n = tonumber(ARGV[i]); i = i + 1
 for j = 1, n do
-  route(KEYS[4], prefix, maxlen, ARGV[i], ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  route_to(prefix, maxlen, ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]); i = i + 4
 end
 n = tonumber(ARGV[i]); i = i + 1
 for j = 1, n do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]); i = i + 2 end
@@ -295,7 +295,7 @@ class Batch:
         for send in self.sends:
             frame = send.raw if send.raw is not None else encode(send.message)
             at = "" if send.received_at is None else repr(send.received_at)
-            out += [send.to.address, frame, at]
+            out += [send.to.address, frame, at, send.connection or ""]
         out.append(len(self.publishes))
         for channel, frame in self.publishes:
             out += [channel, frame]

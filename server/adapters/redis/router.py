@@ -62,8 +62,22 @@ local function route(peers, prefix, maxlen, peer, frame, t)
              'p', peer, 'm', frame, 't', t)
   return 1
 end
+-- To one socket ("<process>/<connection>"): its process delivers it to that socket only.
+local function route_to(prefix, maxlen, peer, frame, t, conn)
+  local sep = string.find(conn, '/', 1, true)
+  if not sep then return 0 end
+  redis.call('XADD', prefix .. ':inbox:' .. string.sub(conn, 1, sep - 1), 'MAXLEN', '~',
+             maxlen, '*', 'p', peer, 'm', frame, 't', t, 'k', string.sub(conn, sep + 1))
+  return 1
+end
 """
-_SEND = ROUTE_LUA + "return route(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+_SEND = (
+    ROUTE_LUA
+    + """
+if ARGV[6] ~= '' then return route_to(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end
+return route(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+)
 
 # Route one frame to the process holding the peer's socket ("<process>|<connection>").
 # Bind a peer to this process's connection; tell the process that held it before which
@@ -144,6 +158,10 @@ class RedisRouter:
 
     async def start(self, topics: tuple[str, ...] = ()) -> None:
         """`topics`: patterns of the topics to listen to (e.g. "floor*")."""
+        # A predecessor under the same process id (LOKET_PROCESS_ID fixed, a restart) left
+        # frames for sockets that died with it: none is for this process.
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.delete(self._keys.inbox(self.process_id))
         self._tasks = [
             asyncio.create_task(self._keep_present(), name="redis-presence"),
             asyncio.create_task(self._read_inbox(), name="redis-inbox"),
@@ -191,6 +209,7 @@ class RedisRouter:
         *,
         received_at: float | None = None,
         raw: str | None = None,
+        connection: str | None = None,
     ) -> bool:
         # Always through the peers hash, even for a socket attached here: Redis knows at
         # once when another process took the peer over, this process only when the
@@ -200,7 +219,7 @@ class RedisRouter:
         wall = "" if received_at is None else repr(time.time() - (time.monotonic() - received_at))
         frame = raw if raw is not None else encode(message)
         queued = await self._send(
-            keys=[k.peers], args=[k.prefix, INBOX_MAXLEN, peer_id, frame, wall]
+            keys=[k.peers], args=[k.prefix, INBOX_MAXLEN, peer_id, frame, wall, connection or ""]
         )
         return bool(queued)
 
@@ -216,10 +235,12 @@ class RedisRouter:
 
     # --- local delivery -----------------------------------------------------------------
 
-    def deliver_local(self, peer_id: str, frame: str, wall_received: float | None) -> bool:
+    def deliver_local(
+        self, peer_id: str, frame: str, wall_received: float | None, connection: str = ""
+    ) -> bool:
         mailbox = self._peers.get(peer_id)
-        if mailbox is None:
-            return False
+        if mailbox is None or (connection and mailbox.id != connection):
+            return False  # that socket is gone; a newer one has its state from its welcome
         # Relay latency is measured on this process's monotonic clock.
         received_at = (
             None
@@ -298,7 +319,8 @@ class RedisRouter:
                 self._on_replaced(mailbox)
             return
         t = fields.get(b"t") or b""
-        self.deliver_local(peer, _text(fields.get(b"m", b"")), float(t) if t else None)
+        frame, to = _text(fields.get(b"m", b"")), _text(fields.get(b"k", b""))
+        self.deliver_local(peer, frame, float(t) if t else None, to)
 
     async def _listen(self, pattern: str) -> None:
         prefix = self._keys.channel("")
