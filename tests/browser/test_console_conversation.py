@@ -436,7 +436,8 @@ async def test_capture_from_the_console_then_verdicts_and_an_outcome_with_its_re
                     params={"format": "csv"},
                     headers={"Authorization": f"Bearer {token}"},
                 )
-            assert outcomes[0].claim_id in csv.text and ",approved," in csv.text
+            # (Every field is quoted: the export escapes formulas, OWASP's CSV injection.)
+            assert outcomes[0].claim_id in csv.text and '"approved"' in csv.text
             # Ending the session frees the slot: the kiosk's next participant is served.
             first = (await tiles(page))[0]["session"]
             await page.click(".claim-panel .end-after")
