@@ -181,6 +181,11 @@ class ImportResult:
     error: str | None = None
 
 
+def idempotency_owner(who: Principal) -> str:
+    """Whose Idempotency-Keys these are: role and id (a booth and a user may share an id)."""
+    return f"{who.role}:{who.subject}"
+
+
 class RecordsService:
     def __init__(
         self,
@@ -421,7 +426,8 @@ class RecordsService:
             refusal = refused(decision)
         if refusal is not None and (
             refusal.code == "forbidden"  # the role: never an upload, so never a retry
-            or await self.store.stored_request_hash(booth.subject, idempotency_key) is None
+            or await self.store.stored_request_hash(idempotency_owner(booth), idempotency_key)
+            is None
         ):
             raise refusal
         return document_kind(kind)
@@ -510,7 +516,9 @@ class RecordsService:
         # replays the record and writes the blob again (below).
         blob = asyncio.ensure_future(asyncio.to_thread(self.blobs.put, image.data, sha))
         try:
-            result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+            result = await self.store.idempotent(
+                idempotency_owner(booth), idempotency_key, digest, work
+            )
         finally:
             await asyncio.wait([blob])
         if blob.exception() is not None:
@@ -531,7 +539,7 @@ class RecordsService:
         """The stored answer of an upload of this picture under this key, if it was made
         (a resumable upload created again after its last chunk was acknowledged). Raises
         IdempotencyConflict if the key was used for another request."""
-        if await self.store.stored_request_hash(booth.subject, idempotency_key) is None:
+        if await self.store.stored_request_hash(idempotency_owner(booth), idempotency_key) is None:
             return None
         gone = RecordsError(404, "not_found", "no upload under this key")
         digest = upload_digest(claim_id, kind, sha)
@@ -609,7 +617,7 @@ class RecordsService:
             )  # fmt: skip
             return 201, body
 
-        return await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        return await self.store.idempotent(idempotency_owner(booth), idempotency_key, digest, work)
 
     async def capture_undeliverable(
         self,
@@ -653,7 +661,9 @@ class RecordsService:
             )  # fmt: skip
             return 201, body
 
-        result = await self.store.idempotent(booth.subject, idempotency_key, digest, work)
+        result = await self.store.idempotent(
+            idempotency_owner(booth), idempotency_key, digest, work
+        )
         if result.status_code == 201 and not result.replayed:
             log.error("capture_undeliverable", **{k: v for k, v in body.items() if v is not None})
         return result
@@ -698,7 +708,7 @@ class RecordsService:
             assert updated is not None
             return 200, document_json(updated)
 
-        return await self.store.idempotent(cso.subject, idempotency_key, digest, work)
+        return await self.store.idempotent(idempotency_owner(cso), idempotency_key, digest, work)
 
     async def _refused_unless_replay(
         self, who: Principal, key: str, digest: str, error: RecordsError
@@ -709,7 +719,7 @@ class RecordsService:
         def refuse(_: RecordsTx) -> tuple[int, dict[str, Any]]:
             raise error
 
-        return await self.store.idempotent(who.subject, key, digest, refuse)
+        return await self.store.idempotent(idempotency_owner(who), key, digest, refuse)
 
     def _start_verification(self, tx: RecordsTx, cso: Principal, claim: Claim) -> Claim:
         if claim.state is ClaimState.CHECKED_IN:
@@ -776,7 +786,7 @@ class RecordsService:
             self._maybe_crash("outcome_before_commit")
             return 201, outcome_json(outcome, audit_hash=entry.hash)
 
-        result = await self.store.idempotent(cso.subject, idempotency_key, digest, work)
+        result = await self.store.idempotent(idempotency_owner(cso), idempotency_key, digest, work)
         self._maybe_crash("outcome_after_commit")
         return result
 

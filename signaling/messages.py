@@ -545,11 +545,26 @@ class FloorSample(Body):
     oldest_wait_s: float
 
 
+class LostCapture(Body):
+    """A document picture its booth could not deliver: the server refused it for good (its
+    grant expired, the picture is unreadable, ...). The officer is told at once if serving
+    the claim; supervisors see it on the floor for an hour."""
+
+    claim_id: Annotated[str, Field(max_length=64)]
+    capture_id: Annotated[str, Field(max_length=64)]
+    booth_id: PeerId
+    branch: Annotated[str, Field(max_length=64)]
+    kind: Annotated[str, Field(max_length=32)]
+    reason: Annotated[str, Field(max_length=64)]
+    at: float = Field(description="unix time it was reported")
+
+
 class FloorView(Body):
     queue: QueueStats
     csos: list[CsoView]
     now: float | None = Field(default=None, description="server unix time of this view")
     history: list[FloorSample] = Field(default_factory=list, description="the last hour")
+    lost_captures: list[LostCapture] = Field(default_factory=list, description="the last hour")
 
 
 class FloorSnapshot(Envelope):
@@ -557,6 +572,7 @@ class FloorSnapshot(Envelope):
     queue: QueueStats
     csos: list[CsoView]
     now: float | None = None
+    lost_captures: list[LostCapture] = Field(default_factory=list)
 
 
 class FloorEvent(Envelope):
@@ -576,6 +592,7 @@ class FloorEvent(Envelope):
         "cso_resumed",
         "cso_left",
         "peer_state",
+        "capture_undeliverable",
     ]
     booth_id: PeerId | None = None
     cso_id: PeerId | None = None

@@ -288,6 +288,12 @@ export class Floor {
     const waitLimit = this.threshold("#t-wait") * 60;
     const connectLimit = this.threshold("#t-connect");
     const reconnectLimit = Math.max(1, this.threshold("#t-reconnects"));
+    for (const c of floor.lost_captures || []) {
+      // A picture its booth can never deliver: somebody must ask the participant again.
+      if (!inBranch(c.branch)) continue;
+      const why = c.reason.replaceAll("_", " ");
+      out.push({ key: `lost:${c.capture_id}`, kind: "lost_capture", text: `A ${c.kind} picture from ${c.booth_id} (${c.branch}) will not arrive: ${why}. Claim ${c.claim_id}: ask for it again.` });
+    }
     for (const b of floor.queue.longest || []) {
       if (!inBranch(b.branch)) continue;
       const waited = b.waited_s + drift;

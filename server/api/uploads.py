@@ -213,22 +213,18 @@ async def report_undeliverable(
     )
     if stored.status_code == 201 and not stored.replayed:
         request.app.state.metrics.captures_undeliverable.labels(reason=body.reason).inc()
-        await notify_capture_undeliverable(request, stored.body)
+        await notify_capture_undeliverable(request, {**stored.body, "branch": who.branch})
     return _stored(stored)
 
 
 async def notify_capture_undeliverable(request: Request, report: dict[str, Any]) -> None:
-    """Tell the people. The hook for the floor: a floor with an async
-    `capture_undeliverable(report)` gets every new report (the claim, capture, booth,
-    session, kind, reason, status, message) to route to the officer and supervisors;
-    until it has one, the audit entry `capture.undeliverable`, the error log line and
-    the `loket_captures_undeliverable_total` counter are how they learn it."""
-    hook = getattr(request.app.state.floor, "capture_undeliverable", None)
-    if hook is not None:
-        try:
-            await hook(report)
-        except Exception:  # the report is committed; telling people is best effort
-            log.exception("capture_undeliverable_hook_failed")
+    """Tell the people: the floor shows the officer serving the claim the capture failed,
+    and supervisors an alert (besides the audit entry `capture.undeliverable`, the error
+    log line and the `loket_captures_undeliverable_total` counter)."""
+    try:
+        await request.app.state.floor.capture_undeliverable(report)
+    except Exception:  # the report is committed; telling people is best effort
+        log.exception("capture_undeliverable_hook_failed")
 
 
 # --- resumable uploads -------------------------------------------------------------------

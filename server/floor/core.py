@@ -25,6 +25,7 @@ is reflected in that state instead of being replayed.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -53,6 +54,7 @@ from server.floor.booths import BoothSessions, claim_summary
 from server.floor.effects import Effect, Observe, ResolveClaim, Send, SetTimer
 from server.floor.events import (
     BroadcastDue,
+    CaptureUndeliverable,
     ClaimRefused,
     ClaimResolved,
     DocumentStored,
@@ -98,6 +100,7 @@ from signaling.messages import (
     Leave,
     LinkClosed,
     LinkOpened,
+    LostCapture,
     MoveBooth,
     Offer,
     OfferWithdrawn,
@@ -123,6 +126,7 @@ DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
 RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
 HISTORY_STEP = 30.0  # seconds between the queue samples supervisors chart
 HISTORY_POINTS = 120  # an hour of them
+LOST_CAPTURES_KEPT = 50  # undeliverable pictures shown to supervisors (the last hour's)
 REFUSAL_CODES = {
     "not_in_session": ErrorCode.NOT_IN_SESSION,
     "illegal_transition": ErrorCode.ILLEGAL_TRANSITION,
@@ -187,6 +191,7 @@ class FloorCore:
         self._timer_at: float | None = None
         self._away_in_queue: list[str] = []  # see _apply
         self.history: deque[HistorySample] = deque(maxlen=HISTORY_POINTS)  # the last hour
+        self.lost_captures: deque[LostCapture] = deque(maxlen=LOST_CAPTURES_KEPT)
         self._step: Step | None = None  # the event being decided (never snapshotted)
 
     # --- the read model (views, the runtimes, tests) ----------------------------------------
@@ -279,6 +284,8 @@ class FloorCore:
                     self._claim_refused(event)
                 case DocumentStored():
                     self._document_stored(event)
+                case CaptureUndeliverable():
+                    self._capture_lost(event)
                 case TimerFired():
                     self._timer()
                 case BroadcastDue():
@@ -691,6 +698,39 @@ class FloorCore:
                     height=ev.height,
                 ),
             )
+
+    def _capture_lost(self, ev: CaptureUndeliverable) -> None:
+        """A picture will never arrive: the officer serving the claim sees its capture fail
+        now, supervisors see it on the floor (an alert) for the next hour."""
+        booth = self._booths.get(ev.booth_id)
+        record = self._booths.sessions.get(ev.session_id or "") or self._booths.of_claim(
+            ev.claim_id
+        )
+        if record is not None and record.live.claim_id != ev.claim_id:
+            record = None
+        if record is not None and record.live.state is not S.RESERVED:
+            live = record.live
+            if self._officers.connected(live.cso_id) is not None and ev.kind in DOCUMENT_KINDS:
+                with contextlib.suppress(ValueError):  # an id the protocol cannot carry
+                    failed = CaptureStatus(session_id=live.session_id, capture_id=ev.capture_id,
+                                           kind=ev.kind, stage="failed",
+                                           detail=f"not delivered: {ev.reason}")  # fmt: skip
+                    self._out.send(cso_key(live.cso_id), failed)
+        branch = booth.principal.branch if booth else ev.branch
+        self.lost_captures.append(
+            LostCapture(
+                claim_id=ev.claim_id,
+                capture_id=ev.capture_id,
+                booth_id=ev.booth_id,
+                branch=branch or "",
+                kind=ev.kind,
+                reason=ev.reason,
+                at=self._now.wall,
+            )
+        )
+        self._out.event("capture_undeliverable", branch=branch, booth_id=ev.booth_id,
+                        session_id=ev.session_id, detail=f"{ev.kind}: {ev.reason}")  # fmt: skip
+        self._out.dirty()
 
     # --- supervisors: steering and links ----------------------------------------------------
 

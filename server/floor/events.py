@@ -99,6 +99,34 @@ def document_stored(body: dict[str, object]) -> DocumentStored:
 
 
 @dataclass(frozen=True, slots=True)
+class CaptureUndeliverable:
+    """A booth reported that a picture taken for a claim will never arrive (the records
+    API stored the report): tell the officer serving the claim and the supervisors."""
+
+    claim_id: str
+    capture_id: str
+    booth_id: str
+    session_id: str | None
+    kind: str
+    reason: str
+    branch: str | None = None  # the booth's (should the floor have forgotten the booth)
+
+
+def capture_undeliverable(report: dict[str, object]) -> CaptureUndeliverable:
+    """The event for a report the records API stored (its answer body)."""
+    session = report.get("session_id")
+    return CaptureUndeliverable(
+        claim_id=str(report["claim_id"]),
+        capture_id=str(report["capture_id"]),
+        booth_id=str(report["booth_id"]),
+        session_id=session if isinstance(session, str) else None,
+        kind=str(report.get("kind") or ""),
+        reason=str(report.get("reason") or "refused"),
+        branch=str(report["branch"]) if report.get("branch") else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """The deadline the core last asked for (or any later moment) has come."""
 
@@ -110,5 +138,5 @@ class BroadcastDue:
 
 Event = (
     PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | DocumentStored
-    | TimerFired | BroadcastDue
+    | CaptureUndeliverable | TimerFired | BroadcastDue
 )  # fmt: skip

@@ -60,6 +60,7 @@ from server.floor.events import (
     PeerOpened,
     Received,
     TimerFired,
+    capture_undeliverable,
     document_stored,
 )
 from server.floor.outbox import AuditWriter, MemoryOutbox, OutboxDrainer
@@ -243,6 +244,11 @@ class FloorRuntime:
     async def document_stored(self, document: dict[str, Any]) -> None:
         """A picture was stored (the records API's answer body): push it to the console."""
         await self.handle(document_stored(document))
+
+    async def capture_undeliverable(self, report: dict[str, Any]) -> None:
+        """A booth reported a picture it can never deliver (the records API's answer body,
+        with the booth's branch): tell the officer and the supervisors."""
+        await self.handle(capture_undeliverable(report))
 
     async def handle(self, event: Event) -> None:
         async with self._lock:

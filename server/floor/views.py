@@ -353,9 +353,15 @@ def floor_view(core: FloorCore, scope: Scope = None) -> FloorView:
                 branch=cso.principal.branch,
             )
         )
-    return FloorView(queue=_queue_stats(core, now, scope), csos=csos, now=now)
+    lost = [
+        c for c in core.lost_captures
+        if now - c.at < 3600 and (scope is None or c.branch in scope)
+    ]  # fmt: skip
+    return FloorView(queue=_queue_stats(core, now, scope), csos=csos, now=now, lost_captures=lost)
 
 
 def snapshot(core: FloorCore, scope: Scope = None) -> FloorSnapshot:
     view = floor_view(core, scope)
-    return FloorSnapshot(queue=view.queue, csos=view.csos, now=view.now)
+    return FloorSnapshot(
+        queue=view.queue, csos=view.csos, now=view.now, lost_captures=view.lost_captures
+    )

@@ -21,6 +21,7 @@ from server.domain.access import socket_role
 from server.floor.effects import Audit
 from server.floor.events import (
     BroadcastDue,
+    CaptureUndeliverable,
     ClaimRefused,
     ClaimResolved,
     DocumentStored,
@@ -98,6 +99,10 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             return {"t": "document", "claim": event.claim_id, "d": event.document_id,
                     "kind": event.kind, "sha256": event.sha256, "w": event.width,
                     "h": event.height}  # fmt: skip
+        case CaptureUndeliverable():
+            return {"t": "lost", "claim": event.claim_id, "capture": event.capture_id,
+                    "b": event.booth_id, "s": event.session_id, "kind": event.kind,
+                    "why": event.reason, "branch": event.branch}  # fmt: skip
         case TimerFired():
             return {"t": "timer"}
         case BroadcastDue():
@@ -124,6 +129,9 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             return ClaimRefused(d["b"], _check_in(d["q"]), ErrorCode(d["code"]), d["msg"])
         case "document":
             return DocumentStored(d["claim"], d["d"], d["kind"], d["sha256"], d["w"], d["h"])
+        case "lost":
+            return CaptureUndeliverable(d["claim"], d["capture"], d["b"], d["s"], d["kind"],
+                                        d["why"], d["branch"])  # fmt: skip
         case "timer":
             return TimerFired()
         case "broadcast":

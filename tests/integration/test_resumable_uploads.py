@@ -20,11 +20,13 @@ import pytest
 
 from server.adapters.sql import migrate
 from server.domain.grants import CaptureGrant, grant_key, sign
-from signaling.messages import EndSession, SessionEnded
+from signaling.messages import CaptureStatus, EndSession, FloorSnapshot, Role, SessionEnded
+from tests.support.accounts import user_token
 from tests.support.claims import seed_claim
 from tests.support.images import jpeg
 from tests.support.live_server import LiveServer, running_server, server_settings
 from tests.support.sessions import LivePair, booth_login, live_pair
+from tests.support.ws_client import SignalClient
 
 CHUNK = 64 * 1024
 PICTURE = jpeg(1, width=800, height=500)  # ~240 KB: four chunks
@@ -359,3 +361,29 @@ async def test_an_abandoned_upload_is_purged_after_its_expiry(tmp_path) -> None:
             assert gone.status_code == 404 and gone.json()["error"]["code"] == "upload_not_found"
         assert list((tmp_path / "uploads").iterdir()) == []
         await pair.close()
+
+
+async def test_an_undeliverable_picture_reaches_the_officer_and_the_supervisors(
+    server: LiveServer, pair: LivePair
+) -> None:
+    """Issue 21, C12: a picture taken for a claim reaches it, or the officer and the
+    supervisors are told it never will (not only the audit log)."""
+    token = await user_token(server, "boss", role="supervisor")
+    boss = await SignalClient.connect(server.ws_url, Role.SUPERVISOR, token)
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        grant = (await _grant(http, pair, "cap-lost")).json()["grant"]
+        report = {"kind": "ktp", "reason": "image_rejected", "status": 422, "message": "corrupt"}
+        told = await http.post(
+            f"/api/claims/{pair.claim_id}/captures/cap-lost/undeliverable", json=report,
+            headers=pair.booth_headers(**{"Idempotency-Key": _key(), "Loket-Capture-Grant": grant}),
+        )  # fmt: skip
+        assert told.status_code == 201, told.text
+    failed = await pair.cso.expect(CaptureStatus, capture_id="cap-lost")
+    assert failed.stage == "failed" and failed.detail and "image_rejected" in failed.detail
+    seen = await boss.expect(FloorSnapshot, timeout=5)
+    while not seen.lost_captures:
+        seen = await boss.expect(FloorSnapshot, timeout=5)
+    (lost,) = seen.lost_captures
+    assert (lost.claim_id, lost.capture_id, lost.kind) == (pair.claim_id, "cap-lost", "ktp")
+    assert lost.branch == "jkt01"
+    await boss.close()

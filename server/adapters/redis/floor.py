@@ -50,7 +50,14 @@ from server.adapters.redis.live_state import RedisLiveState
 from server.adapters.redis.router import RedisRouter, cancel_in_turn
 from server.adapters.redis.sealed import SealBroken, Sealer
 from server.floor.core import FloorConfig, FloorCore
-from server.floor.events import Event, PeerClosed, PeerOpened, Received, document_stored
+from server.floor.events import (
+    Event,
+    PeerClosed,
+    PeerOpened,
+    Received,
+    capture_undeliverable,
+    document_stored,
+)
 from server.floor.snapshot import UnknownFormat, load_core, new_core, replay
 from server.floor.wire import dump_event, load_applied, load_event
 from server.metrics import Metrics
@@ -244,6 +251,9 @@ class ClusterFloor:
 
     async def document_stored(self, document: dict[str, Any]) -> None:
         await self._forward(document_stored(document))
+
+    async def capture_undeliverable(self, report: dict[str, Any]) -> None:
+        await self._forward(capture_undeliverable(report))
 
     async def session_of_claim(self, claim_id: str) -> LiveSession | None:
         return await self._live.of_claim(claim_id)

@@ -170,7 +170,7 @@ audit_head = Table(
 idempotency = Table(
     "idempotency_keys",
     metadata,
-    Column("principal", String(64), primary_key=True),
+    Column("principal", String(96), primary_key=True),  # "<role>:<id>" (migration 0005)
     Column("key", String(128), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
