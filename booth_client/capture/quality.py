@@ -172,9 +172,9 @@ def _erased_spot(blob: np.ndarray, at: tuple[int, int], ink: np.ndarray, page_in
     Inside it lies a disc with no print at all, of a radius over 3.75% of the page's
     long side (11 mm on A4: two lines of body text and their gap, more than any gap a
     page's own layout leaves inside its print), with print all around it: above, below,
-    left and right, in the ring out to twice its radius. A margin or the blank below a
-    letter's last line has print on some sides only; a page with hardly any print
-    cannot say."""
+    left and right, in 60 degree sectors of the ring out to twice its radius, each at
+    half the page's print density or more. A margin, or the blank beside a short block
+    of lines, has print on some sides only; a page with hardly any print cannot say."""
     if page_ink < 0.005:
         return False
     x0, y0 = at
@@ -194,9 +194,16 @@ def _erased_spot(blob: np.ndarray, at: tuple[int, int], ink: np.ndarray, page_in
     ]
     r2 = dx * dx + dy * dy
     ring = (r2 >= radius**2) & (r2 <= reach**2)
-    for side in (dx >= abs(dy), -dx >= abs(dy), dy > abs(dx), -dy > abs(dx)):
+    # Four sectors of 60 degrees, to the right, left, below and above; each must hold
+    # print at half the page's density at least.
+    for side in (
+        dx >= 1.7 * abs(dy),
+        -dx >= 1.7 * abs(dy),
+        dy >= 1.7 * abs(dx),
+        -dy >= 1.7 * abs(dx),
+    ):
         area = ring & side
-        if int(np.count_nonzero(around[area])) < 0.2 * page_ink * max(int(area.sum()), 1):
+        if int(np.count_nonzero(around[area])) < 0.5 * page_ink * max(int(area.sum()), 1):
             return False
     return True
 
