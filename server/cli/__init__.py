@@ -10,6 +10,7 @@ from booth_client.capture.cli import capture_app
 from server.cli.accounts import db_app, user_app
 from server.cli.booth import booth_app
 from server.cli.demo import demo
+from server.cli.floor import floor_app
 from server.cli.records import audit_app, claims_app, outcomes_app, retention_app
 from server.cli.serve import serve
 
@@ -32,6 +33,7 @@ app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(capture_app, name="capture")
+app.add_typer(floor_app, name="floor")
 
 
 @app.command(help="Print the JSON Schema of every websocket message.")

@@ -99,7 +99,8 @@ def test_booth_without_credential_says_what_to_do(data_dir, monkeypatch) -> None
 @pytest.mark.parametrize(
     "command",
     [[], ["serve"], ["demo"], ["booth"], ["booth", "enrol"], ["booth", "list"], ["user"],
-     ["user", "add"], ["db"], ["db", "upgrade"], ["schema"]],
+     ["user", "add"], ["db"], ["db", "upgrade"], ["schema"], ["floor"], ["floor", "status"],
+     ["floor", "reset"]],
 )  # fmt: skip
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

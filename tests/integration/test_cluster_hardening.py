@@ -7,6 +7,7 @@ yet read, and a gateway that cannot hand on its events resets instead of growing
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import time
 import uuid
@@ -267,3 +268,27 @@ async def test_a_gateway_over_the_event_budget_resets_instead_of_growing_redis(
 
 async def _never() -> None:
     await asyncio.Event().wait()
+
+
+async def test_floor_status_and_reset_for_operators(
+    redis: Redis, keys: Keys, redis_server, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    await redis.xadd(keys.events, {"e": b"x", "n": 1})
+    await redis.set(keys.events_bytes, 1)
+    for name, value in {"LOKET_REDIS_URL": redis_server.url, "LOKET_REDIS_PREFIX": keys.prefix,
+                        "LOKET_DATA_DIR": str(tmp_path)}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    status = await asyncio.to_thread(runner.invoke, app, ["floor", "status"])
+    assert status.exit_code == 0, status.output
+    shown = json.loads(status.output)
+    assert shown["events_waiting"] == 1 and shown["events_bytes"] == 1 and shown["leader"] is None
+    refused = await asyncio.to_thread(runner.invoke, app, ["floor", "reset"])
+    assert refused.exit_code == 1 and "--yes" in refused.output
+    done = await asyncio.to_thread(runner.invoke, app, ["floor", "reset", "--yes"])
+    assert done.exit_code == 0 and "2 keys deleted" in done.output
+    assert await redis.exists(keys.events, keys.events_bytes) == 0
