@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 
+# Imported now, not by its pytest plugin at the end of a run that never used it: CPython
+# 3.11.7 then raised "AST constructor recursion depth mismatch" while pytest rewrote it
+# (gh-106905), failing a run whose tests had all passed.
+import hypothesis  # noqa: F401
 import pytest
 
 IN_NETNS = os.environ.get("LOKET_TEST_NETNS") == "1"

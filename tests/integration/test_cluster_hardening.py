@@ -25,7 +25,7 @@ from server.adapters.redis.leader import FloorClock, Lease, ensure_group
 from server.adapters.redis.live_state import RedisLiveState
 from server.adapters.redis.router import RedisRouter
 from server.adapters.redis.sealed import SealBroken, Sealer
-from server.floor.core import FloorConfig
+from server.floor.core import FloorConfig, FloorCore
 from server.floor.events import PeerOpened, Received
 from server.floor.snapshot import SNAPSHOT_FORMAT, UnknownFormat, dump_core, load_core, new_core
 from server.floor.wire import dump_event, load_event
@@ -292,3 +292,49 @@ async def test_floor_status_and_reset_for_operators(
     done = await asyncio.to_thread(runner.invoke, app, ["floor", "reset", "--yes"])
     assert done.exit_code == 0 and "2 keys deleted" in done.output
     assert await redis.exists(keys.events, keys.events_bytes) == 0
+
+
+async def test_a_poison_event_is_set_aside_and_the_region_goes_on(
+    redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21, B5: the leader's core raises on one event, half-way through it. The next
+    leader (here the same process, re-elected) rebuilds from the snapshot and log without
+    a half-applied event, sets the event aside with an error and a metric, and goes on;
+    every later event is applied. (Before, every leader replayed it and failed again.)"""
+    original = FloorCore.handle
+
+    def handle(self: FloorCore, event: Any, now: Any) -> Any:
+        if isinstance(event, PeerOpened) and event.principal.subject == "poison":
+            self._booths.records.clear()  # half a change...
+            raise RuntimeError("a bug")  # ...then the failure
+        return original(self, event, now)
+
+    monkeypatch.setattr(FloorCore, "handle", handle)
+    metrics = Metrics()
+    floor = _cluster_floor(redis, keys, "solo", "s", metrics)
+    await floor.start()
+    try:
+        for _ in range(100):
+            if floor.runtime is not None:
+                break
+            await asyncio.sleep(0.05)
+
+        def kiosk(name: str) -> Principal:
+            return Principal(name, AccountRole.BOOTH, name, "jkt01")
+
+        await floor.opened(kiosk("b1"), "c1", None)
+        await floor.opened(kiosk("poison"), "c2", None)
+        await floor.opened(kiosk("b2"), "c3", None)
+        for _ in range(200):
+            core = floor.core
+            if core is not None and {"b1", "b2"} <= set(core.booths):
+                break
+            await asyncio.sleep(0.05)
+        core = floor.core
+        assert core is not None and set(core.booths) == {"b1", "b2"}
+        assert await redis.xlen(keys.quarantine) == 1
+        assert metrics.floor_quarantined._value.get() == 1
+        pending: Any = await redis.xpending(keys.events, FLOOR_GROUP)
+        assert pending["pending"] == 0
+    finally:
+        await floor.stop()

@@ -235,3 +235,58 @@ async def test_other_branches_and_other_roles_are_refused(server: LiveServer) ->
     refused = await SignalClient.connect(server.ws_url, Role.SUPERVISOR)
     await refused.send(Hello(token=token))
     assert (await refused.expect(Error)).code == ErrorCode.FORBIDDEN_FOR_ROLE
+
+
+async def test_a_supervisors_new_socket_ends_its_old_links(server: LiveServer) -> None:
+    """Issue 21, C10: a reload used to leave the officer seeing "monitored" and "supervisor
+    speaking", and the audit showing monitoring that was not happening."""
+    booth = await _booth(server, "b1")
+    cso = await _cso(server, "siti")
+    session = await _call(booth, cso)
+    token = await user_token(server, "boss", role="supervisor")
+    sup = await SignalClient.connect(server.ws_url, Role.SUPERVISOR, token)
+    for kind in ("monitor", "whisper"):
+        ask = OpenLink(kind=kind, session_id=session)  # type: ignore[arg-type]
+        await sup.send(ask)
+        await sup.expect(Ack, reply_to=ask.id)
+    monitor = await _link(booth, "monitor")
+    whisper = await _link(cso, "whisper")
+    await cso.expect(SessionUpdate, monitored=True)
+    again = await SignalClient.connect(server.ws_url, Role.SUPERVISOR, token)  # a reload
+    assert (await booth.expect(LinkClosed)).link_id == monitor.link_id
+    assert (await cso.expect(LinkClosed)).link_id == whisper.link_id
+    await cso.expect(SessionUpdate, monitored=False)
+    with pytest.raises(TimeoutError):
+        await again.expect(LinkClosed, timeout=0.5)  # the new page never had them
+    actions = await _audit_actions(server)
+    assert actions.count("monitor.stopped") == 1 and actions.count("whisper.stopped") == 1
+    await sup.close()
+
+
+async def test_each_supervisor_sees_only_the_branches_it_looks_after(server: LiveServer) -> None:
+    """Issue 21, D13: the feed is scoped like the steering (it was the whole region)."""
+    local = await _supervisor(server, "lokal", pools=frozenset({"jkt01"}), branch="jkt01")
+    region = await _supervisor(server, "boss")
+    await _booth(server, "b1", branch="jkt01")
+    await _booth(server, "b2", branch="bdg01")
+
+    async def waiting(sup: SignalClient, count: int) -> FloorSnapshot:
+        while True:
+            snap = await sup.expect(FloorSnapshot, timeout=5)
+            if snap.queue.waiting == count:
+                return snap
+
+    mine = await waiting(local, 1)
+    assert set(mine.queue.by_branch) == {"jkt01"}
+    assert [b.branch for b in mine.queue.longest] == ["jkt01"]
+    everyone = await waiting(region, 2)
+    assert set(everyone.queue.by_branch) == {"jkt01", "bdg01"}
+    # (Booth ids start with their branch: no event about the other branch's booth came.)
+    about = [str(getattr(m, "booth_id", None)) for m in local.seen if getattr(m, "booth_id", None)]
+    assert about and all(b.startswith("jkt01-") for b in about), about
+    again = await SignalClient.connect(
+        server.ws_url, Role.SUPERVISOR, await user_token(server, "lokal2", role="supervisor",
+                                                         pools=frozenset({"jkt01"}))
+    )  # fmt: skip
+    assert again.welcome and again.welcome.floor
+    assert set(again.welcome.floor.queue.by_branch) == {"jkt01"}

@@ -427,7 +427,8 @@ class LeaderRuntime(FloorRuntime):
         """The core raised: its state may be half-changed, so this core decides no more.
         The event is marked (if it came from the stream) for the next leader to set aside."""
         self.failed.set()
-        self._metrics.floor_quarantined.inc()
+        if entry_id is None:  # (a stream entry is counted when it is set aside)
+            self._metrics.floor_quarantined.inc()
         log.error("floor_event_poison", kind=type(event).__name__, entry=entry_id,
                   error=repr(exc), exc_info=exc)  # fmt: skip
         if entry_id is not None:
