@@ -212,8 +212,12 @@ class FloorRuntime:
         ]
 
     async def stop(self) -> None:
-        # What was decided is written before the process goes, if the database lets us.
-        await self._drainer.flush(2.0)
+        # What was decided is written before the process goes, if the database lets us
+        # (a cluster's leader that lost its lease leaves the rest to the next one).
+        try:
+            await self._drainer.flush(2.0)
+        except Exception as exc:
+            log.info("floor_outbox_left_for_later", error=repr(exc))
         tasks = [*self._loops, *self._tasks]
         for task in tasks:
             task.cancel()
