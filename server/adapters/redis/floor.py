@@ -362,7 +362,10 @@ class ClusterFloor:
         finally:
             runtime.failed.set()  # whatever ended this, the core decides no more
             await cancel_in_turn(tasks)
-            await runtime.stop()
+            try:
+                await runtime.stop()
+            except Exception:
+                log.exception("floor_runtime_stop_failed")
             self.runtime = None
             with contextlib.suppress(RedisError, OSError):
                 await self._lease.release()
