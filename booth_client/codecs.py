@@ -19,13 +19,15 @@ senders one of these subclasses before the first frame (`install`):
   without asking.
 
 The answer's Opus parameters (`voice_fmtp`) tell the console what the kiosk wants to
-hear: mono at the speech bitrate; no FEC, which aiortc's decoder cannot use.
+hear: mono at the speech bitrate; no FEC, which aiortc's decoder cannot use. Video
+retransmissions are limited (`RetransmissionLimit`): aiortc sends one for every request.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -179,6 +181,61 @@ class LadderVp8Encoder(Vp8Encoder):
         )
         self._codec_bps = bitrate
         return codec
+
+
+# --- retransmissions ---------------------------------------------------------------------------
+
+
+class RetransmissionLimit:
+    """aiortc's sender retransmits every packet each time it is asked for (Chromium asks
+    again every round trip until it comes), with no limit: on a full line that made the
+    kiosk send 3.5 Mbit/s into a 1 Mbit/s uplink (measured). This lets a packet go again
+    at most once per `again_s`, and retransmissions at most `share` of the encoder's
+    bitrate (a token bucket of a second's worth); what it refuses, the receiver gets back
+    with a keyframe it asks for. Wraps the sender's own `_retransmit`."""
+
+    PACKET_BYTES = 1_200  # a video packet, near aiortc's 1300-byte maximum
+
+    def __init__(
+        self,
+        retransmit: Callable[[int], Awaitable[None]],
+        bitrate: Callable[[], float],
+        *,
+        share: float = 0.25,
+        again_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._retransmit, self._bitrate, self._clock = retransmit, bitrate, clock
+        self.share, self.again_s = share, again_s
+        self._sent: dict[int, float] = {}  # sequence number -> when it went again
+        self._tokens = 0.0
+        self._at: float | None = None
+        self.sent = self.refused = 0
+
+    async def __call__(self, sequence_number: int) -> None:
+        now = self._clock()
+        rate = self.share * self._bitrate() / 8  # bytes a second
+        elapsed = now - self._at if self._at is not None else 1.0  # starts with a second's
+        self._tokens = min(rate, self._tokens + elapsed * rate)
+        self._at = now
+        last = self._sent.get(sequence_number)
+        if (last is not None and now - last < self.again_s) or self._tokens < self.PACKET_BYTES:
+            self.refused += 1
+            return
+        self._tokens -= self.PACKET_BYTES
+        self._sent[sequence_number] = now
+        if len(self._sent) > 512:
+            self._sent = {s: t for s, t in self._sent.items() if now - t < self.again_s}
+        self.sent += 1
+        await self._retransmit(sequence_number)
+
+
+def limit_retransmissions(sender: Any, encoder: LadderVp8Encoder) -> RetransmissionLimit:
+    """Put a RetransmissionLimit in front of an aiortc sender's retransmissions (the
+    sender calls `self._retransmit(seq)` for each packet a NACK asks for)."""
+    limit = RetransmissionLimit(sender._retransmit, lambda: encoder.encoding.bitrate_bps)
+    sender._retransmit = limit
+    return limit
 
 
 # --- putting them into aiortc's senders, and the SDP around them -----------------------------

@@ -56,8 +56,10 @@ log = structlog.get_logger("loket.booth.degrade")
 # Bytes on the wire per RTP packet beyond its payload: RTP 12 + extensions ~12 + SRTP
 # tag 10 + UDP 8 + IPv4 20.
 RTP_OVERHEAD_BYTES = 62
+UDP_IP_BYTES = 28
 VIDEO_HEADERS = 1.05  # video packets are ~1,200 bytes: 5 % of headers
 DOCUMENT_KEYFRAME_EVERY_S = 10.0  # a slow track repairs itself without asking
+MIN_PACKETS = 20  # sent in an interval, for its loss to mean something
 
 
 class Level(IntEnum):
@@ -115,7 +117,7 @@ class Sample:
     rtt_s: float | None = None
     jitter_s: float | None = None
     remb_bps: float | None = None  # the receiver's newest estimate for our video
-    sent_bps: float | None = None  # the call's media on the wire (headers included)
+    sent_bps: float | None = None  # all the call sent, on the wire (headers, retransmissions)
     received_bps: float | None = None  # of it, what the receiver reports it received
     upload_bps: float = 0.0  # the paced uploads on the wire
     uploading: bool = False
@@ -150,6 +152,7 @@ class State:
     level: Level = Level.FACE_360
     capacity_bps: float | None = None  # what the uplink carries; None: never full yet
     min_rtt_s: float | None = None
+    rtt_s: float | None = None  # the previous sample's
     remb_bps: float | None = None  # the previous sample's
     calm_bps: float = 0.0  # what the call sent in the last calm sample
     probe_base_bps: float = 0.0  # what it sent calmly just before the last probe
@@ -179,7 +182,14 @@ def judge(state: State, sample: Sample, now: float, policy: Policy) -> tuple[Ver
         return "congested", "loss"
     if rtt is not None and rtt >= policy.bad_rtt_s:
         return "congested", "rtt"
-    if rtt is not None and state.min_rtt_s is not None and rtt - state.min_rtt_s >= policy.queue_s:
+    if (
+        rtt is not None
+        and state.min_rtt_s is not None
+        and rtt - state.min_rtt_s >= policy.queue_s
+        and (state.rtt_s is None or rtt > state.rtt_s)
+    ):
+        # A queue, growing now (aiortc smooths the round-trip time over many reports:
+        # high but falling is one that drains).
         return "congested", "queue"
     if (
         settled
@@ -216,7 +226,12 @@ def decide(state: State, sample: Sample, now: float, policy: Policy = Policy()) 
     verdict, _ = judge(state, sample, now, policy)
     rtt = sample.rtt_s
     min_rtt = state.min_rtt_s if rtt is None else min(rtt, state.min_rtt_s or rtt)
-    state = replace(state, min_rtt_s=min_rtt, remb_bps=sample.remb_bps or state.remb_bps)
+    state = replace(
+        state,
+        min_rtt_s=min_rtt,
+        rtt_s=rtt if rtt is not None else state.rtt_s,
+        remb_bps=sample.remb_bps or state.remb_bps,
+    )
     if verdict == "congested":
         return _congested(state, sample, now, policy)
     state = replace(state, bad_since=None)
@@ -291,9 +306,9 @@ def _congested(state: State, sample: Sample, now: float, policy: Policy) -> Stat
 
 
 def delivered_bps(sample: Sample) -> float | None:
-    """What reached the far end: what we sent less what the receiver lost, or its own
-    count of our packets if higher (each misses a part: the loss is counted over a
-    slightly different second; the count leaves out retransmissions); with the uploads."""
+    """What a full line carried: all the call sent (retransmissions too: on a full line
+    they take a good part of it) less the share lost, or the receiver's own count of our
+    media if higher; with the uploads. None if nothing is known."""
     estimates = [sample.received_bps]
     if sample.sent_bps is not None:
         estimates.append(sample.sent_bps * (1 - (sample.loss or 0.0)))
@@ -327,8 +342,9 @@ class CallEncoders:
 @dataclass
 class _Counters:
     at: float
-    bytes: int = 0
+    bytes: int = 0  # on the transport: everything the call sent
     packets: int = 0
+    media_packets: int = 0  # RTP of the tracks (not retransmissions, not RTCP)
     lost: int = 0
     upload_bytes: int = 0
 
@@ -360,9 +376,11 @@ class Sampler:
         sent: dict[str, Any] = {}
         for stats in report.values():
             kind = getattr(stats, "type", None)
-            if kind == "outbound-rtp":
+            if kind == "transport":  # all that left: media, retransmissions, RTCP
                 now.bytes += stats.bytesSent or 0
                 now.packets += stats.packetsSent or 0
+            elif kind == "outbound-rtp":
+                now.media_packets += stats.packetsSent or 0
                 sent[stats.id.removeprefix("outbound-rtp_")] = stats
             elif kind == "remote-inbound-rtp":
                 now.lost += max(0, stats.packetsLost or 0)
@@ -383,10 +401,12 @@ class Sampler:
         if before is not None and now.at > before.at:
             seconds = now.at - before.at
             packets = now.packets - before.packets
-            sent_bps = (now.bytes - before.bytes + packets * RTP_OVERHEAD_BYTES) * 8 / seconds
+            sent_bps = (now.bytes - before.bytes + packets * UDP_IP_BYTES) * 8 / seconds
             upload_bps = (now.upload_bytes - before.upload_bytes) * 8 * 1.04 / seconds
             lost = now.lost - before.lost
-            loss = min(1.0, max(0.0, lost / packets)) if packets > 0 else None
+            media = now.media_packets - before.media_packets
+            # Too few packets (a sample taken early for an upload) say nothing of loss.
+            loss = min(1.0, max(0.0, lost / media)) if media >= MIN_PACKETS else None
         rates = [r.rate_bps for r in self._received.values() if r.rate_bps is not None]
         return Sample(
             loss=loss,

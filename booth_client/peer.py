@@ -46,6 +46,7 @@ from booth_client.codecs import (
     VideoEncoding,
     Voice,
     install,
+    limit_retransmissions,
     opus_fmtp,
     sent_codec,
     voice_fmtp,
@@ -191,6 +192,7 @@ class BoothPeer:
             if sender is not None and sent_codec(answer, mids.get(sender)) == "video/vp8":
                 encoder = LadderVp8Encoder(encoding)
                 install(sender, encoder)
+                limit_retransmissions(sender, encoder)
                 if sender is face:
                     encoders.face = encoder
                 else:

@@ -11,6 +11,7 @@ its real addresses, never by a multicast name.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import time
@@ -203,6 +204,7 @@ async def console_field_run(
     after_s: float = 0.0,
 ) -> FieldReport:
     """field_run (tests/support/field.py) with the officer at the real console."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     tone = tone_wav(workdir / "officer.wav")
     async with (
         branch_office(profile, workdir, face, bind_all=True) as branch,

@@ -19,6 +19,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from booth_client.codecs import (
     LadderVp8Encoder,
+    RetransmissionLimit,
     SpeechOpusEncoder,
     VideoEncoding,
     Voice,
@@ -166,3 +167,27 @@ def test_sdp_helpers_say_nothing_of_what_is_not_there() -> None:
     sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
     assert opus_fmtp(sdp, "0") == {} and sent_codec(sdp, "0") is None
     assert np.isfinite(Voice().bitrate_bps)
+
+
+async def test_retransmissions_go_once_a_while_and_within_their_share() -> None:
+    clock = [0.0]
+    sent: list[int] = []
+
+    async def retransmit(seq: int) -> None:
+        sent.append(seq)
+
+    limit = RetransmissionLimit(retransmit, lambda: 480_000, clock=lambda: clock[0])
+    # A second's worth of tokens to start: 25 % of 480 kbit/s = 15 KB = 12 packets.
+    for seq in range(20):
+        await limit(seq)
+    assert sent == list(range(12)) and limit.refused == 8
+    # Asked again within 0.2 s (Chromium asks each round trip): not again.
+    clock[0] = 0.1
+    await limit(3)
+    assert sent.count(3) == 1
+    # Later, with the tokens that came meanwhile: again, at the share's rate.
+    clock[0] = 0.5
+    for seq in (3, 4, 5, 6, 7, 8):
+        await limit(seq)
+    # 0.6 KB left + 0.5 s x 15 KB/s: six packets.
+    assert sent[12:] == [3, 4, 5, 6, 7, 8]
