@@ -29,6 +29,15 @@ CALIBRATION_HELP = "\n\n".join(
         "camera. `blur`: focus the lens, add light (shorter exposure), stop the camera "
         "shaking. `glare`: move or diffuse the lamp. `no_document`: use a plain mat whose "
         "colour differs from white paper and from card edges; keep clutter off it.",
+        "The minimums are set by what must stay readable: 6 px/mm for ID-1 cards; 2.6 "
+        "px/mm for A4, the least at which a letter's 10 pt body text is read by machine "
+        "(`bench/reading_bench.py`: there the NIK and name in the letter are read in 96-100% "
+        "of letters, at 2.4 two letters in three read 90% of their words). A 1080p camera "
+        "gives an A4 page at most ~3.4 px/mm: mount it so the page fills at least 72% of the "
+        "picture's height (a 4K camera: 36%). Glare is a highlight: a "
+        "blown-out spot brighter than the paper around it, or one that erased the print "
+        "under it; white paper exposed to the sensor's limit, print still on it, is not "
+        "glare.",
         "4. Take bad pictures on purpose (move the card, shine a lamp on it) and check they "
         "are refused. If a camera's good pictures sit close to a threshold, move it with "
         "--min-sharpness / --max-glare / --min-px-per-mm until good pass and bad fail, and "

@@ -121,7 +121,7 @@ def random_spec(
     card_style = int(rng.choice(visible))
     if doc_scale is None:
         # ID-1 card 36-54% of the frame width; A4 portrait 74-88% of the frame height.
-        height_share = rng.uniform(0.70, 0.84)  # A4 portrait: of the frame height
+        height_share = rng.uniform(0.74, 0.88)  # A4 portrait: of the frame height
         doc_scale = (
             rng.uniform(0.36, 0.54)
             if fmt.landscape

@@ -434,7 +434,7 @@ def test_real_glare_on_letters_is_refused() -> None:
     verdicts = []
     for i in range(8):
         paper = ((250, 251, 248), (236, 238, 238))[i % 2]
-        scene = _letter(20 + i, 2.6 + 0.1 * i, paper=paper, light=0.85 + 0.015 * i,
+        scene = _letter(20 + i, 2.8 + 0.07 * i, paper=paper, light=0.85 + 0.015 * i,
                         glare=0.045 + 0.003 * i)  # fmt: skip
         verdicts.append(PIPELINE.run([scene.image], "paklaring", encode=False).verdict)
     assert verdicts == [Verdict.GLARE] * 8
