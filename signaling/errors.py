@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     CLAIM_NOT_FOUND = "claim_not_found"
     CLAIM_REFUSED = "claim_refused"
+    TOO_EARLY = "too_early"  # an appointment's ticket before its check-in window
+    TICKET_MISMATCH = "ticket_mismatch"  # not the number called to this booth
     INTERNAL = "internal"
 
 
@@ -52,6 +54,8 @@ ERROR_HINTS: dict[ErrorCode, str] = {
         "type: no booking is needed."
     ),
     ErrorCode.CLAIM_REFUSED: "Correct the NIK or KPJ number, or ask a CSO about this claim.",
+    ErrorCode.TOO_EARLY: "Come back when the appointment's check-in window opens.",
+    ErrorCode.TICKET_MISMATCH: "Type the number on your ticket; this booth called another.",
     ErrorCode.INTERNAL: "Server fault; retry, and report it if it persists.",
 }
 

@@ -55,6 +55,7 @@ class Role(StrEnum):
     BOOTH = "booth"
     CSO = "cso"
     SUPERVISOR = "supervisor"
+    DISPLAY = "display"  # a waiting room's public calling display (front of house)
 
 
 class ClaimType(StrEnum):
@@ -120,6 +121,18 @@ class WalkInRef(Body):
 
 
 ClaimRef = Annotated[BookingRef | WalkInRef, Field(discriminator="kind")]
+TicketNumber = Annotated[str, Field(pattern=r"^[A-Za-z][- ]?\d{1,4}$", max_length=8)]
+
+
+class TicketRef(Body):
+    """At a booth a ticket was called to: the participant confirms with its number; the
+    claim typed when the ticket was issued comes with it."""
+
+    kind: Literal["ticket"] = "ticket"
+    number: TicketNumber
+
+
+BoothClaimRef = Annotated[BookingRef | WalkInRef | TicketRef, Field(discriminator="kind")]
 
 
 class BoothInfo(Body):
@@ -152,6 +165,14 @@ class Hello(Envelope):
     client: Annotated[str, Field(max_length=128)] | None = None
 
 
+class CalledTicket(Body):
+    """The ticket a booth expects: its screen shows the number and asks for it."""
+
+    number: str
+    expires_in: float = Field(ge=0, description="seconds left to confirm it here")
+    calls: int = Field(ge=1, description="how often it was called (2+: a recall)")
+
+
 class SessionEndNote(Body):
     """How the booth's last session ended, when it ended while the booth was away."""
 
@@ -172,6 +193,9 @@ class BoothStatus(Body):
     claim_id: str | None = None
     ice_servers: list[IceServer] = Field(default_factory=list)
     last_ended: SessionEndNote | None = None
+    ticket: CalledTicket | None = Field(
+        default=None, description="the ticket called to this booth, while idle"
+    )
 
 
 class CsoSession(Body):
@@ -366,7 +390,7 @@ class DocumentAdded(Envelope):
 
 class CheckIn(Envelope):
     type: Literal["check_in"] = "check_in"
-    claim: ClaimRef
+    claim: BoothClaimRef
     language: Language = Language.INDONESIAN
     needs_assistance: bool = Field(default=False, description="elderly/disabled: served first")
 
@@ -398,6 +422,22 @@ class Assigned(Envelope):
     cso_name: str
     ice_servers: list[IceServer]
     claim_id: str | None = Field(default=None, description="upload documents against this")
+
+
+class TicketCalled(Envelope):
+    """To an idle booth: this ticket is called to you (the display and voice say so);
+    the participant confirms with its number (`check_in` with a `ticket` claim)."""
+
+    type: Literal["ticket_called"] = "ticket_called"
+    ticket: CalledTicket
+
+
+class TicketWithdrawn(Envelope):
+    """To a booth: the ticket called to it is not coming here any more."""
+
+    type: Literal["ticket_withdrawn"] = "ticket_withdrawn"
+    number: str
+    reason: Literal["missed", "recycled", "no_show", "cancelled", "transferred", "served"]
 
 
 class Focus(Envelope):
@@ -559,12 +599,61 @@ class LostCapture(Body):
     at: float = Field(description="unix time it was reported")
 
 
+# --- front of house: tickets, the desk and the calling display ----------------------------
+
+TicketStateName = Literal["waiting", "called", "served", "no_show", "cancelled"]
+TicketActionName = Literal["recall", "transfer", "cancel"]
+
+
+class TicketView(Body):
+    """A ticket as the desk and the supervisors see it (never a full NIK)."""
+
+    ticket_id: Annotated[str, Field(max_length=64)]
+    number: str
+    branch: str
+    category: str
+    state: TicketStateName
+    arrived_at: float
+    waited_s: float
+    booth_id: PeerId | None = None
+    booth_label: str | None = None
+    calls: int = 0
+    misses: int = 0
+    recycles: int = 0
+    claim: ClaimSummary
+
+
+class LobbyBranch(Body):
+    """One branch's waiting room, live."""
+
+    branch: str
+    waiting: int
+    waiting_by_category: dict[str, int]
+    oldest_wait_s: float
+    called: int
+    booths_free: int
+    booths_called: int
+    booths_in_use: int
+    estimated_wait_s: float | None = Field(
+        default=None, description="a new ticket's: lobby (to a booth) plus floor (to an officer)"
+    )
+
+
+class LobbyView(Body):
+    branches: list[LobbyBranch] = Field(default_factory=list)
+    tickets: list[TicketView] = Field(
+        default_factory=list, description="waiting and called, oldest first (at most 200)"
+    )
+    categories: dict[str, str] = Field(default_factory=dict, description="code -> name")
+
+
 class FloorView(Body):
     queue: QueueStats
     csos: list[CsoView]
     now: float | None = Field(default=None, description="server unix time of this view")
     history: list[FloorSample] = Field(default_factory=list, description="the last hour")
     lost_captures: list[LostCapture] = Field(default_factory=list, description="the last hour")
+    lobby: LobbyView = Field(default_factory=LobbyView)
 
 
 class FloorSnapshot(Envelope):
@@ -573,6 +662,71 @@ class FloorSnapshot(Envelope):
     csos: list[CsoView]
     now: float | None = None
     lost_captures: list[LostCapture] = Field(default_factory=list)
+    lobby: LobbyView = Field(default_factory=LobbyView)
+
+
+class IssueTicket(Envelope):
+    """Desk (supervisor socket): a ticket for this participant; answered `ticket_issued`
+    (the number to hand over) or an error (`too_early` says when to come back)."""
+
+    type: Literal["issue_ticket"] = "issue_ticket"
+    claim: ClaimRef
+    branch: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        default=None, description="default: the desk's own branch"
+    )
+    priority: bool = Field(default=False, description="elderly, disabled, pregnant: P")
+    language: Language = Language.INDONESIAN
+
+
+class TicketIssued(Envelope):
+    type: Literal["ticket_issued"] = "ticket_issued"
+    ticket: TicketView
+    ahead: int = Field(ge=0, description="tickets of its line before it")
+    estimated_wait_s: float | None = None
+
+
+class TicketAction(Envelope):
+    """Desk: `recall` a called ticket (announce it again), `transfer` it to another
+    category or branch pool, or `cancel` it."""
+
+    type: Literal["ticket_action"] = "ticket_action"
+    ticket_id: Annotated[str, Field(min_length=1, max_length=64)]
+    action: TicketActionName
+    category: Annotated[str, Field(pattern=r"^[A-Z]$")] | None = None
+    branch: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class DisplayCallView(Body):
+    """One call, as the waiting room's display lists it."""
+
+    number: str
+    booth_id: str
+    booth_label: str
+    at: float
+    recall: bool = False
+    spoken: str = Field(description="the words the display says, Bahasa Indonesia")
+
+
+class DisplayState(Envelope):
+    """To a display: its branch's last calls, how many wait, and for how long."""
+
+    type: Literal["display_state"] = "display_state"
+    branch: str
+    calls: list[DisplayCallView]
+    waiting: int
+    waiting_by_category: dict[str, int] = Field(default_factory=dict)
+    estimated_wait_s: float | None = None
+    now: float
+
+
+class DisplayCall(Envelope):
+    """To a display: call this ticket now: show it, chime, and play `audio_url`."""
+
+    type: Literal["display_call"] = "display_call"
+    branch: str
+    call: DisplayCallView
+    audio_url: str = Field(description="the chime and the spoken call, WAV, made offline")
 
 
 class FloorEvent(Envelope):
@@ -593,6 +747,11 @@ class FloorEvent(Envelope):
         "cso_left",
         "peer_state",
         "capture_undeliverable",
+        "ticket_issued",
+        "ticket_called",
+        "ticket_missed",
+        "ticket_no_show",
+        "ticket_served",
     ]
     booth_id: PeerId | None = None
     cso_id: PeerId | None = None
@@ -685,6 +844,8 @@ BOOTH_INBOUND: tuple[type[Envelope], ...] = (
     PeerStats,
 )
 BOOTH_OUTBOUND: tuple[type[Envelope], ...] = (
+    TicketCalled,
+    TicketWithdrawn,
     Welcome,
     Ping,
     Pong,
@@ -754,8 +915,11 @@ SUPERVISOR_INBOUND: tuple[type[Envelope], ...] = (
     Offer,
     Answer,
     Candidate,
+    IssueTicket,
+    TicketAction,
 )
 SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
+    TicketIssued,
     Welcome,
     Ping,
     Pong,
@@ -770,15 +934,21 @@ SUPERVISOR_OUTBOUND: tuple[type[Envelope], ...] = (
     Candidate,
 )
 
+# A display only listens: it says hello (its display key) and keeps the socket alive.
+DISPLAY_INBOUND: tuple[type[Envelope], ...] = (Hello, Ping, Pong)
+DISPLAY_OUTBOUND: tuple[type[Envelope], ...] = (Ping, Pong, Error, DisplayState, DisplayCall)
+
 INBOUND: dict[Role, tuple[type[Envelope], ...]] = {
     Role.BOOTH: BOOTH_INBOUND,
     Role.CSO: CSO_INBOUND,
     Role.SUPERVISOR: SUPERVISOR_INBOUND,
+    Role.DISPLAY: DISPLAY_INBOUND,
 }
 OUTBOUND: dict[Role, tuple[type[Envelope], ...]] = {
     Role.BOOTH: BOOTH_OUTBOUND,
     Role.CSO: CSO_OUTBOUND,
     Role.SUPERVISOR: SUPERVISOR_OUTBOUND,
+    Role.DISPLAY: DISPLAY_OUTBOUND,
 }
 
 

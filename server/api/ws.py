@@ -52,6 +52,7 @@ from signaling.messages import (
     Reauth,
     Role,
     Subscribe,
+    TicketRef,
 )
 
 log = structlog.get_logger("loket.ws")
@@ -363,6 +364,8 @@ def claim_resolver(records: RecordsService) -> ClaimResolver:
     a walk-in is registered here (no quota)."""
 
     async def resolve(booth: Principal, message: CheckIn) -> str:
+        if isinstance(message.claim, TicketRef):  # the floor confirms tickets itself
+            raise ClaimLookupError(ErrorCode.CLAIM_REFUSED, "a ticket is confirmed at its booth")
         try:
             claim = await records.check_in(booth, message.claim)
         except RecordsError as exc:

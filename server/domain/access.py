@@ -59,6 +59,8 @@ class Action(StrEnum):
     SESSION_MONITOR = "session.monitor"  # watch and hear a session, or whisper to its CSO
     SESSION_STEER = "session.steer"  # move a booth to another CSO, end a stuck session
     CSO_STEER = "cso.steer"  # pause or resume an officer
+    # Front of house: a branch's desk issues, recalls, transfers and cancels tickets
+    TICKET_DESK = "ticket.desk"
 
 
 class Reach(StrEnum):
@@ -315,6 +317,15 @@ def decide(
                 return _deny("only supervisors pause or resume officers")
             if not in_scope(principal, facts.claim_branch):
                 return _deny("that officer is in a branch you do not supervise")
+            return _allow()
+        case Action.TICKET_DESK:
+            # claim_branch: the ticket's branch (or the one it goes to).
+            if role is AccountRole.OPERATOR:
+                return _allow()
+            if role is not AccountRole.SUPERVISOR:
+                return _deny("tickets are handled by the branch's desk (supervisor accounts)")
+            if not in_scope(principal, facts.claim_branch):
+                return _deny(f"branch {facts.claim_branch} is not one you look after")
             return _allow()
         case Action.FLOOR_VIEW:
             if role in (AccountRole.SUPERVISOR, AccountRole.OPERATOR):

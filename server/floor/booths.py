@@ -27,7 +27,7 @@ from server.floor.step import Step
 from server.ports.live_state import LiveSession
 from server.principal import Principal
 from signaling.errors import ErrorCode, ProtocolError
-from signaling.messages import CheckIn, ClaimSummary, WalkInRef
+from signaling.messages import CheckIn, ClaimSummary, TicketRef, WalkInRef
 from signaling.session import IllegalTransition, SessionEvent, SessionState
 
 S = SessionState
@@ -35,6 +35,7 @@ S = SessionState
 
 def claim_summary(message: CheckIn, claim_id: str | None) -> ClaimSummary:
     claim = message.claim
+    assert not isinstance(claim, TicketRef), "a ticket's claim comes from the lobby"
     if isinstance(claim, WalkInRef):
         return ClaimSummary(
             kind="walk_in",
@@ -61,11 +62,12 @@ class BoothSessions:
     @staticmethod
     def participant_keys(secret: bytes, message: CheckIn, claim_id: str | None = None) -> list[str]:
         claim = message.claim
-        who = (
-            f"walk_in:{claim.nik}:{claim.claim_type}"
-            if isinstance(claim, WalkInRef)
-            else f"booking:{claim.booking_code}"
-        )
+        if isinstance(claim, WalkInRef):
+            who = f"walk_in:{claim.nik}:{claim.claim_type}"
+        elif isinstance(claim, TicketRef):
+            who = f"ticket:{claim.number}"
+        else:
+            who = f"booking:{claim.booking_code}"
         keys = [who] + ([f"claim:{claim_id}"] if claim_id else [])
         return [hmac.new(secret, k.encode(), hashlib.sha256).hexdigest()[:32]
                 for k in keys]  # fmt: skip

@@ -57,14 +57,19 @@ from server.floor.events import (
     CaptureUndeliverable,
     ClaimRefused,
     ClaimResolved,
+    DisplayOpened,
     DocumentStored,
     Event,
     Now,
     PeerClosed,
     PeerOpened,
     Received,
+    TicketClaimRefused,
+    TicketClaimResolved,
     TimerFired,
 )
+from server.floor.front import FrontOfHouse
+from server.floor.lobby import LOBBY_DEFAULTS, Lobby, LobbyConfig
 from server.floor.model import (
     BoothRecord,
     CsoRecord,
@@ -89,6 +94,7 @@ from signaling.messages import (
     Candidate,
     CaptureStatus,
     CheckIn,
+    ClaimSummary,
     CloseLink,
     Decline,
     DocumentAdded,
@@ -96,6 +102,7 @@ from signaling.messages import (
     EndSession,
     Focus,
     FocusBooth,
+    IssueTicket,
     Language,
     Leave,
     LinkClosed,
@@ -117,6 +124,7 @@ from signaling.messages import (
     SetAvailability,
     SetCsoAvailability,
     Subscribe,
+    TicketAction,
 )
 from signaling.messages import Reserved as ReservedMsg
 from signaling.session import SessionEvent, SessionState
@@ -153,6 +161,8 @@ class FloorConfig:
     # restart or a kiosk restart two more; each is up to a 64 KB SDP relayed (and, in a
     # cluster, logged), so one peer's renegotiation loop is bounded.
     max_descriptions: int = 32
+    lobby: LobbyConfig = LOBBY_DEFAULTS  # tickets, calls, recalls (front of house)
+    speech_key: bytes = b"loket-speech"  # signs the spoken calls' URLs (derived like the above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +180,7 @@ def key_of(principal: Principal) -> PeerKey:
     return PeerKey(role, principal.subject)
 
 
-class FloorCore:
+class FloorCore(FrontOfHouse):
     def __init__(
         self, config: FloorConfig, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     ) -> None:
@@ -186,6 +196,7 @@ class FloorCore:
         self._booths = BoothSessions()
         self._officers = Officers()
         self._supervision = Supervision()
+        self._lobby = Lobby()  # the front of house's tickets (front.py connects it)
         self._new_id = new_id
         self._now = Now(0.0, 0.0)
         self._timer_at: float | None = None
@@ -255,7 +266,11 @@ class FloorCore:
         return self._supervision.connected(key.subject)
 
     def next_deadline(self) -> float | None:
-        deadlines = [self._booths.next_deadline(), self.dispatcher.next_deadline()]
+        deadlines = [
+            self._booths.next_deadline(),
+            self.dispatcher.next_deadline(),
+            self._lobby_deadline(),
+        ]
         return min((d for d in deadlines if d is not None), default=None)
 
     # --- the one entry point ----------------------------------------------------------------
@@ -290,6 +305,12 @@ class FloorCore:
                     self._timer()
                 case BroadcastDue():
                     self._broadcast()
+                case TicketClaimResolved():
+                    self._ticket_claim_resolved(event)
+                case TicketClaimRefused():
+                    self._ticket_claim_refused(event)
+                case DisplayOpened():
+                    self._display_opened(event)
             self._schedule()
             return step.effects
         finally:
@@ -362,6 +383,7 @@ class FloorCore:
             self._tell_cso_session(rec)
         if resumed:
             self._event("booth_resumed", rec, session_id=rec.session_id)
+        self._booth_maybe_free(rec)  # front of house: a free booth calls the next ticket
 
     def _booth_closed(self, booth_id: str, connection: str) -> None:
         rec = self._booths.get(booth_id)
@@ -371,6 +393,7 @@ class FloorCore:
         self._booths.went_away(rec, None if idle else self._now.mono + self.config.grace_period)
         self._close_links_of(rec.key)
         if idle:
+            self._release_ticket_of(rec, "booth_lost")
             self._booths.forget(rec)
             return
         d = self.dispatcher
@@ -489,6 +512,10 @@ class FloorCore:
                 self._out.dirty()
             case PeerStats():
                 self._peer_stats(key, who, message)
+            case IssueTicket():
+                self._issue_ticket(who, message)
+            case TicketAction():
+                self._ticket_action(who, message)
             case _:
                 raise ProtocolError(ErrorCode.FORBIDDEN_FOR_ROLE, "not handled here")
 
@@ -500,6 +527,8 @@ class FloorCore:
                 f"booth is already {state}; check in once per visit",
                 ref=msg.id,
             )
+        if self._refuse_unless_ticket(rec, msg):
+            return  # the called ticket's participant: their claim was found at the desk
         # Refused here, before any record is touched: a refused check-in changes nothing.
         keys = self._booths.participant_keys(self.config.participant_key, msg)
         self._booths.refuse_if_elsewhere(rec, keys, msg.id)
@@ -520,17 +549,29 @@ class FloorCore:
             self._booths.release(rec)
             self._out.send(rec.key, error_reply(exc))
             return
-        rec.claim = claim_summary(msg, ev.claim_id)
+        visit_id = f"v{self._out.new_id()}"
+        priority = 1 if msg.needs_assistance else 0
+        self._begin_visit(rec, msg, claim_summary(msg, ev.claim_id), keys, priority=priority,
+                          visit_id=visit_id)  # fmt: skip
+
+    def _begin_visit(
+        self, rec: BoothRecord, msg: CheckIn, claim: ClaimSummary, keys: list[str],
+        *, priority: int, visit_id: str, ticket: str | None = None,
+    ) -> None:  # fmt: skip
+        """The participant is at the booth and known: queue for an officer."""
+        rec.claim = claim
         rec.last_ended = None  # a new visit
         self._booths.hold(rec, keys)
         rec.language = msg.language
-        rec.priority = 1 if msg.needs_assistance else 0
+        rec.priority = priority
         rec.checked_in_at = self._now.wall
         rec.queued_since = self._now.mono
         rec.last_queued = None
+        rec.visit_id, rec.ticket_id = visit_id, ticket
         self._booths.transition(self._out, rec, E.CHECK_IN)
         self._out.send(rec.key, Ack(reply_to=msg.id))
         self._event("booth_checked_in", rec)
+        self._milestone("checked_in", rec)
         self._enqueue(rec)
         self._tell_position(rec)
 
@@ -549,7 +590,7 @@ class FloorCore:
             return
         if self.dispatcher.has_booth(rec.booth_id):
             self._apply(self.dispatcher.leave(rec.booth_id, self._now.mono), "booth_left")
-        self._finish_visit(rec)
+        self._finish_visit(rec, "booth_left")
         self._event("booth_left", rec)
 
     def _availability(self, rec: CsoRecord, msg: SetAvailability) -> None:
@@ -921,6 +962,7 @@ class FloorCore:
                 self._booths.forget(rec)  # nothing to hold; it told its story already
             else:
                 self._booth_gone(rec, "booth_lost")
+        self._lobby_timer()
 
     def _broadcast(self) -> None:
         for rec in self._booths.records.values():
@@ -930,6 +972,7 @@ class FloorCore:
             self.history.append(HistorySample(now, views.queue_by_branch(self)))
         for topic, scope in self._supervision.scopes().items():
             self._out.publish(topic, views.snapshot(self, scope))
+        self._publish_displays()
 
     def _tell_position(self, rec: BoothRecord) -> None:
         place = views.queue_place(self, rec)
@@ -1032,6 +1075,7 @@ class FloorCore:
             self._out.send(booth.key, views.assigned_for_booth(self, booth))
         self._out.send(cso_key(d.cso_id), views.assigned_for_cso(self, record, booth))
         self._event("booth_assigned", booth, cso_id=d.cso_id, session_id=session_id)
+        self._milestone("assigned", booth, record=record)
 
     def _on_lapsed(self, d: ReservationLapsed) -> None:
         booth = self._booths.records[d.booth_id]
@@ -1076,7 +1120,7 @@ class FloorCore:
         session_id = booth.session_id
         self._close_session(session_id, reason)
         booth.session_id = None
-        self._finish_visit(booth)
+        self._finish_visit(booth, reason)
         # Kept until a welcome tells it or a new visit begins, connected or not: a socket the
         # floor still counts as connected may be dead already (its process killed, not yet
         # reaped), and the `session_ended` sent to it lost; the kiosk must still learn how
@@ -1093,6 +1137,8 @@ class FloorCore:
         live = record.live
         ended = SessionEnded(session_id=session_id, reason=reason)
         booth = self._booths.get(live.booth_id)
+        if live.state is not S.RESERVED:  # an offer withdrawn is no session of the visit
+            self._milestone("session_ended", booth, record=record, detail=reason)
         if booth is not None and booth.connected:
             self._out.send(booth.key, ended)
         if self._officers.connected(live.cso_id) is not None:
@@ -1102,7 +1148,7 @@ class FloorCore:
         self._out.event("session_ended", branch=branch, booth_id=live.booth_id,
                         cso_id=live.cso_id, session_id=session_id, detail=reason)  # fmt: skip
 
-    def _finish_visit(self, booth: BoothRecord) -> None:
+    def _finish_visit(self, booth: BoothRecord, reason: str = "booth_left") -> None:
         """The participant is done (or left): end -> idle, through the session table."""
         if booth.session_id:
             self._close_session(booth.session_id, "booth_left")
@@ -1110,9 +1156,11 @@ class FloorCore:
         if booth.state is not S.IDLE:
             self._booths.transition(self._out, booth, E.END)
             self._booths.transition(self._out, booth, E.RESET)
+        self._visit_over(booth, reason)
         booth.claim = None
         self._booths.release(booth)
         booth.last_queued = None
+        self._booth_maybe_free(booth)  # front of house: the next ticket, if one waits
 
     def _booth_gone(self, rec: BoothRecord, reason: EndReason) -> None:
         """A booth left for good (grace ran out, or the kiosk started afresh)."""
@@ -1121,6 +1169,8 @@ class FloorCore:
         if rec.session_id:
             self._close_session(rec.session_id, reason)
             rec.session_id = None
+        self._release_ticket_of(rec, reason)
+        self._visit_over(rec, reason)
         self._booths.forget(rec)
         self._event("booth_left", rec, detail=reason)
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from server.floor.model import PeerKey
 from server.ports.live_state import LiveSession
 from server.principal import Principal
-from signaling.messages import CheckIn, Envelope
+from signaling.messages import CheckIn, Envelope, IssueTicket
 
 
 class Committed:
@@ -102,6 +102,34 @@ class Audit(Recorded):
     fingerprints: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class TicketEvent(Recorded):
+    """One step of a visit, for the reports (a row of `ticket_events`, written exactly
+    once by `effect_id`): every state change of a ticket (`arrived`, `called`, `missed`,
+    `recycled`, `no_show`, `served`, `recalled`, `released`, `transferred`, `cancelled`)
+    and the floor stage's milestones (`checked_in` at the booth, `assigned` to an
+    officer, `session_ended` with its reason, `visit_ended`). `visit_id` ties them: the
+    ticket's id, or the check-in's for a participant who walked straight to a booth."""
+
+    effect_id: str
+    at: float  # unix time of the decision
+    kind: str
+    branch: str
+    visit_id: str
+    ticket_id: str | None = None
+    number: str | None = None
+    category: str | None = None
+    booth_id: str | None = None
+    cso_id: str | None = None
+    session_id: str | None = None
+    claim_id: str | None = None
+    actor: str | None = None  # the staff who did it, if anyone
+    detail: str | None = None  # a session's end reason, a recall's count, ...
+
+
+RecordedEffect = Audit | TicketEvent
+
+
 # --- requested, answered by an event --------------------------------------------------------
 
 
@@ -112,6 +140,16 @@ class ResolveClaim(Requested):
 
     principal: Principal
     request: CheckIn
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveTicket(Requested):
+    """Look up (or register, for a walk-in) the claim a ticket is asked for, in `branch`;
+    answer with TicketClaimResolved or TicketClaimRefused."""
+
+    principal: Principal  # the desk's
+    branch: str
+    request: IssueTicket
 
 
 # --- local to this process ------------------------------------------------------------------
@@ -137,4 +175,4 @@ class FloorChanged(Local):
     """Something supervisors see has changed: the runtime sends one snapshot per pass."""
 
 
-Effect = Send | Publish | PersistSession | DeleteSession | Audit | ResolveClaim | SetTimer | Observe | FloorChanged  # fmt: skip  # noqa: E501
+Effect = Send | Publish | PersistSession | DeleteSession | Audit | TicketEvent | ResolveClaim | ResolveTicket | SetTimer | Observe | FloorChanged  # fmt: skip  # noqa: E501

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from server.principal import Principal
 from signaling.errors import ErrorCode
-from signaling.messages import CheckIn, Envelope
+from signaling.messages import CheckIn, ClaimSummary, Envelope, IssueTicket
 
 
 class Now(NamedTuple):
@@ -136,7 +136,40 @@ class BroadcastDue:
     """Time to tell waiting booths their place and supervisors the floor (debounced)."""
 
 
+# --- front of house -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClaimResolved:
+    """The records found (or registered) the claim a desk asked a ticket for."""
+
+    issuer: Principal
+    branch: str
+    request: IssueTicket
+    claim_id: str
+    claim: ClaimSummary  # masked
+    booking: bool
+    appointment: float | None  # unix time of the booking's appointment, if any
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClaimRefused:
+    issuer: Principal
+    branch: str
+    request: IssueTicket
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DisplayOpened:
+    """A waiting room's display connected: publish its branch's state now."""
+
+    branch: str
+
+
 Event = (
     PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | DocumentStored
-    | CaptureUndeliverable | TimerFired | BroadcastDue
+    | CaptureUndeliverable | TimerFired | BroadcastDue | TicketClaimResolved
+    | TicketClaimRefused | DisplayOpened
 )  # fmt: skip

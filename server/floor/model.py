@@ -64,6 +64,8 @@ class BoothRecord:
     last_queued: tuple[int, int] | None = None  # (position, eta) last told
     last_ended: SessionEndNote | None = None  # a session that ended while it was away
     reconnects: int = 0  # resumes after a drop since the kiosk started (supervisors' alerts)
+    visit_id: str | None = None  # the visit in the reports: its ticket's id, or the check-in's
+    ticket_id: str | None = None  # the ticket the participant confirmed here, if any
 
     @property
     def booth_id(self) -> str:

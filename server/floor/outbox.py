@@ -25,11 +25,12 @@ from typing import Protocol
 
 import structlog
 
-from server.floor.effects import Audit
+from server.floor.effects import Audit, RecordedEffect
 
 log = structlog.get_logger("loket.floor.outbox")
 
 AuditWriter = Callable[[Audit], Awaitable[None]]
+RecordedWriter = Callable[[RecordedEffect], Awaitable[None]]  # audit entries or ticket events
 MAX_ATTEMPTS = (
     8  # failures of one entry, with the database answering others, before it is set aside
 )
@@ -37,7 +38,7 @@ BACKOFF_MAX = 5.0
 
 
 class OutboxSource(Protocol):
-    async def peek(self, limit: int) -> Sequence[tuple[str, Audit]]:
+    async def peek(self, limit: int) -> Sequence[tuple[str, RecordedEffect]]:
         """The oldest entries not yet written, with their ids in the source."""
         ...
 
@@ -45,7 +46,7 @@ class OutboxSource(Protocol):
         """These are written: forget them."""
         ...
 
-    async def set_aside(self, entry_id: str, entry: Audit, error: str) -> None:
+    async def set_aside(self, entry_id: str, entry: RecordedEffect, error: str) -> None:
         """A poison entry: keep it apart, for an operator."""
         ...
 
@@ -55,16 +56,16 @@ class MemoryOutbox:
     a handful per minute; the size is a metric)."""
 
     def __init__(self) -> None:
-        self._entries: deque[tuple[str, Audit]] = deque()
-        self.set_aside_entries: list[tuple[Audit, str]] = []
+        self._entries: deque[tuple[str, RecordedEffect]] = deque()
+        self.set_aside_entries: list[tuple[RecordedEffect, str]] = []
 
-    def add(self, entries: Sequence[Audit]) -> None:
+    def add(self, entries: Sequence[RecordedEffect]) -> None:
         self._entries.extend((e.effect_id, e) for e in entries)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def peek(self, limit: int) -> Sequence[tuple[str, Audit]]:
+    async def peek(self, limit: int) -> Sequence[tuple[str, RecordedEffect]]:
         return list(self._entries)[:limit]
 
     async def done(self, ids: Sequence[str]) -> None:
@@ -72,7 +73,7 @@ class MemoryOutbox:
         while self._entries and self._entries[0][0] in gone:
             self._entries.popleft()
 
-    async def set_aside(self, entry_id: str, entry: Audit, error: str) -> None:
+    async def set_aside(self, entry_id: str, entry: RecordedEffect, error: str) -> None:
         self.set_aside_entries.append((entry, error))
         await self.done([entry_id])
 
@@ -81,7 +82,7 @@ class OutboxDrainer:
     def __init__(
         self,
         source: OutboxSource,
-        write: AuditWriter,
+        write: RecordedWriter,
         *,
         on_set_aside: Callable[[], None] | None = None,
         pending: Callable[[int], None] | None = None,
@@ -117,14 +118,14 @@ class OutboxDrainer:
                     await self._source.done([entry_id])
                     self.written += 1
 
-    async def _failed(self, entry_id: str, entry: Audit, exc: Exception) -> None:
+    async def _failed(self, entry_id: str, entry: RecordedEffect, exc: Exception) -> None:
         count = self._failures[entry_id] = self._failures.get(entry_id, 0) + 1
         error = f"{type(exc).__name__}: {exc}"
         if count < MAX_ATTEMPTS or _is_connection_problem(exc):
             log.warning("floor_outbox_retry", effect_id=entry_id, attempt=count, error=error)
             return
-        log.error("floor_outbox_entry_set_aside", effect_id=entry_id, action=entry.action,
-                  error=error)  # fmt: skip
+        what = entry.action if isinstance(entry, Audit) else entry.kind
+        log.error("floor_outbox_entry_set_aside", effect_id=entry_id, action=what, error=error)
         self._failures.pop(entry_id, None)
         await self._source.set_aside(entry_id, entry, error)
         if self._on_set_aside is not None:

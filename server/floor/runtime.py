@@ -31,6 +31,7 @@ import pickle
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -46,19 +47,25 @@ from server.floor.effects import (
     Observe,
     PersistSession,
     Publish,
+    RecordedEffect,
     ResolveClaim,
+    ResolveTicket,
     Send,
     SetTimer,
+    TicketEvent,
 )
 from server.floor.events import (
     BroadcastDue,
     ClaimRefused,
     ClaimResolved,
+    DisplayOpened,
     Event,
     Now,
     PeerClosed,
     PeerOpened,
     Received,
+    TicketClaimRefused,
+    TicketClaimResolved,
     TimerFired,
     capture_undeliverable,
     document_stored,
@@ -71,12 +78,35 @@ from server.ports.router import Router
 from server.principal import Principal
 from server.settings import Settings
 from signaling.errors import ErrorCode
-from signaling.messages import CheckIn, Envelope, FloorEvent, FloorSnapshot
+from signaling.messages import (
+    CheckIn,
+    ClaimSummary,
+    Envelope,
+    FloorEvent,
+    FloorSnapshot,
+    IssueTicket,
+)
 
 log = structlog.get_logger("loket.floor")
 
 # (booth principal, check-in) -> claim id; raises ClaimLookupError to refuse.
 ClaimResolver = Callable[[Principal, CheckIn], Awaitable[str | None]]
+# Ticket events to the records database (the floor outbox's writer for them).
+TicketEventWriter = Callable[[TicketEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketClaim:
+    """What the desk's claim lookup found for a ticket (never the full NIK)."""
+
+    claim_id: str
+    summary: ClaimSummary
+    booking: bool
+    appointment: float | None  # unix time
+
+
+# (desk principal, branch, request) -> the claim; raises ClaimLookupError to refuse.
+TicketResolver = Callable[[Principal, str, IssueTicket], Awaitable[TicketClaim]]
 MAX_EVENTS_PER_PASS = 500
 JOURNAL_INTERVAL = 2.0  # seconds between the journal's snapshots (replay after a poison event)
 AUDIT_WAIT = 0.5  # seconds a decision waits for its audit entries before going on without
@@ -152,6 +182,8 @@ class FloorRuntime:
         *,
         resolve_claim: ClaimResolver | None = None,
         write_audit: AuditWriter | None = None,
+        resolve_ticket: TicketResolver | None = None,
+        write_events: TicketEventWriter | None = None,
         broadcast_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -164,6 +196,8 @@ class FloorRuntime:
         self._metrics = metrics
         self._resolve_claim = resolve_claim
         self._write_audit = write_audit
+        self._resolve_ticket = resolve_ticket
+        self._write_events = write_events
         self._broadcast_interval = broadcast_interval
         self._clock = clock
         self._wall = wall
@@ -196,7 +230,11 @@ class FloorRuntime:
     ) -> FloorRuntime:
         return cls(floor_config(settings, secret), router, live, metrics, **kw)
 
-    async def _write_one(self, entry: Audit) -> None:
+    async def _write_one(self, entry: RecordedEffect) -> None:
+        if isinstance(entry, TicketEvent):  # a visit's step, for the reports
+            if self._write_events is not None:
+                await self._write_events(entry)
+            return
         log.info("floor_audit", action=entry.action, actor=entry.actor, effect_id=entry.effect_id,
                  **{k: str(v) for k, v in entry.details.items()})  # fmt: skip
         if self._write_audit is not None:
@@ -293,10 +331,14 @@ class FloorRuntime:
         """Carry out one decision's effects: recorded first (so an audit entry is written
         before anyone hears of what it records, while the database answers), then what is
         committed, in order, then the requests and local effects."""
-        audits = [e for e in effects if isinstance(e, Audit)]
-        if audits:
-            self.outbox.add(audits)
-            if not await self._drainer.flush(AUDIT_WAIT):
+        recorded = [e for e in effects if isinstance(e, Audit | TicketEvent)]
+        if recorded:
+            self.outbox.add(recorded)
+            # An audit entry is written before anyone hears of what it records; a ticket
+            # event needs only to be written once, so it never holds up a call.
+            if not any(isinstance(e, Audit) for e in recorded):
+                self._drainer.wake()
+            elif not await self._drainer.flush(AUDIT_WAIT):
                 self._drainer.wake()  # the background drain retries; the floor goes on
         for effect in effects:
             if isinstance(effect, Committed):
@@ -334,6 +376,8 @@ class FloorRuntime:
                 self._wake.set()
             case ResolveClaim():
                 self._spawn(self._resolve(effect), "resolve-claim")
+            case ResolveTicket():
+                self._spawn(self._resolve_ticket_claim(effect), "resolve-ticket")
             case Observe():
                 self._observe(effect)
 
@@ -381,6 +425,31 @@ class FloorRuntime:
             )
             return
         await self.handle(ClaimResolved(booth_id, effect.request, claim_id))
+
+    async def _resolve_ticket_claim(self, effect: ResolveTicket) -> None:
+        who, branch, request = effect.principal, effect.branch, effect.request
+        try:
+            if self._resolve_ticket is None:
+                raise ClaimLookupError(ErrorCode.INTERNAL, "this server issues no tickets")
+            found = await self._resolve_ticket(who, branch, request)
+        except ClaimLookupError as exc:
+            await self.handle(TicketClaimRefused(who, branch, request, exc.code, exc.message))
+            return
+        except Exception:
+            log.exception("ticket_claim_failed", branch=branch)
+            await self.handle(
+                TicketClaimRefused(who, branch, request, ErrorCode.INTERNAL,
+                                   "the claim could not be looked up; try again in a moment")
+            )  # fmt: skip
+            return
+        await self.handle(
+            TicketClaimResolved(who, branch, request, found.claim_id, found.summary,
+                                found.booking, found.appointment)
+        )  # fmt: skip
+
+    async def display_opened(self, branch: str) -> None:
+        """A waiting room's display connected: its branch's state goes out now."""
+        await self.handle(DisplayOpened(branch))
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)

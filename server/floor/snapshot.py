@@ -22,7 +22,7 @@ from server.floor.events import Event, Now
 # loses or renames a field: a process refuses (and will not lead from) a snapshot whose
 # format it does not know, rather than load half of one. 1 was the unversioned state of
 # the single FloorCore class (before the parts).
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3  # 3: the lobby (front of house) and a booth's visit and ticket ids
 
 
 class UnknownFormat(Exception):

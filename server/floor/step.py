@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.floor.effects import Audit, Effect, FloorChanged, Publish, Send
+from server.floor.effects import Audit, Effect, FloorChanged, Publish, Send, TicketEvent
 from server.floor.events import Now
 from server.floor.model import PeerKey
 from server.principal import Principal
@@ -86,3 +86,26 @@ class Step:
             detail=detail,
         )
         self.effects.append(Publish(tuple(self.topics_for(branch)), message))
+
+    def record(
+        self,
+        kind: str,
+        *,
+        branch: str,
+        visit_id: str,
+        ticket_id: str | None = None,
+        number: str | None = None,
+        category: str | None = None,
+        booth_id: str | None = None,
+        cso_id: str | None = None,
+        session_id: str | None = None,
+        claim_id: str | None = None,
+        actor: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """A visit's step for the reports (server.floor.effects.TicketEvent)."""
+        event = TicketEvent(
+            self.new_id(), self.now.wall, kind, branch, visit_id, ticket_id, number,
+            category, booth_id, cso_id, session_id, claim_id, actor, detail,
+        )  # fmt: skip
+        self.effects.append(event)

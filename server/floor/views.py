@@ -26,10 +26,13 @@ from signaling.messages import (
     CsoSession,
     CsoStatus,
     CsoView,
+    DisplayState,
     FloorSample,
     FloorSnapshot,
     FloorView,
     IceServer,
+    LobbyBranch,
+    LobbyView,
     PeerQuality,
     PendingOffer,
     QueueStats,
@@ -102,6 +105,7 @@ def booth_status(core: FloorCore, booth: BoothRecord) -> BoothStatus:
         claim_id=booth.claim.claim_id if booth.claim else None,
         ice_servers=ice_servers(core, booth.key) if in_call else [],
         last_ended=booth.last_ended,
+        ticket=core.called_ticket_of(booth.booth_id, core.now.mono),
     )
 
 
@@ -357,11 +361,115 @@ def floor_view(core: FloorCore, scope: Scope = None) -> FloorView:
         c for c in core.lost_captures
         if now - c.at < 3600 and (scope is None or c.branch in scope)
     ]  # fmt: skip
-    return FloorView(queue=_queue_stats(core, now, scope), csos=csos, now=now, lost_captures=lost)
+    return FloorView(
+        queue=_queue_stats(core, now, scope), csos=csos, now=now, lost_captures=lost,
+        lobby=lobby_view(core, scope),
+    )  # fmt: skip
 
 
 def snapshot(core: FloorCore, scope: Scope = None) -> FloorSnapshot:
     view = floor_view(core, scope)
     return FloorSnapshot(
-        queue=view.queue, csos=view.csos, now=view.now, lost_captures=view.lost_captures
+        queue=view.queue, csos=view.csos, now=view.now, lost_captures=view.lost_captures,
+        lobby=view.lobby,
+    )  # fmt: skip
+
+
+# --- front of house ---------------------------------------------------------------------------
+
+TICKETS_SHOWN = 200  # waiting and called tickets a floor view lists (oldest first)
+
+
+def _floor_eta(core: FloorCore, branch: str) -> float | None:
+    """The floor stage's wait for a booth checking in now in `branch`: the estimate of its
+    last booth in line (0 when nobody waits; None when no officer is on duty)."""
+    d = core.dispatcher
+    last: tuple[int, str] | None = None
+    for b in core.booths.values():
+        queued = b.state is S.QUEUED and d.has_booth(b.booth_id)
+        if b.principal.branch == branch and queued and d.state_of(b.booth_id) == "waiting":
+            place = (d.position(b.booth_id), b.booth_id)
+            last = place if last is None or place > last else last
+    if last is None:
+        return 0.0 if core.csos else None
+    value = d.estimated_wait(last[1])
+    return value if math.isfinite(value) else None
+
+
+def booths_of(core: FloorCore, branch: str) -> tuple[int, int, int]:
+    """(free, called, in use) among the branch's connected booths."""
+    free = called = used = 0
+    for b in core.booths.values():
+        if b.principal.branch != branch or not b.connected:
+            continue
+        if core.lobby.called_to(b.booth_id) is not None:
+            called += 1
+        elif core.is_free(b):
+            free += 1
+        else:
+            used += 1
+    return free, called, used
+
+
+def lobby_estimate(core: FloorCore, branch: str) -> float | None:
+    """A new ticket's wait shown to the participant: to a booth, then to an officer."""
+    free, called, used = booths_of(core, branch)
+    lobby = core.lobby.estimate(branch, free + called + used, core.config.lobby)
+    floor = _floor_eta(core, branch)
+    if lobby is None or floor is None:
+        return None
+    return lobby + floor
+
+
+def lobby_view(core: FloorCore, scope: Scope = None) -> LobbyView:
+    now = core.now.wall
+    lobby = core.lobby
+    branches = sorted(
+        b for b in lobby.branches() if scope is None or b in scope
+    )  # fmt: skip
+    rows = []
+    for branch in branches:
+        tickets = list(lobby.of_branch(branch))
+        waiting = [t for t in tickets if t.state == "waiting"]
+        by_category: dict[str, int] = {}
+        for t in waiting:
+            by_category[t.category] = by_category.get(t.category, 0) + 1
+        free, called, used = booths_of(core, branch)
+        rows.append(
+            LobbyBranch(
+                branch=branch,
+                waiting=len(waiting),
+                waiting_by_category=by_category,
+                oldest_wait_s=max((now - t.arrived_at for t in waiting), default=0.0),
+                called=len(tickets) - len(waiting),
+                booths_free=free,
+                booths_called=called,
+                booths_in_use=used,
+                estimated_wait_s=lobby_estimate(core, branch),
+            )
+        )
+    shown = sorted(
+        (t for t in lobby.tickets.values() if scope is None or t.branch in scope),
+        key=lambda t: (t.arrived_at, t.number),
+    )[:TICKETS_SHOWN]
+    return LobbyView(
+        branches=rows,
+        tickets=[lobby.view(t, now) for t in shown],
+        categories={c.code: c.name for c in core.config.lobby.categories},
+    )
+
+
+def display_state(core: FloorCore, branch: str) -> DisplayState:
+    lobby = core.lobby
+    waiting: dict[str, int] = {}
+    for t in lobby.of_branch(branch):
+        if t.state == "waiting":
+            waiting[t.category] = waiting.get(t.category, 0) + 1
+    return DisplayState(
+        branch=branch,
+        calls=list(lobby.calls.get(branch, ())),
+        waiting=sum(waiting.values()),
+        waiting_by_category=waiting,
+        estimated_wait_s=lobby_estimate(core, branch),
+        now=core.now.wall,
     )

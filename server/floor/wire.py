@@ -18,25 +18,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from server.domain.access import socket_role
-from server.floor.effects import Audit
+from server.floor.effects import Audit, RecordedEffect, TicketEvent
 from server.floor.events import (
     BroadcastDue,
     CaptureUndeliverable,
     ClaimRefused,
     ClaimResolved,
+    DisplayOpened,
     DocumentStored,
     Event,
     Now,
     PeerClosed,
     PeerOpened,
     Received,
+    TicketClaimRefused,
+    TicketClaimResolved,
     TimerFired,
 )
 from server.floor.snapshot import UnknownFormat
 from server.principal import AccountRole, Principal
 from signaling.codec import decode_inbound, encode
 from signaling.errors import ErrorCode
-from signaling.messages import CheckIn, Role
+from signaling.messages import CheckIn, ClaimSummary, IssueTicket, Role
 
 WIRE_FORMAT = 1
 READS = frozenset({1})
@@ -78,8 +81,26 @@ def _check_in(raw: str) -> CheckIn:
     return message
 
 
+def _issue_ticket(raw: str) -> IssueTicket:
+    message = decode_inbound(raw, Role.SUPERVISOR, max_bytes=MAX_FRAME)
+    if not isinstance(message, IssueTicket):
+        raise ValueError("not a ticket request")
+    return message
+
+
 def event_to_dict(event: Event) -> dict[str, Any]:
     match event:
+        case TicketClaimResolved():
+            return {"t": "ticket_claim", "p": _principal(event.issuer), "b": event.branch,
+                    "q": encode(event.request), "claim": event.claim_id,
+                    "sum": event.claim.model_dump(mode="json"), "bk": event.booking,
+                    "ap": event.appointment}  # fmt: skip
+        case TicketClaimRefused():
+            return {"t": "ticket_refused", "p": _principal(event.issuer), "b": event.branch,
+                    "q": encode(event.request), "code": str(event.code),
+                    "msg": event.message}  # fmt: skip
+        case DisplayOpened():
+            return {"t": "display", "b": event.branch}
         case PeerOpened():
             return {"t": "opened", "p": _principal(event.principal), "c": event.connection,
                     "r": event.resume, "n": event.new_token}  # fmt: skip
@@ -112,6 +133,15 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 def event_from_dict(d: dict[str, Any]) -> Event:
     match d["t"]:
+        case "ticket_claim":
+            return TicketClaimResolved(_to_principal(d["p"]), d["b"], _issue_ticket(d["q"]),
+                                       d["claim"], ClaimSummary.model_validate(d["sum"]),
+                                       bool(d["bk"]), d["ap"])  # fmt: skip
+        case "ticket_refused":
+            return TicketClaimRefused(_to_principal(d["p"]), d["b"], _issue_ticket(d["q"]),
+                                      ErrorCode(d["code"]), d["msg"])  # fmt: skip
+        case "display":
+            return DisplayOpened(str(d["b"]))
         case "opened":
             return PeerOpened(_to_principal(d["p"]), d["c"], d["r"], d["n"])
         case "closed":
@@ -171,7 +201,13 @@ def load_applied(blob: bytes) -> list[tuple[Event, Now]]:
     return [(event_from_dict(e), Now(mono, wall)) for e, mono, wall in d["a"]]
 
 
-def dump_audit(entry: Audit) -> bytes:
+def dump_audit(entry: RecordedEffect) -> bytes:
+    """A recorded effect for the outbox stream: an audit entry, or (`k: ticket`) a visit's
+    ticket event. An entry without `k` is an audit entry (as before ticket events)."""
+    if isinstance(entry, TicketEvent):
+        fields = {name: getattr(entry, name) for name in TicketEvent.__slots__}
+        return json.dumps({"v": WIRE_FORMAT, "k": "ticket", **fields},
+                          separators=(",", ":")).encode()  # fmt: skip
     return json.dumps(
         {
             "v": WIRE_FORMAT,
@@ -189,8 +225,10 @@ def dump_audit(entry: Audit) -> bytes:
     ).encode()
 
 
-def load_audit(blob: bytes) -> Audit:
+def load_audit(blob: bytes) -> RecordedEffect:
     d = json.loads(blob)
     _check_format(d)
+    if d.get("k") == "ticket":
+        return TicketEvent(**{name: d[name] for name in TicketEvent.__slots__})
     return Audit(d["id"], d["at"], d["actor"], d["role"], d["action"], d["claim"],
                  dict(d["details"]), tuple(d["fp"]))  # fmt: skip

@@ -111,6 +111,8 @@ def expected(p: Principal, action: Action, f: AccessFacts) -> tuple[bool, Reach,
             return yes() if supervising and serving else no
         case A.CSO_STEER:
             return yes() if supervising else no
+        case A.TICKET_DESK:
+            return yes() if supervising or p.role is R.OPERATOR else no
     raise AssertionError(action)
 
 

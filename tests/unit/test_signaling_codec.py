@@ -125,7 +125,9 @@ def _validator(root: str) -> jsonschema.Draft202012Validator:
 def test_schema_names_every_direction() -> None:
     assert SCHEMA["protocol_version"] == PROTOCOL_VERSION
     assert set(SCHEMA["messages"]) == {
-        f"{r}_{d}" for r in ("booth", "cso", "supervisor") for d in ("to_server", "from_server")
+        f"{r}_{d}"
+        for r in ("booth", "cso", "supervisor", "display")
+        for d in ("to_server", "from_server")
     }
 
 

@@ -51,6 +51,7 @@ from server.adapters.redis.router import RedisRouter, cancel_in_turn
 from server.adapters.redis.sealed import SealBroken, Sealer
 from server.floor.core import FloorConfig, FloorCore
 from server.floor.events import (
+    DisplayOpened,
     Event,
     PeerClosed,
     PeerOpened,
@@ -254,6 +255,9 @@ class ClusterFloor:
 
     async def capture_undeliverable(self, report: dict[str, Any]) -> None:
         await self._forward(capture_undeliverable(report))
+
+    async def display_opened(self, branch: str) -> None:
+        await self._forward(DisplayOpened(branch))
 
     async def session_of_claim(self, claim_id: str) -> LiveSession | None:
         return await self._live.of_claim(claim_id)

@@ -56,8 +56,11 @@ from server.floor.effects import (
     Effect,
     PersistSession,
     Publish,
+    RecordedEffect,
     ResolveClaim,
+    ResolveTicket,
     Send,
+    TicketEvent,
 )
 from server.floor.events import Event, Now
 from server.floor.outbox import OutboxDrainer
@@ -287,8 +290,8 @@ class Batch:
     events: list[Publish] = field(default_factory=list)  # floor events, told after commit
     puts: dict[str, LiveSession] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
-    audits: list[Audit] = field(default_factory=list)
-    requests: list[ResolveClaim] = field(default_factory=list)
+    audits: list[RecordedEffect] = field(default_factory=list)  # and ticket events
+    requests: list[ResolveClaim | ResolveTicket] = field(default_factory=list)
 
     def args(self, sealer: Sealer) -> list[Any]:
         out: list[Any] = [len(self.acks), *self.acks, len(self.sends)]
@@ -319,7 +322,7 @@ class RedisOutbox:
         self._aside = redis.register_script(_OUTBOX_ASIDE)
         self._blobs: dict[str, bytes] = {}
 
-    async def peek(self, limit: int) -> Sequence[tuple[str, Audit]]:
+    async def peek(self, limit: int) -> Sequence[tuple[str, RecordedEffect]]:
         entries: Any = await self._redis.xrange(self._keys.outbox, count=limit)
         out = []
         for entry_id, fields in entries:
@@ -336,7 +339,7 @@ class RedisOutbox:
             for eid in ids:
                 self._blobs.pop(eid, None)
 
-    async def set_aside(self, entry_id: str, entry: Audit, error: str) -> None:
+    async def set_aside(self, entry_id: str, entry: RecordedEffect, error: str) -> None:
         k = self._keys
         blob = self._blobs.pop(entry_id, b"")
         await self._aside(
@@ -391,6 +394,9 @@ class LeaderRuntime(FloorRuntime):
         for rec in list(self.core.booths.values()):
             if rec.pending is not None and rec.connected:
                 self._spawn(self._resolve(ResolveClaim(rec.principal, rec.pending)), "resolve")
+        for asked in list(self.core.lobby.pending.values()):  # tickets asked at a desk
+            ask = ResolveTicket(asked.issuer, asked.branch, asked.request)
+            self._spawn(self._resolve_ticket_claim(ask), "resolve-ticket")
         self._drainer.wake()  # what the last leader decided and did not write yet
         self._dirty.set()
 
@@ -457,9 +463,9 @@ class LeaderRuntime(FloorRuntime):
                 case DeleteSession():
                     batch.puts.pop(effect.session_id, None)
                     batch.deletes.append(effect.session_id)
-                case Audit():
+                case Audit() | TicketEvent():
                     batch.audits.append(effect)
-                case ResolveClaim():
+                case ResolveClaim() | ResolveTicket():
                     batch.requests.append(effect)
                 case _:
                     assert not isinstance(effect, Committed)
