@@ -76,6 +76,8 @@ def check_image(data: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as header:
             width, height = header.size
             kind = header.format
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(f"picture is too large; at most {MAX_PIXELS} pixels") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageRejected("not a picture (expected a JPEG or PNG)") from exc
     if kind not in ("JPEG", "PNG"):

@@ -137,7 +137,7 @@ class ReadingPool:
         self.config = config or PoolConfig()
         # Readings admitted and not yet answered: at most workers + queue. (Counted here,
         # not by the queue's size: a job sits in the queue until a worker task wakes.)
-        self._admitted = 0
+        self._admitted: set[_Job] = set()
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: dict[int, _Worker] = {}
@@ -165,12 +165,12 @@ class ReadingPool:
         if not self._tasks:
             await self.start()
         loop = asyncio.get_running_loop()
-        if self._admitted >= self.config.workers + self.config.queue:
+        if len(self._admitted) >= self.config.workers + self.config.queue:
             busy = f"{self.config.workers} reading, {self.config.queue} waiting"
             return Unavailable("busy", busy)
         job = _Job(kind, data, loop.time() + self.config.timeout, loop.create_future())
-        self._admitted += 1
-        job.answer.add_done_callback(self._release)
+        self._admitted.add(job)
+        job.answer.add_done_callback(lambda _: self._admitted.discard(job))
         self._queue.put_nowait(job)
         try:
             # The worker task answers by the deadline; the grace covers a worker that
@@ -237,9 +237,6 @@ class ReadingPool:
             if not self._closed:
                 self.restarts += 1
 
-    def _release(self, _answer: object) -> None:
-        self._admitted -= 1
-
     @staticmethod
     def _answer(job: _Job, result: Reading | Unavailable) -> None:
         if not job.answer.done():
@@ -248,13 +245,13 @@ class ReadingPool:
     @property
     def admitted(self) -> int:
         """Readings running or waiting (at most workers + queue)."""
-        return self._admitted
+        return len(self._admitted)
 
     async def close(self) -> None:
-        """Stop the workers; readings still waiting are answered "closed"."""
+        """Stop the workers; readings still running or waiting are answered "closed"."""
         self._closed = True
-        while not self._queue.empty():
-            self._answer(self._queue.get_nowait(), Unavailable("closed", "shut down"))
+        for job in list(self._admitted):
+            self._answer(job, Unavailable("closed", "the reading pool is shut down"))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -93,9 +93,17 @@ async def test_readings_run_off_the_loop_and_a_full_pool_says_busy_at_once() -> 
         assert isinstance(again, Reading) or again.reason == "failed", again
         assert isinstance(await pool.read("ktp", jpeg), Reading)
         assert pool.restarts >= 1
+
+        # Closing answers the readings in flight at once.
+        pending = [asyncio.create_task(pool.read("ktp", _jpeg())) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        assert pool.admitted == 2
+        await pool.close()
+        closed = Unavailable("closed", "the reading pool is shut down")
+        assert await asyncio.gather(*pending) == [closed, closed]
+        assert await pool.read("ktp", jpeg) == closed
     finally:
         await pool.close()
-    assert await pool.read("ktp", jpeg) == Unavailable("closed", "the reading pool is shut down")
 
 
 async def test_a_reading_past_its_timeout_is_answered_and_its_worker_replaced() -> None:
