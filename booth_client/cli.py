@@ -48,6 +48,7 @@ def health_snapshot(client: Any) -> dict[str, Any]:
         "connected": client.online,
         "state": str(client.state),
         "session": client.session_id,
+        "ticket": client.called_ticket.number if client.called_ticket else None,
         "peer": client.peer_state,
         "media_up": client.media.up,
         "source": client.media.source,

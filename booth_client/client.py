@@ -75,6 +75,7 @@ from signaling.messages import (
     Answer,
     Assigned,
     BookingRef,
+    CalledTicket,
     Candidate,
     CheckIn,
     Envelope,
@@ -96,6 +97,9 @@ from signaling.messages import (
     Role,
     SessionEnded,
     SessionEndNote,
+    TicketCalled,
+    TicketRef,
+    TicketWithdrawn,
     WalkInRef,
     Welcome,
 )
@@ -232,6 +236,7 @@ class BoothClient:
         self._screen_participant = False
         self._participant: Participant | None = None
         self.last_ended: SessionEndNote | None = None  # how the latest session ended
+        self.called_ticket: CalledTicket | None = None  # the ticket called to this booth
 
     # --- what the kiosk shows ---------------------------------------------------------
 
@@ -424,6 +429,11 @@ class BoothClient:
             return CheckIn(
                 claim=who.claim, language=who.language, needs_assistance=who.needs_assistance
             )
+        if self.config.ticket_participant:  # front of house: only the called ticket's holder
+            ticket = self.called_ticket
+            if ticket is None or ticket.number in self.config.ticket_absent:
+                return None
+            return CheckIn(claim=TicketRef(number=ticket.number))
         return CheckIn(
             claim=self.config.claim(self.booth_id or "booth"),
             language=self.config.language,
@@ -625,6 +635,9 @@ class BoothClient:
             await self._close_peer()
         self.view = plan.view
         self._wants_check_in = plan.wants_check_in
+        self.called_ticket = welcome.booth.ticket if welcome.booth else None
+        if self.called_ticket is not None:
+            self._ticket_news(TicketCalled(ticket=self.called_ticket))
         log.info(
             "welcome",
             resumed=welcome.resumed,
@@ -740,6 +753,8 @@ class BoothClient:
                 self._capture(message)
             case SessionEnded():
                 await self._session_ended(message)
+            case TicketCalled() | TicketWithdrawn():
+                self._ticket_news(message)
             case _:
                 pass
 
@@ -755,6 +770,8 @@ class BoothClient:
                 if self._checking_in == request.id:
                     self._checking_in = None
                 if refusal is None:
+                    if isinstance(request.claim, TicketRef):
+                        self.called_ticket = None  # confirmed: the visit has begun
                     if self.state is SessionState.IDLE:
                         self._handle(SessionEvent.CHECK_IN)
                         self.view.position = None
@@ -777,6 +794,25 @@ class BoothClient:
             case _:
                 pass  # relayed messages: a refusal is logged above; the CSO re-offers
         self.changed.set()
+
+    def _ticket_news(self, message: TicketCalled | TicketWithdrawn) -> None:
+        """Front of house: a ticket called to this booth (its screen shows the number and
+        asks for it), or no longer."""
+        if isinstance(message, TicketWithdrawn):
+            log.info("ticket_withdrawn", number=message.number, reason=message.reason)
+            if self.called_ticket is not None and self.called_ticket.number == message.number:
+                self.called_ticket = None
+        else:
+            self.called_ticket = message.ticket
+            log.info("ticket_called", number=message.ticket.number, calls=message.ticket.calls)
+            if self.config.ticket_participant and not self._screen_participant:
+                self._wants_check_in = True
+                self._spawn(self._ticket_holder_comes(), "ticket-holder")
+        self.changed.set()
+
+    async def _ticket_holder_comes(self) -> None:
+        await asyncio.sleep(self.config.ticket_confirm_after_s)
+        await self._check_in()
 
     async def _retry_check_in(self) -> None:
         await asyncio.sleep(self.config.check_in_retry_s)

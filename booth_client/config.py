@@ -159,6 +159,19 @@ class BoothConfig(BaseSettings):
     rejoin_after_session: bool = Field(
         default=True, description="check the next (synthetic) participant in after a session"
     )
+    # Front of house: participants take a ticket at the desk and are called to a booth.
+    ticket_participant: bool = Field(
+        default=False,
+        description="synthetic participant: comes when a ticket is called to this booth and "
+        "confirms its number (instead of checking in by itself)",
+    )
+    ticket_absent: CommaList = Field(
+        default_factory=list,
+        description="synthetic participant: ticket numbers nobody comes for (no-show drills)",
+    )
+    ticket_confirm_after_s: float = Field(
+        default=1.0, ge=0, description="seconds the called participant takes to reach the booth"
+    )
     ice_host_addresses: CommaList = Field(
         default_factory=list, description="local addresses offered to peers; empty = all"
     )

@@ -25,6 +25,7 @@ from server.adapters.sql import migrate
 from server.adapters.sql.records import SqlRecordStore
 from server.adapters.sql.wiring import open_accounts
 from server.api import auth as auth_api
+from server.api import front as front_api
 from server.api import health, ws
 from server.api import records as records_api
 from server.api import uploads as uploads_api
@@ -105,7 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return await floor_ref[0].session_of_claim(claim_id)
 
         records = RecordsService(settings, store, blobs, session_of_claim=session_of_claim)
+        front = front_api.open_front(settings, engine, records, load_or_create_jwt_secret(settings))
         runtime_kw = {
+            **front.runtime_kw,  # tickets' claims and visit events (front of house)
             "resolve_claim": ws.claim_resolver(records),
             "write_audit": ws.audit_writer(records),
             "broadcast_interval": settings.broadcast_interval,
@@ -120,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, router, live, metrics, secret, **runtime_kw
             )
         floor_ref.append(floor)
+        front.attach(app, floor, router, metrics)
         await floor.start()
 
         async def readiness() -> list[str]:
@@ -155,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if cluster is not None:
                 await cluster.close()
             auth.close()
+            await front.close()
             await store.close()
             await engine.dispose()
 
@@ -173,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ws.router)
     app.include_router(records_api.router)
     app.include_router(uploads_api.router)
+    front_api.install(app)
 
     @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")
     async def schema() -> JSONResponse:

@@ -137,6 +137,23 @@ class Settings(BaseSettings):
     decline_cooldown: float = Field(default=60.0, ge=0)
     default_service_time: float = Field(default=300.0, gt=0)
 
+    # Front of house (issue 24): tickets, calls and service-level reports
+    lobby_call_timeout: float = Field(
+        default=90.0, gt=0, le=1800, description="seconds a called ticket has at its booth"
+    )
+    lobby_max_recalls: int = Field(default=2, ge=0, le=10, description="missed calls recalled")
+    lobby_recycle_behind: int = Field(default=3, ge=0, le=100, description="tickets, then")
+    lobby_max_recycles: int = Field(default=1, ge=0, le=10, description="then a no-show")
+    report_target_wait: float = Field(
+        default=900.0, gt=0, description="seconds: the service level's target wait"
+    )
+    report_short_abandon: float = Field(
+        default=60.0, ge=0, description="seconds: unserved tickets ending sooner are excluded"
+    )
+    branch_utc_offset: float = Field(
+        default=7.0, ge=-12, le=14, description="hours: the branches' local time (WIB: 7)"
+    )
+
     # Sockets
     heartbeat_interval: float = Field(default=10.0, gt=0)
     heartbeat_timeout: float = Field(default=30.0, gt=0)

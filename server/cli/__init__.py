@@ -11,6 +11,7 @@ from server.cli.accounts import db_app, user_app
 from server.cli.booth import booth_app
 from server.cli.demo import demo
 from server.cli.floor import floor_app
+from server.cli.front import display_app, reports_app
 from server.cli.records import audit_app, claims_app, outcomes_app, retention_app
 from server.cli.serve import serve
 
@@ -34,6 +35,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(capture_app, name="capture")
 app.add_typer(floor_app, name="floor")
+app.add_typer(display_app, name="display")
+app.add_typer(reports_app, name="reports")
 
 
 @app.command(help="Print the JSON Schema of every websocket message.")

@@ -70,6 +70,7 @@ from server.floor.events import (
     capture_undeliverable,
     document_stored,
 )
+from server.floor.lobby import LobbyConfig
 from server.floor.outbox import AuditWriter, MemoryOutbox, OutboxDrainer
 from server.floor.snapshot import dump_core, load_core, new_core, replay
 from server.metrics import Metrics
@@ -140,8 +141,21 @@ def floor_config(settings: Settings, secret: str | bytes = b"") -> FloorConfig:
         turn_ttl=settings.turn_ttl,
         monitor_visible_to_cso=settings.monitor_visible_to_cso,
         participant_key=derive_key(raw, b"participants") if raw else b"loket-participants",
+        speech_key=speech_key(raw),
+        lobby=LobbyConfig(
+            call_timeout=settings.lobby_call_timeout,
+            max_recalls=settings.lobby_max_recalls,
+            recycle_behind=settings.lobby_recycle_behind,
+            max_recycles=settings.lobby_max_recycles,
+            utc_offset=settings.branch_utc_offset * 3600,
+        ),
         max_descriptions=settings.max_descriptions_per_session,
     )
+
+
+def speech_key(secret: bytes) -> bytes:
+    """Signs the spoken calls' URLs (the display API checks them with the same key)."""
+    return derive_key(secret, b"speech") if secret else b"loket-speech"
 
 
 def derive_key(secret: bytes, purpose: bytes) -> bytes:
