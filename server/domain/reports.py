@@ -292,18 +292,17 @@ def merge(days: Iterable[DayFigures]) -> DayFigures:
 
 
 def percentile_exact(values: list[float], q: float) -> float | None:
-    """The q-quantile by linear interpolation (numpy's default), exact."""
+    """The nearest-rank q-quantile: the smallest value at least q of them do not exceed
+    (a p90 wait is a wait 90 % of people did not wait longer than), exact."""
     if not values:
         return None
     ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def percentile_hist(hist: Mapping[int, int], q: float) -> float | None:
-    """The q-quantile from a histogram of BUCKET-second buckets (within a bucket's width),
-    interpolated within the bucket that holds it."""
+    """The nearest-rank q-quantile from a histogram of BUCKET-second buckets: within the
+    bucket that holds it (interpolated there), so within BUCKET seconds of the exact one."""
     total = sum(hist.values())
     if total == 0:
         return None
