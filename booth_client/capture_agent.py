@@ -14,6 +14,10 @@ through the outbox (booth_client.delivery), so a kiosk restart or a network loss
 loses or duplicates it. Delivery reports what it does (sending n of m bytes, queued, sent,
 not delivered), and while the capture's session lives the officer sees it as
 `capture_status` (at most PROGRESS_PER_S times a second), and so does the kiosk screen.
+
+A `face_still` (the officer compares the participant with the KTP's photo) takes the face
+camera's newest frame at full resolution instead: no document pipeline, no retries, the
+same outbox, grant and delivery (it is evidence like a document).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ Uploader = Callable[[OutboxItem, bytes], Awaitable[Delivery]]
 
 PROGRESS_PER_S = 4.0  # capture_status while bytes go out, at most
 GRANT_WAIT_S = 3.0  # the grant was asked for at the request: it is normally in by now
+FACE_STILL = "face_still"
+STILL_QUALITY = 92  # JPEG quality of a face still (the face comparison reads it)
 
 
 class DocumentCamera(Protocol):
@@ -72,11 +78,14 @@ class RingCamera:
 class SyntheticDocumentCamera:
     """A synthetic participant laying the requested document on the desk (rendered with
     booth_client.sources.scenes). `shaky_first`: the first attempt is blurred by a moving
-    hand, so the retry and its advice can be seen and tested."""
+    hand, so the retry and its advice can be seen and tested. `documents` draws the
+    participant's own KTP, KPJ card or bank book by kind (booth_client.sources.documents:
+    `ParticipantDocuments`); other kinds are the desk's generic cards and letters."""
 
-    def __init__(self, seed: int = 0, *, shaky_first: bool = False) -> None:
+    def __init__(self, seed: int = 0, *, shaky_first: bool = False, documents: Any = None) -> None:
         self.seed = seed
         self.shaky_first = shaky_first
+        self.documents = documents
         self._requests = 0
 
     async def burst(self, kind: str, n: int, attempt: int) -> Sequence[np.ndarray]:
@@ -87,8 +96,50 @@ class SyntheticDocumentCamera:
         blur = 14.0 if (self.shaky_first and attempt == 1) else 0.0
         levels = [blur + 2.0 * (i % 2) if blur else 0.0 for i in range(n)]
         seed = self.seed * 1000 + self._requests
-        scenes = await asyncio.to_thread(render_burst, kind, seed, levels, shake_px=1.5)
+        own = self.documents.texture(kind) if self.documents is not None else None
+        scenes = await asyncio.to_thread(
+            render_burst, own[1] if own else kind, seed, levels, shake_px=1.5,
+            texture=own[0] if own else None,
+        )  # fmt: skip
         return [s.image for s in scenes]
+
+
+class FaceCamera(Protocol):
+    async def still(self) -> np.ndarray:
+        """The face camera's newest frame at full resolution (BGR)."""
+        ...
+
+
+class FeedStillCamera:
+    """A real face camera: `track` is a subscription to its feed that keeps only the
+    newest frame (booth_client.sources.media: `Feed.subscribe(backlog=1)`)."""
+
+    def __init__(self, track: Any, wait_s: float = 2.0) -> None:
+        self.track, self.wait_s = track, wait_s
+
+    async def still(self) -> np.ndarray:
+        frame = await asyncio.wait_for(self.track.recv(), self.wait_s)
+        return await asyncio.to_thread(lambda: frame.to_ndarray(format="bgr24"))
+
+
+class SyntheticFaceCamera:
+    """The synthetic participant in front of the face camera: `portrait` (BGR) framed as
+    a 1280x720 camera sees a person at a booth; without one, the synthetic test picture
+    (no face: the officer's console then says "no face")."""
+
+    def __init__(
+        self, label: str, portrait: np.ndarray | None, size: tuple[int, int] = (1280, 720)
+    ) -> None:
+        self.label, self.portrait, self.size = label, portrait, size
+        self._shots = 0
+
+    async def still(self) -> np.ndarray:
+        from booth_client.sources.documents import face_frame
+
+        self._shots += 1
+        return await asyncio.to_thread(
+            face_frame, self.portrait, self.size, self._shots, self.label
+        )
 
 
 class CaptureAgent:
@@ -102,8 +153,10 @@ class CaptureAgent:
         config: CaptureConfig | None = None,
         on_advice: AdviceShown | None = None,
         session_live: Callable[[str | None], bool] = lambda _: True,
+        face_camera: FaceCamera | None = None,
     ) -> None:
         self.camera = camera
+        self.face_camera = face_camera
         self.outbox = outbox
         self.send = send
         self.config = config or CaptureConfig()
@@ -131,6 +184,9 @@ class CaptureAgent:
             granting = asyncio.ensure_future(self.delivery.fetch_grant(item))
             self._granting.add(granting)  # (a slow one goes on after the picture is kept)
             granting.add_done_callback(self._granting.discard)
+            if request.kind == FACE_STILL:
+                await self._face_still(item, granting, status)
+                return
             tries = attempts(self.config.attempts, self.config)
             previous: CaptureResult | None = None
             for attempt in tries:
@@ -164,6 +220,32 @@ class CaptureAgent:
                 )
         if item is not None:
             await self.delivery.drain()
+
+    async def _face_still(
+        self, item: OutboxItem, granting: asyncio.Future[OutboxItem], status: _Status
+    ) -> None:
+        """The face camera's newest frame, kept in the outbox like a document picture
+        (the caller's `finally` of `handle` does not apply: delivery is started here)."""
+        from booth_client.capture import encode_jpeg
+
+        try:
+            if self.face_camera is None:
+                raise RuntimeError("this booth has no face camera for stills")
+            await status("capturing")
+            frame = await self.face_camera.still()
+            jpeg = await asyncio.to_thread(encode_jpeg, frame, STILL_QUALITY)
+            await asyncio.wait({granting}, timeout=GRANT_WAIT_S)
+            await asyncio.to_thread(self.outbox.attach, item.item_id, jpeg, {"attempt": 1})
+        except Exception as exc:
+            log.exception("face_still_failed")
+            await status(
+                "failed", detail=f"the booth could not take the still: {type(exc).__name__}"
+            )
+            refusal = {"reason": "capture_failed", "status": None, "message": repr(exc)[:300]}
+            await asyncio.to_thread(
+                self.outbox.update, item.item_id, state=ItemState.REFUSED, refusal=refusal
+            )
+        await self.delivery.drain()
 
     async def _delivered(self, event: DeliveryEvent) -> None:
         """What delivery did with a picture, as the officer (and the screen) see it."""

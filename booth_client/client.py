@@ -35,7 +35,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection
 
 from booth_client.audio import LatestFrameSink, open_audio_sink
-from booth_client.capture_agent import CaptureAgent, SyntheticDocumentCamera
+from booth_client.capture_agent import (
+    CaptureAgent,
+    FeedStillCamera,
+    SyntheticDocumentCamera,
+    SyntheticFaceCamera,
+)
 from booth_client.codecs import Voice
 from booth_client.config import BoothConfig
 from booth_client.degrade import Degrader, Policy, voice_on_wire
@@ -62,7 +67,7 @@ from booth_client.pacing import Pacer
 from booth_client.peer import BoothPeer, warm_up
 from booth_client.refresh import post_refresh
 from booth_client.relay import FrameRelay
-from booth_client.sources.documents import render_document
+from booth_client.sources.documents import ParticipantDocuments, load_portrait, render_document
 from booth_client.sources.media import open_media
 from booth_client.stats import STATS_INTERVAL_S, StatsSample, peer_stats, sample
 from booth_client.uplink import FLOOR_BPS, UplinkPacer, upload_rate
@@ -222,13 +227,22 @@ class BoothClient:
             chunk_bytes=config.upload_chunk_bytes,
         )  # fmt: skip
         # Document captures the CSO asks for: pipeline, on-disk outbox, delivery.
+        # The synthetic participant shows their own KTP (with their face), KPJ card and bank
+        # book, and a face still on request; real cameras give the real ones.
+        portrait = load_portrait(config.synthetic_portrait)
+        documents = ParticipantDocuments(self._participant_numbers, portrait)
         self.capture_agent = CaptureAgent(
             self.media.capture_camera
-            or SyntheticDocumentCamera(zlib.crc32(self._name.encode()), shaky_first=True),
+            or SyntheticDocumentCamera(
+                zlib.crc32(self._name.encode()), shaky_first=True, documents=documents
+            ),
             Outbox(config.outbox_dir or self.state_dir / "outbox"),
             self.uploads,
             self.media.watch_captures(self._send),  # the document track's rate follows
             session_live=self._session_live,
+            face_camera=FeedStillCamera(self.media.face_still)
+            if self.media.face_still is not None
+            else SyntheticFaceCamera(self._name, portrait),
         )
         if config.ice_host_addresses:
             use_host_addresses(config.ice_host_addresses)
@@ -945,6 +959,13 @@ class BoothClient:
             log.warning("capture_for_other_session", session_id=request.session_id)
             return
         self._spawn(self.capture_agent.handle(request, claim_id), "capture")
+
+    def _participant_numbers(self) -> tuple[str, str] | None:
+        """The NIK and KPJ of who checks in here (typed at the screen, or configured)."""
+        claim = self._participant.claim if self._participant else self.config.claim(
+            self.booth_id or self._name
+        )  # fmt: skip
+        return (claim.nik, claim.kpj) if isinstance(claim, WalkInRef) else None
 
     def _session_live(self, session_id: str | None) -> bool:
         """A capture of this session may still tell the officer how it goes."""

@@ -150,6 +150,12 @@ class BoothConfig(BaseSettings):
     walk_in_kpj: str | None = None
     walk_in_claim_type: ClaimType = ClaimType.RESIGNATION
     needs_assistance: bool = False
+    synthetic_portrait: Path | None = Field(
+        default=None,
+        description="synthetic participant: a portrait (JPEG or PNG) their face still shows "
+        "and their KTP carries (its other fields are the member their NIK and KPJ stand "
+        "for); unset: no face in view",
+    )
     show_documents: bool = Field(
         default=False,
         description="synthetic participant: once media is up, send a picture of every "

@@ -57,7 +57,9 @@ class CaptureWatch:
         send, advice = agent.send, agent.on_advice
 
         async def tee(message: Envelope) -> None:
-            if isinstance(message, CaptureStatus):
+            # A face still is taken during the call (the officer says so): the call stays
+            # on screen, no document capture is shown.
+            if isinstance(message, CaptureStatus) and message.kind != "face_still":
                 self._status(message)
             await send(message)
 

@@ -8,6 +8,9 @@ so a CSO can tell them apart in the console.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -122,3 +125,111 @@ def letter_image(
                   max(1, round(2 * k)))  # fmt: skip
     cv2.circle(page, (sx + round(60 * k), sy), round(70 * k), (160, 70, 40), max(1, round(4 * k)))
     return page
+
+
+# --- the synthetic participant's own documents and face ---------------------------------------
+
+# The e-KTP's photo box (x, y, width, height in mm), as booth_client.sources.id_cards draws it.
+KTP_PHOTO_MM = (62.0, 16.5, 20.0, 24.0)
+
+
+def portrait_crop(portrait: np.ndarray) -> np.ndarray:
+    """Head and shoulders out of a portrait, 5:6 like a KTP photo: the middle two thirds of
+    its width, from a little below its top (a passport-style picture's framing)."""
+    h, w = portrait.shape[:2]
+    cw = round(w * 0.66)
+    ch = min(round(cw * 6 / 5), h)
+    x, y = (w - cw) // 2, min(round(h * 0.08), h - ch)
+    return portrait[y : y + ch, x : x + cw]
+
+
+def with_photo(card: np.ndarray, portrait: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """`card` (a KTP texture) with `portrait` printed in its photo box, as a card printer
+    prints it: a little softer, paler and blurred."""
+    x, y, w, h = (round(v * px_per_mm) for v in KTP_PHOTO_MM)
+    head = portrait_crop(portrait)
+    shrink = head.shape[1] > w
+    photo = cv2.resize(head, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    grey = cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    photo = cv2.convertScaleAbs(cv2.addWeighted(photo, 0.8, grey, 0.2, 0), alpha=0.82, beta=28)
+    card = card.copy()
+    card[y : y + h, x : x + w] = cv2.GaussianBlur(photo, (0, 0), 1.0)
+    return card
+
+
+class ParticipantDocuments:
+    """The synthetic participant's own KTP, KPJ card and bank book, drawn with the data of
+    the member their NIK and KPJ stand for (booth_client.sources.id_cards: `person_for`)
+    and the portrait on the KTP, so machine reading and the face comparison have something
+    true to find. `who()` gives the participant's (NIK, KPJ), None when the kiosk does not
+    know them (a booking code). `texture(kind)`: (flat picture, capture format), or None
+    for kinds it does not draw."""
+
+    def __init__(
+        self, who: Callable[[], tuple[str, str] | None], portrait: np.ndarray | None = None
+    ) -> None:
+        self.who, self.portrait = who, portrait
+        self._drawn: dict[tuple[str, str, str], tuple[np.ndarray, str]] = {}
+
+    def texture(self, kind: str) -> tuple[np.ndarray, str] | None:
+        from booth_client.sources import id_cards
+
+        numbers = self.who()
+        if numbers is None or kind not in ("ktp", "kpj_card", "buku_tabungan"):
+            return None
+        key = (*numbers, kind)
+        if key not in self._drawn:
+            person = id_cards.person_for(*numbers)
+            font = "Liberation Sans" if "Liberation Sans" in id_cards.FONTS else id_cards.FONTS[0]
+            style = id_cards.CardStyle(font=font)
+            if kind == "ktp":
+                card = id_cards.render_ktp(person, style)
+                if self.portrait is not None:
+                    card = with_photo(card, self.portrait, id_cards.PX_PER_MM)
+                self._drawn[key] = (card, "id1")
+            elif kind == "kpj_card":
+                self._drawn[key] = (id_cards.render_kpj_card(person, style), "id1")
+            else:  # a landscape passbook page lies across the A4 plate (kept portrait)
+                page = id_cards.render_bank_book(person, style)
+                self._drawn[key] = (cv2.rotate(page, cv2.ROTATE_90_CLOCKWISE), "a4")
+        return self._drawn[key]
+
+
+def face_frame(
+    portrait: np.ndarray | None, size: tuple[int, int], shot: int, label: str = "booth"
+) -> np.ndarray:
+    """What the face camera sees of the synthetic participant: the portrait's head and
+    shoulders filling most of the frame's height against a booth's wall, with sensor
+    noise that differs from shot to shot. No portrait: the wall and the booth's label
+    (no face to find)."""
+    w, h = size
+    rng = np.random.default_rng([shot, 0xFACE])
+    shade = np.linspace(1.05, 0.8, w, dtype=np.float32)[None, :, None]
+    frame = np.broadcast_to(np.array([178, 186, 190], np.float32), (h, w, 3)) * shade
+    if portrait is None:
+        frame = np.ascontiguousarray(frame)
+        cv2.putText(frame, f"{label}: no participant in view", (40, h // 2),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.2, (60, 60, 60), 2)  # fmt: skip
+    else:
+        head = portrait_crop(portrait)
+        ph = round(h * 0.8)
+        pw = round(head.shape[1] * ph / head.shape[0])
+        frame = np.ascontiguousarray(frame)
+        x, y = (w - pw) // 2, h - ph
+        frame[y:, x : x + pw] = cv2.resize(head, (pw, ph), interpolation=cv2.INTER_CUBIC)
+    noise = rng.normal(0, 3.0, frame.shape).astype(np.float32)
+    return cv2.convertScaleAbs(frame + noise)
+
+
+def load_portrait(path: str | os.PathLike[str] | None) -> np.ndarray | None:
+    """The synthetic participant's portrait (config `synthetic_portrait`), or None."""
+    if path is None:
+        return None
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        from booth_client.sources.media import MediaSourceError
+
+        raise MediaSourceError(
+            f"synthetic_portrait {path}: not a picture OpenCV can read; give a JPEG or PNG"
+        )
+    return image

@@ -411,6 +411,7 @@ class BoothMedia:
     audio: MediaStreamTrack
     document_rate: FrameRate
     capture_camera: Any = None  # a DocumentCamera for captures; None: the synthetic desk
+    face_still: Any = None  # the face camera's newest frame (a FeedTrack); None: synthetic
     feeds: list[Feed] = field(default_factory=list)
 
     @property
@@ -491,5 +492,6 @@ def open_media(config: BoothConfig, label: str) -> BoothMedia:
         audio=audio,
         document_rate=rate,
         capture_camera=capture_camera,
+        face_still=face_feed.subscribe(backlog=1),  # keeps one frame: the newest
         feeds=feeds,
     )

@@ -170,9 +170,16 @@ def render_scene(
 
 
 def render_burst(
-    kind: str, seed: int, blur_levels: Sequence[float], *, shake_px: float = 3.0, **kw: Any
+    kind: str,
+    seed: int,
+    blur_levels: Sequence[float],
+    *,
+    shake_px: float = 3.0,
+    texture: np.ndarray | None = None,
+    **kw: Any,
 ) -> list[Scene]:
-    """Frames of one placement with hand shake; frame i has motion blur `blur_levels[i]`."""
+    """Frames of one placement with hand shake; frame i has motion blur `blur_levels[i]`.
+    `texture`: a flat document of `kind`'s format to lay there (see `render`)."""
     base = random_spec(kind, seed, **kw)
     rng = np.random.default_rng([seed, 0xB0257])
     frames = []
@@ -180,7 +187,7 @@ def render_burst(
         shake = (float(rng.normal(0, shake_px)), float(rng.normal(0, shake_px)),
                  float(rng.normal(0, 0.25)))  # fmt: skip
         spec = replace(base, blur=float(level), blur_kind="motion", shake=shake)
-        frames.append(render(spec, frame=i))
+        frames.append(render(spec, frame=i, texture=texture))
     return frames
 
 
