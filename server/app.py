@@ -18,17 +18,21 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from reading.pool import PoolConfig, ReadingPool
 from server.adapters.blobs import BlobStore
+from server.adapters.directory import CircuitBreaker, HttpMemberDirectory, LocalMemberDirectory
 from server.adapters.local import LocalLiveState, LocalRouter
 from server.adapters.redis.wiring import open_cluster
 from server.adapters.sql import migrate
 from server.adapters.sql.records import SqlRecordStore
 from server.adapters.sql.wiring import open_accounts
+from server.analysis import DocumentAnalyst, Notify
 from server.api import auth as auth_api
 from server.api import front as front_api
 from server.api import health, ws
 from server.api import records as records_api
 from server.api import uploads as uploads_api
+from server.api import verification as verification_api
 from server.api.connection import CloseCode, Connection
 from server.api.errors import install_error_handlers
 from server.api.records import install_records_errors
@@ -38,11 +42,13 @@ from server.auth.service import AuthService
 from server.auth.tokens import TokenIssuer
 from server.floor import FloorRuntime
 from server.metrics import Metrics
+from server.ports.directory import MemberDirectory
 from server.ports.floor import Floor
 from server.ports.live_state import LiveSession, LiveState
 from server.ports.router import FLOOR_TOPICS, Mailbox, Router
 from server.records import RecordsService, documents_key
 from server.settings import Settings
+from server.workbench import Workbench
 from signaling.schema import protocol_schema
 
 log = structlog.get_logger("loket.app")
@@ -62,6 +68,40 @@ def _close_evicted(mailboxes: list[Mailbox]) -> None:
     for mailbox in mailboxes:
         if isinstance(mailbox, Connection):
             mailbox.close(CloseCode.SERVICE_RESTART, "reconnect: this server was cut off")
+
+
+def open_directory(settings: Settings, store: SqlRecordStore) -> MemberDirectory:
+    """The agency's membership service when LOKET_DIRECTORY_URL is set, else the
+    membership table the imports fill."""
+    if settings.directory_url is None:
+        return LocalMemberDirectory(store)
+    token = settings.directory_token.get_secret_value() if settings.directory_token else None
+    return HttpMemberDirectory(
+        settings.directory_url, timeout=settings.directory_timeout,
+        retries=settings.directory_retries, backoff=settings.directory_backoff,
+        breaker=CircuitBreaker(settings.directory_failures, settings.directory_open_seconds),
+        token=token,
+    )  # fmt: skip
+
+
+def open_analyst(
+    settings: Settings, store: SqlRecordStore, blobs: BlobStore, notify: Notify
+) -> DocumentAnalyst:
+    """One reading pool and one face runner per process, as the settings size them."""
+    pool = None
+    if settings.reading_workers:
+        pool = ReadingPool(PoolConfig(workers=settings.reading_workers,
+                                      queue=settings.reading_queue,
+                                      timeout=settings.reading_timeout))  # fmt: skip
+    faces = None
+    if settings.face_workers:
+        from faces.runner import FaceRunner  # onnxruntime is loaded only when faces are on
+
+        faces = FaceRunner(workers=settings.face_workers, queue=settings.face_queue,
+                           timeout_s=settings.face_timeout)  # fmt: skip
+    bound = settings.reading_workers + settings.reading_queue
+    bound += settings.face_workers + settings.face_queue
+    return DocumentAnalyst(store, blobs, notify, pool=pool, faces=faces, max_pending=bound + 4)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,7 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def session_of_claim(claim_id: str) -> LiveSession | None:
             return await floor_ref[0].session_of_claim(claim_id)
 
-        records = RecordsService(settings, store, blobs, session_of_claim=session_of_claim)
+        directory = open_directory(settings, store)
+        records = RecordsService(
+            settings, store, blobs, session_of_claim=session_of_claim, directory=directory
+        )
+
+        async def advice_ready(claim_id: str, document_id: str, what: str) -> None:
+            await floor_ref[0].verification_ready(claim_id, document_id, what)
+
+        analyst = open_analyst(settings, store, blobs, advice_ready)
         front = front_api.open_front(settings, engine, records, load_or_create_jwt_secret(settings))
         runtime_kw = {
             **front.runtime_kw,  # tickets' claims and visit events (front of house)
@@ -125,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         floor_ref.append(floor)
         front.attach(app, floor, router, metrics)
         await floor.start()
+        await analyst.start()  # the reading workers load their models in the background
 
         async def readiness() -> list[str]:
             problems = []
@@ -143,6 +192,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = auth
         app.state.floor = floor
         app.state.records = records
+        app.state.analyst = analyst
+        app.state.workbench = Workbench(
+            records, reading=analyst.pool is not None, faces=analyst.faces is not None
+        )
         app.state.readiness = readiness
         app.state.sockets = ws.SocketServices(settings, auth, floor, router, metrics, records)
         account_watch = asyncio.create_task(ws.watch_accounts(app.state.sockets))
@@ -155,6 +208,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             account_watch.cancel()
+            await analyst.close()
+            await directory.close()
             await floor.stop()
             if cluster is not None:
                 await cluster.close()
@@ -179,6 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(records_api.router)
     app.include_router(uploads_api.router)
     front_api.install(app)
+    app.include_router(verification_api.router)
 
     @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")
     async def schema() -> JSONResponse:

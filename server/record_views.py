@@ -112,8 +112,27 @@ def checklist_json(items: Checklist) -> dict[str, Any]:
     }
 
 
-def outcome_json(outcome: OutcomeRecord, *, audit_hash: str | None = None) -> dict[str, Any]:
-    """An outcome; `audit_hash` (the receipt: its audit entry's SHA-256) when known."""
+def verification_summary(outcome: OutcomeRecord) -> dict[str, Any] | None:
+    """What was compared, without personal values (server/workbench.py `evidence`)."""
+    found = outcome.verification
+    if found is None:
+        return None
+    member = found.get("member") or {}
+    face = found.get("face") or {}
+    return {
+        **found.get("summary", {}), "member_source": member.get("source"),
+        "member_confirmed": member.get("confirmed"),
+        "face_still_document_id": face.get("still_document_id"),
+        "identity_confirmed": (found.get("identity") or {}).get("confirmed"),
+    }  # fmt: skip
+
+
+def outcome_json(
+    outcome: OutcomeRecord, *, audit_hash: str | None = None, evidence: bool = False
+) -> dict[str, Any]:
+    """An outcome; `audit_hash` (the receipt: its audit entry's SHA-256) when known; the
+    full verification evidence (record values, readings: personal data) when `evidence`
+    (auditors), else its summary."""
     body = {
         "outcome_id": outcome.outcome_id,
         "claim_id": outcome.claim_id,
@@ -127,7 +146,11 @@ def outcome_json(outcome: OutcomeRecord, *, audit_hash: str | None = None) -> di
         "evidence": list(outcome.evidence),
         "decided_at": outcome.decided_at.isoformat(),
         "audit_seq": outcome.audit_seq,
+        "verification": verification_summary(outcome),
+        "verification_sha256": outcome.verification_sha256,
     }
+    if evidence:
+        body["evidence_detail"] = outcome.verification
     if audit_hash is not None:
         body["audit_hash"] = audit_hash
     return body
@@ -137,7 +160,19 @@ EXPORT_FIELDS = (
     "outcome_id", "decided_at", "claim_id", "booking_code", "kpj", "nik", "claim_type",
     "branch", "decision", "reason_codes", "note", "decided_by", "session_id", "evidence",
     "fingerprints", "audit_seq",
+    # What was compared (server/workbench.py): counts, codes and the face's band, never a
+    # personal value; the full evidence hashes to verification_sha256 (in the audit chain).
+    "member_source", "fields_checked", "fields_matching", "fields_differing",
+    "fields_unreadable", "fields_unchecked", "overrides", "mismatches", "overridden",
+    "face_band", "face_similarity", "face_still_document_id", "verification_sha256",
 )  # fmt: skip
+
+_SUMMARY_COLUMNS = {
+    "member_source": "member_source", "fields_checked": "fields", "fields_matching": "matches",
+    "fields_differing": "differs", "fields_unreadable": "unreadable",
+    "fields_unchecked": "unchecked", "overrides": "overrides", "face_band": "face_band",
+    "face_similarity": "face_similarity", "face_still_document_id": "face_still_document_id",
+}  # fmt: skip
 
 
 async def export_rows(
@@ -155,6 +190,13 @@ async def export_rows(
         row["reason_codes"] = " ".join(outcome.reason_codes)
         row["evidence"] = " ".join(outcome.evidence)
         row["fingerprints"] = " ".join(outcome.fingerprints)
+        summary = row.pop("verification") or {}
+        for column, key in _SUMMARY_COLUMNS.items():
+            value = summary.get(key)
+            row[column] = "" if value is None else value
+        row["mismatches"] = " ".join(summary.get("mismatches", []))
+        row["overridden"] = " ".join(summary.get("overridden", []))
+        row["verification_sha256"] = outcome.verification_sha256 or ""
         if claim is not None:
             row.update(
                 booking_code=claim.booking_code or "",

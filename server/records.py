@@ -25,11 +25,12 @@ from typing import Any
 
 import structlog
 
+from server import workbench
 from server.adapters.blobs import BlobMissing, BlobStore, load_or_create_key, sha256_hex
 from server.auth.secrets import load_or_create_jwt_secret
 from server.domain.access import AccessDecision, AccessFacts, Action, SessionFacts
 from server.domain.access import decide as decide_access
-from server.domain.audit import ChainProblem, ProblemKind, verify_chain
+from server.domain.audit import AuditEntry, ChainProblem, ProblemKind, verify_chain
 from server.domain.claims import (
     Claim,
     ClaimRuleError,
@@ -40,6 +41,8 @@ from server.domain.claims import (
     new_booked_claim,
     register_walk_in,
     transition,
+    validate_kpj,
+    validate_nik,
 )
 from server.domain.documents import (
     DocumentKind,
@@ -47,7 +50,17 @@ from server.domain.documents import (
 )
 from server.domain.grants import CaptureGrant, GrantError, grant_key, sign, verify
 from server.domain.images import ImageKind, check_image
+from server.domain.members import (
+    MemberRecord,
+    MemberSource,
+    has_member_values,
+    local_day,
+    parse_member,
+    typed_walk_in,
+    waiting_period_problem,
+)
 from server.domain.privacy import mask_nik
+from server.ports.directory import DirectoryUnavailable, MemberDirectory
 from server.ports.live_state import LiveSession
 from server.ports.records import (
     AuditDraft,
@@ -164,6 +177,9 @@ class ImportRow:
     branch: str
     appointment: str
     balance_idr: str
+    # The member record's columns (server.domain.members.MEMBER_FIELDS), when the file
+    # has them; empty: the claim is imported without a record (looked up at check-in).
+    member: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,6 +197,19 @@ class ImportResult:
     error: str | None = None
 
 
+def _open_walk_in(claims: Iterable[Claim], ref: WalkInRef) -> Claim | None:
+    """The open claim a walk-in's NIK, KPJ and claim type come back to, if any."""
+    for existing in claims:
+        if (
+            existing.kpj == ref.kpj
+            and existing.claim_type is ref.claim_type
+            and existing.state not in (ClaimState.APPROVED, ClaimState.REJECTED)
+            and existing.state is not ClaimState.CANCELLED
+        ):
+            return existing
+    return None
+
+
 def idempotency_owner(who: Principal) -> str:
     """Whose Idempotency-Keys these are: role and id (a booth and a user may share an id)."""
     return f"{who.role}:{who.subject}"
@@ -194,12 +223,53 @@ class RecordsService:
         blobs: BlobStore,
         session_of_claim: SessionLookup,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        directory: MemberDirectory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
         self.session_of_claim = session_of_claim
         self._now = clock
+        # Where a claim without a member record looks its member up (check-in, or the
+        # officer's "look up again"); None: nowhere (batch jobs).
+        self.directory = directory
+
+    # --- for the workbench (server/workbench.py): the same policy, audit and clock ---------
+
+    def now(self) -> datetime:
+        return self._now()
+
+    def draft(self, who: Principal, action: str, **fields: Any) -> AuditDraft:
+        return _draft(who, action, **fields)
+
+    async def claim(self, claim_id: str) -> Claim:
+        """The claim, or a 404."""
+        return await self._claim(claim_id)
+
+    async def audit_read(self, who: Principal, action: str, **fields: Any) -> None:
+        await self._audit_read(who, action, **fields)
+
+    async def access(
+        self, who: Principal, action: Action, claim_id: str, branch: str
+    ) -> tuple[AccessDecision, LiveSession | None]:
+        """The policy's decision (a 403 when refused) and the claim's live session."""
+        decision, live = await self._decide(who, action, claim_id, claim_branch=branch)
+        if not decision:
+            raise refused(decision)
+        return decision, live
+
+    async def access_for_change(
+        self, who: Principal, action: Action, claim_id: str, key: str, digest: str
+    ) -> StoredResponse | None:
+        """None when `who` may make this change now; else the stored answer of the same
+        request made while it could (a retry), or the refusal raised."""
+        decision, _ = await self._decide(who, action, claim_id)
+        if decision:
+            return None
+        return await self._refused_unless_replay(who, key, digest, refused(decision))
+
+    def start_verification(self, tx: RecordsTx, cso: Principal, claim: Claim) -> Claim:
+        return self._start_verification(tx, cso, claim)
 
     # --- check-in (from the booth socket) -----------------------------------------------
 
@@ -211,7 +281,13 @@ class RecordsService:
         Everything it writes (a walk-in's registration, the check-in and their audit
         entries) is one transaction: a refusal raises inside it, so it writes nothing.
         The socket layer calls this only once the floor has accepted the booth's state.
+
+        A claim without a confirmed member record first gets one through the directory
+        (`MemberDirectory`, bounded by its own timeout): found, or else what was typed,
+        marked as not confirmed by the directory and why. A directory that does not answer
+        never holds the check-in longer than its timeout.
         """
+        member = await self._member_for_check_in(ref)
         now = self._now()
 
         def work(tx: RecordsTx) -> tuple[Claim, bool]:
@@ -231,6 +307,8 @@ class RecordsService:
                     raise RecordsError(409, "claim_refused", exc.message) from None
                 tx.set_claim_state(claim.claim_id, claim.state)
                 tx.append_audit(_draft(booth, "claim.checked_in", claim_id=claim.claim_id), now)
+            if member is not None:
+                self._give_member(tx, booth, claim.claim_id, member)
             return claim, registered
 
         claim, registered = await self.store.write(work)
@@ -238,20 +316,106 @@ class RecordsService:
             log.info("walk_in_registered", claim_id=claim.claim_id, nik=mask_nik(claim.nik))
         return claim
 
+    # --- the member record (server/domain/members.py) -------------------------------------
+
+    async def _member_for_check_in(self, ref: BookingRef | WalkInRef) -> MemberRecord | None:
+        """A record for the claim this check-in is for, when it has no confirmed one (None:
+        it has one, or there is no such booking)."""
+        if isinstance(ref, BookingRef):
+            claim = await self.store.find_claim_by_booking(ref.booking_code)
+            if claim is None:
+                return None  # refused in the transaction
+        else:
+            try:
+                validate_nik(ref.nik), validate_kpj(ref.kpj)
+            except ClaimRuleError:
+                return None  # refused in the transaction, never sent anywhere
+            claim = _open_walk_in(await self.store.find_claims_by_nik(ref.nik), ref)
+        if claim is not None:
+            claim_id = claim.claim_id
+            held = await self.store.read(lambda tx: tx.get_claim_member(claim_id))
+            if held is not None and held.confirmed:
+                return None
+            return await self.look_up_member(claim.nik, claim.kpj)
+        assert isinstance(ref, WalkInRef)  # a booking was found above, or returned
+        return await self.look_up_member(ref.nik, ref.kpj)
+
+    async def look_up_member(self, nik: str, kpj: str) -> MemberRecord:
+        """The member through the directory, or a typed record saying why not: never
+        raises, never waits past the directory's timeout."""
+        now = self._now()
+        if self.directory is None:
+            return typed_walk_in(now, "not confirmed by the directory: none is configured")
+        budget = self.settings.directory_timeout + 1.0  # the adapter's own bound, and a margin
+        try:
+            async with asyncio.timeout(budget):
+                found = await self.directory.lookup(nik, kpj)
+        except DirectoryUnavailable as exc:
+            log.warning("directory_unavailable", reason=str(exc.reason), detail=exc.message,
+                        nik=mask_nik(nik))  # fmt: skip
+            return typed_walk_in(now, f"not confirmed by the directory: {exc.message}")
+        except TimeoutError:
+            return typed_walk_in(now, f"not confirmed by the directory: no answer in {budget:g} s")
+        except Exception as exc:  # an adapter's bug must not stop a check-in
+            log.exception("directory_failed", nik=mask_nik(nik))
+            return typed_walk_in(now, f"not confirmed by the directory: {type(exc).__name__}")
+        if found is None:
+            return typed_walk_in(
+                now, "not confirmed by the directory: it knows no member with this NIK and KPJ"
+            )
+        return found
+
+    def _give_member(
+        self, tx: RecordsTx, who: Principal, claim_id: str, member: MemberRecord
+    ) -> bool:
+        """Give the claim `member` when it has no record, or when `member` is confirmed
+        (the directory answered) and the claim's is not: True when set. An unconfirmed
+        record never replaces another (a concurrent check-in may have set one meanwhile).
+        Audited without personal values."""
+        held = tx.get_claim_member(claim_id)
+        if held is not None and (held.confirmed or not member.confirmed):
+            return False
+        tx.append_audit(
+            _draft(who, "member.recorded", claim_id=claim_id,
+                   details={"source": str(member.source), "note": member.note,
+                            "directory": self.directory.name if self.directory else None}),
+            self._now(),
+        )  # fmt: skip
+        tx.set_claim_member(claim_id, member)
+        return True
+
+    async def refresh_member(
+        self, cso: Principal, claim_id: str, idempotency_key: str
+    ) -> StoredResponse:
+        """The serving officer asks the directory again (the record was only typed, or
+        the directory has changed): the answer replaces a record that was not confirmed."""
+        digest = request_hash("member_lookup", claim_id)
+        refusal = await self.access_for_change(
+            cso, Action.DOCUMENT_JUDGE, claim_id, idempotency_key, digest
+        )
+        if refusal is not None:
+            return refusal
+        claim = await self._claim(claim_id)
+        member = await self.look_up_member(claim.nik, claim.kpj)
+
+        def work(tx: RecordsTx) -> tuple[int, dict[str, Any]]:
+            changed = self._give_member(tx, cso, claim_id, member)
+            held = tx.get_claim_member(claim_id)
+            assert held is not None
+            return 200, {"claim_id": claim_id, "source": str(held.source), "note": held.note,
+                         "confirmed": held.confirmed, "changed": changed}  # fmt: skip
+
+        return await self.store.idempotent(idempotency_owner(cso), idempotency_key, digest, work)
+
     def _walk_in(
         self, tx: RecordsTx, booth: Principal, ref: WalkInRef, now: datetime
     ) -> tuple[Claim, bool]:
         # The same participant and claim, still open: they are back (follow-up, crash).
-        for existing in tx.find_claims_by_nik(ref.nik):
-            if (
-                existing.kpj == ref.kpj
-                and existing.claim_type is ref.claim_type
-                and existing.state not in (ClaimState.APPROVED, ClaimState.REJECTED)
-                and existing.state is not ClaimState.CANCELLED
-            ):
-                claim = tx.get_claim(existing.claim_id, for_update=True)
-                assert claim is not None
-                return claim, False
+        existing = _open_walk_in(tx.find_claims_by_nik(ref.nik), ref)
+        if existing is not None:
+            claim = tx.get_claim(existing.claim_id, for_update=True)
+            assert claim is not None
+            return claim, False
         try:
             claim = register_walk_in(new_id(), ref.nik, ref.kpj, ref.claim_type, booth.branch, now)
         except ClaimRuleError as exc:
@@ -758,11 +922,18 @@ class RecordsService:
                 raise not_found(f"claim {claim_id}")
             claim = self._start_verification(tx, cso, claim)
             docs = tx.documents_of(claim_id)
+            now = self._now()
+            # What was compared: the identity rules (an approval needs them met) and the
+            # evidence the outcome keeps, from one snapshot of this transaction.
+            snap = workbench.load(tx, claim_id)
+            assert snap is not None
+            identity = workbench.identity_of(snap, local_day(now))
             try:
-                decided = decide(claim, chosen, claim_checklist(claim, docs), tuple(reason_codes))
+                decided = decide(claim, chosen, claim_checklist(claim, docs), tuple(reason_codes),
+                                 identity=identity)  # fmt: skip
             except ClaimRuleError as exc:
                 raise from_rule(exc) from None
-            now = self._now()
+            verification, verification_sha = workbench.evidence(snap, identity)
             evidence = tuple(
                 sorted({d.sha256 for d in docs if d.verdict == Verdict.ACCEPTED.value})
             )
@@ -772,7 +943,9 @@ class RecordsService:
                        reason_codes=tuple(reason_codes), evidence=evidence, fingerprints=prints,
                        details={"session_id": session.session_id, "booth_id": session.booth_id,
                                 "cso_fingerprints": list(session.cso_fingerprints),
-                                "booth_fingerprints": list(session.booth_fingerprints)}),
+                                "booth_fingerprints": list(session.booth_fingerprints),
+                                "verification_sha256": verification_sha,
+                                "verification": verification["summary"]}),
                 now,
             )  # fmt: skip
             outcome = OutcomeRecord(
@@ -780,6 +953,7 @@ class RecordsService:
                 reason_codes=tuple(reason_codes), note=note, decided_by=cso.subject,
                 branch=claim.branch, session_id=session.session_id, fingerprints=prints,
                 evidence=evidence, decided_at=now, audit_seq=entry.seq,
+                verification=verification, verification_sha256=verification_sha,
             )  # fmt: skip
             tx.add_outcome(outcome)
             tx.set_claim_state(claim_id, decided.state)
@@ -816,6 +990,7 @@ class RecordsService:
 
     async def _import_one(self, actor: Principal, line: int, row: ImportRow) -> ImportResult:
         now = self._now()
+        member: MemberRecord | None = None
         try:
             appointment = datetime.fromisoformat(row.appointment)
             if appointment.tzinfo is None:
@@ -826,16 +1001,28 @@ class RecordsService:
                 ClaimType(row.claim_type.strip()), row.branch.strip(), appointment, now,
                 balance_idr=balance,
             )  # fmt: skip
+            if has_member_values(row.member):
+                member = parse_member(row.member, source=MemberSource.IMPORT, recorded_at=now,
+                                      nik=claim.nik, today=local_day(now))  # fmt: skip
+                waiting = waiting_period_problem(
+                    claim.claim_type, member.employment_end, appointment.date()
+                )
+                if waiting is not None:
+                    raise ValueError(f"employment_end: {waiting}, after the appointment")
         except ClaimRuleError as exc:
             return ImportResult(line, False, error=exc.message)
         except (ValueError, TypeError) as exc:
             return ImportResult(line, False, error=str(exc))
         imported = _draft(actor, "claim.imported", claim_id=claim.claim_id,
-                          details={"booking_code": claim.booking_code})  # fmt: skip
+                          details={"booking_code": claim.booking_code,
+                                   "member": member is not None})  # fmt: skip
 
         def work(tx: RecordsTx) -> None:
             tx.add_claim(claim)
             tx.append_audit(imported, now)
+            if member is not None:  # the claim's record, and the local directory's
+                tx.set_claim_member(claim.claim_id, member)
+                tx.put_member(claim.nik, claim.kpj, member)
 
         try:
             await self.store.write(work)
@@ -877,6 +1064,7 @@ class RecordsService:
             return None  # purged meanwhile by another run
         now = self._now()
         tx.set_purged(doc.document_id, now)
+        tx.purge_analyses(doc.document_id, now)  # what was read from it goes with it
         in_use = tx.blob_in_use(doc.sha256)
         if not in_use:
             # Inside the transaction (a short unlink and fsync; purge is a batch job).
@@ -900,6 +1088,7 @@ class RecordsService:
         head_seq, head_hash = await self.store.audit_head()
         entries = [e async for e in self.store.audit_entries(up_to=head_seq)]
         problems = verify_chain(entries, expected_head=head_hash)
+        problems += await self._verify_outcome_evidence(entries)
         top = await self.store.audit_max_seq()
         head_now, _ = await self.store.audit_head()
         if top > head_now:
@@ -913,3 +1102,22 @@ class RecordsService:
                 )
             )
         return len(entries), problems
+
+    async def _verify_outcome_evidence(self, entries: list[AuditEntry]) -> list[ChainProblem]:
+        """Each outcome's verification evidence still hashes to what its audit entry (in
+        the chain) recorded: the chain covers the evidence, not only the decision."""
+        recorded = {e.seq: e.details.get("verification_sha256") for e in entries
+                    if e.action == "outcome.recorded"}  # fmt: skip
+        problems = []
+        for seq, text, stored_sha in await self.store.read(lambda tx: tx.outcome_verifications()):
+            if seq not in recorded:
+                continue  # appended after the head was read
+            # Stored as the canonical JSON that was hashed when the outcome was recorded.
+            actual = None if text is None else hashlib.sha256(text.encode()).hexdigest()
+            if actual != recorded[seq] or (stored_sha is not None and stored_sha != actual):
+                problems.append(ChainProblem(
+                    seq, ProblemKind.EDITED,
+                    f"the outcome of entry {seq} no longer holds the verification evidence its "
+                    "audit entry recorded (edited outside Loket): restore it from a backup",
+                ))  # fmt: skip
+        return problems

@@ -126,6 +126,38 @@ class Settings(BaseSettings):
     upload_expiry: float = Field(
         default=24 * 3600.0, gt=0, description="seconds an upload with no new chunk is kept"
     )
+    # The verification workbench: machine advice (server/analysis.py) and the member
+    # directory (server/adapters/directory.py). 0 workers: that advice is off.
+    reading_workers: int = Field(
+        default=1, ge=0, le=16, description="OCR worker processes (~1 core each while reading)"
+    )
+    reading_queue: int = Field(default=4, ge=0, le=256, description="readings that may wait")
+    reading_timeout: float = Field(
+        default=20.0, gt=0, le=300, description="seconds, waiting included"
+    )
+    face_workers: int = Field(default=1, ge=0, le=8, description="face comparison threads")
+    face_queue: int = Field(default=4, ge=0, le=256, description="comparisons that may wait")
+    face_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds")
+    directory_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="the agency's membership service (POST lookup); unset: the membership "
+        "table `loket claims import` fills",
+    )
+    directory_token: SecretStr | None = Field(default=None, description="its bearer token")
+    directory_timeout: float = Field(
+        default=3.0, gt=0, le=30, description="seconds a lookup may take, retries included"
+    )
+    directory_retries: int = Field(
+        default=2, ge=0, le=5, description="after a 5xx or network error"
+    )
+    directory_backoff: float = Field(default=0.2, ge=0, le=5, description="seconds, doubling")
+    directory_failures: int = Field(
+        default=5, ge=1, le=100, description="failed lookups in a row that open the circuit"
+    )
+    directory_open_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds the circuit stays open"
+    )
     # Testing only (refused in production): the process kills itself with SIGKILL at this
     # point of recording an outcome, so tests can prove a retry yields exactly one outcome.
     crash_point: Literal["", "outcome_before_commit", "outcome_after_commit"] = ""

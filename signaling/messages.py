@@ -385,6 +385,18 @@ class DocumentAdded(Envelope):
     height: int | None = None
 
 
+class VerificationUpdated(Envelope):
+    """Server -> the CSO serving the claim: machine advice on a document is ready (`what`:
+    its reading, or the face comparison of a face still). Carries no personal data: fetch
+    GET /api/claims/{claim_id}/verification (an audited read) to show it."""
+
+    type: Literal["verification_updated"] = "verification_updated"
+    session_id: SessionId
+    claim_id: str
+    document_id: str
+    what: Literal["reading", "face"]
+
+
 # --- booth ------------------------------------------------------------------------------
 
 
@@ -896,6 +908,7 @@ CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     SessionUpdate,
     CaptureStatus,
     DocumentAdded,
+    VerificationUpdated,
     Offer,
     AvailabilityChanged,
     LinkOpened,

@@ -225,8 +225,10 @@ async def upload_document(
 
 
 async def announce_document(request: Request, stored: StoredResponse) -> None:
-    """A document just stored: the CSO's console shows it at once (a push, not a poll)."""
+    """A document just stored: the CSO's console shows it at once (a push, not a poll),
+    and its machine advice starts off the event loop (server/analysis.py)."""
     if stored.status_code == 201 and not stored.replayed:
+        request.app.state.analyst.document_stored(stored.body)
         with contextlib.suppress(Exception):
             await request.app.state.floor.document_stored(stored.body)
 
@@ -293,8 +295,10 @@ async def list_outcomes(
     where = OutcomeFilter(branch, cso, decision, since, until, limit, offset)
     found, allowed = await service.outcomes(who, where)  # within the reader's branches
     if format == "json":
-        body = [outcome_json(o) for o in found]
-        await service.audit_outcomes_read(who, where, fmt="json", rows=len(found), full_nik=False)
+        # Auditors get each outcome's full verification evidence; others its summary.
+        auditor = allowed.reach is Reach.FULL_NIK
+        body = [outcome_json(o, evidence=auditor) for o in found]
+        await service.audit_outcomes_read(who, where, fmt="json", rows=len(found), full_nik=auditor)
         return JSONResponse(body)
     full_nik = allowed.reach is Reach.FULL_NIK
     rows = await export_rows(service.store, found, full_nik=full_nik)

@@ -109,9 +109,24 @@ def _format_of(file: Path, given: FileFormat | None) -> FileFormat:
 
 def _missing_columns(present: set[str]) -> str | None:
     missing = [c for c in IMPORT_COLUMNS if c not in present]
-    if not missing:
-        return None
-    return f"missing column(s) {', '.join(missing)}; the columns are {','.join(IMPORT_COLUMNS)}"
+    if missing:
+        return f"missing column(s) {', '.join(missing)}; the columns are {','.join(IMPORT_COLUMNS)}"
+    from server.domain.members import MEMBER_FIELDS, REQUIRED_FIELDS
+
+    given = [c for c in MEMBER_FIELDS if c in present]
+    lacking = [c for c in REQUIRED_FIELDS if c not in present]
+    if given and lacking:  # some member columns but not all: surely a mistake
+        return (
+            f"member column(s) {', '.join(lacking)} missing; with a member record the "
+            f"columns are {','.join(MEMBER_FIELDS)} (address may be empty)"
+        )
+    return None
+
+
+def _member_cells(values: dict[str, str]) -> dict[str, str]:
+    from server.domain.members import MEMBER_FIELDS
+
+    return {c: values[c] for c in MEMBER_FIELDS if c in values}
 
 
 def _read_csv(text: str, name: str) -> list[_Row]:
@@ -133,7 +148,7 @@ def _read_csv(text: str, name: str) -> list[_Row]:
             continue
         values = dict(zip(header, record, strict=False))
         cells = {c: values.get(c, "") for c in IMPORT_COLUMNS}
-        rows.append(_Row(start, ImportRow(**cells)))
+        rows.append(_Row(start, ImportRow(**cells, member=_member_cells(values))))
     if header is None:
         raise _fail(f"{name} is empty; its first line must be {','.join(IMPORT_COLUMNS)}")
     return rows
@@ -158,7 +173,9 @@ def _read_json(text: str, name: str) -> list[_Row]:
         problem = _missing_columns(set(item))
         if problem:
             raise _fail(f"{name} item {index}: {problem}")
-        rows.append(_Row(index, ImportRow(**{c: _json_cell(item[c]) for c in IMPORT_COLUMNS})))
+        cells = {c: _json_cell(item[c]) for c in IMPORT_COLUMNS}
+        member = _member_cells({k: _json_cell(v) for k, v in item.items()})
+        rows.append(_Row(index, ImportRow(**cells, member=member)))
     return rows
 
 
@@ -200,7 +217,11 @@ def _precheck(row: ImportRow) -> str | None:
         "booking_code,nik,kpj,claim_type,branch,appointment,balance_idr; JSON: a list of "
         "objects with those keys. claim_type is resignation, termination, retirement, "
         "disability or death; appointment is ISO 8601 with a time zone, e.g. "
-        "2026-12-01T09:00:00+07:00. Each row stands alone: a bad row is reported and the "
+        "2026-12-01T09:00:00+07:00. Optional member record columns (all of them, or none): "
+        "full_name,birth_place,birth_date,sex,address,employer_name,employment_end,"
+        "bank_name,account_number,account_holder (dates YYYY-MM-DD, sex M/F, address may be "
+        "empty); they also fill the membership table walk-ins are looked up in. "
+        "Each row stands alone: a bad row is reported and the "
         "others are still imported. Exit codes: 0 every row imported, 2 some rows failed "
         "(fix those rows and import the file again: rows already imported are reported as "
         "existing), 1 the file could not be used and nothing was imported."

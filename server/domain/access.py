@@ -40,6 +40,7 @@ class Action(StrEnum):
     # REST: claims, documents, outcomes
     CLAIM_READ = "claim.read"  # the claim, its checklist and document list
     CLAIM_LOOKUP = "claim.lookup"  # find claims by booking code or NIK
+    MEMBER_READ = "member.read"  # the member record and the verification workbench
     DOCUMENT_UPLOAD = "document.upload"
     DOCUMENT_READ = "document.read"  # the picture itself
     DOCUMENT_JUDGE = "document.judge"
@@ -218,6 +219,18 @@ def decide(
                 return _serving(principal, session, "booth")
             return _deny("only the booth and CSO in this claim's live session, its branch "
                          "supervisors and auditors may see it")  # fmt: skip
+        case Action.MEMBER_READ:
+            # The serving officer compares the record with the KTP: the full NIK, from
+            # accept until the session ends; everyone else who may read the claim, masked.
+            if auditor:
+                return _allow(Reach.FULL_NIK)
+            if supervisor:
+                return _allow()
+            if role is AccountRole.CSO:
+                serving = _serving(principal, session, "cso")
+                return _allow(Reach.FULL_NIK) if serving else serving
+            return _deny("only the CSO serving this claim, its branch supervisors and "
+                         "auditors may see the member record")  # fmt: skip
         case Action.CLAIM_LOOKUP:
             # claim_branch: the found claim's branch (None: before anything is found).
             if auditor:

@@ -271,6 +271,7 @@ class ReasonUse(StrEnum):
     DOCUMENT_REJECTION = "document_rejection"
     CLAIM_REJECTION = "claim_rejection"
     FOLLOW_UP = "follow_up"
+    FIELD_MISMATCH = "field_mismatch"  # an identity field the officer marks as differing
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +289,7 @@ def _r(code: str, en: str, id_: str, *uses: ReasonUse) -> Reason:
 _DOC = ReasonUse.DOCUMENT_REJECTION
 _CLAIM = ReasonUse.CLAIM_REJECTION
 _FOLLOW = ReasonUse.FOLLOW_UP
+_FIELD = ReasonUse.FIELD_MISMATCH
 
 # The fixed catalogue. Codes are stored with decisions: add new ones, never rename.
 REASONS: tuple[Reason, ...] = (
@@ -317,6 +319,21 @@ REASONS: tuple[Reason, ...] = (
        "Perlu konfirmasi dari pemberi kerja tentang berakhirnya hubungan kerja.", _FOLLOW),
     _r("follow_up_bank_account_check", "The bank account must be checked before payment.",
        "Rekening bank perlu diperiksa sebelum pembayaran.", _FOLLOW),
+    # Identity fields compared on the verification workbench (server/domain/verification).
+    _r("field_value_differs", "The document shows another value than the member record.",
+       "Data pada dokumen berbeda dengan data kepesertaan.", _FIELD),
+    _r("field_spelling_variant", "Spelled differently, but the same person (record to correct).",
+       "Ejaan berbeda, tetapi orang yang sama (data perlu diperbaiki).", _FIELD),
+    _r("field_other_person", "The document belongs to another person.",
+       "Dokumen milik orang lain.", _FIELD, _CLAIM),
+    _r("field_looks_altered", "The field looks altered on the document.",
+       "Isian pada dokumen tampak diubah.", _FIELD),
+    _r("field_face_mismatch", "The person at the booth does not look like the photo.",
+       "Wajah peserta tidak sesuai dengan foto pada dokumen.", _FIELD, _CLAIM),
+    _r("follow_up_member_data", "The membership data must be corrected before payment.",
+       "Data kepesertaan perlu diperbaiki sebelum pembayaran.", _FOLLOW),
+    _r("follow_up_waiting_period", "The one-month waiting period after resigning has not passed.",
+       "Masa tunggu satu bulan setelah mengundurkan diri belum terlewati.", _FOLLOW),
 )  # fmt: skip
 
 _REASONS_BY_CODE: Mapping[str, Reason] = {r.code: r for r in REASONS}
@@ -378,13 +395,36 @@ _DECISION_USE: Mapping[Decision, ReasonUse] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class IdentityCheck:
+    """Whether the officer confirmed who the participant is: every identity field of the
+    claim's required documents marked as matching a consistent member record, and no
+    waiting period left (server.domain.verification.identity_check computes it).
+    `problems` are (code, message) pairs; none means confirmed."""
+
+    problems: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def confirmed(self) -> bool:
+        return not self.problems
+
+
+IDENTITY_CONFIRMED = IdentityCheck()
+
+
 def decide(
-    claim: Claim, decision: Decision, checklist: Checklist, reason_codes: Sequence[str] = ()
+    claim: Claim,
+    decision: Decision,
+    checklist: Checklist,
+    reason_codes: Sequence[str] = (),
+    *,
+    identity: IdentityCheck,
 ) -> Claim:
     """The CSO's outcome for a claim under verification; returns it in the new state.
 
     Approval needs every requirement of this claim (type and balance) met by an accepted
-    document; a rejection or follow-up needs at least one applicable catalogue reason.
+    document and the participant's identity confirmed (`identity`); a rejection or
+    follow-up needs at least one applicable catalogue reason.
     """
     if claim.state is not ClaimState.IN_VERIFICATION:
         raise ClaimRuleError(
@@ -397,6 +437,10 @@ def decide(
                 "reason_not_allowed", "An approval takes no reason codes; remove them."
             )
         _check_complete(claim, checklist)
+        if identity.problems:
+            code = identity.problems[0][0]
+            said = "; ".join(message for _, message in identity.problems)
+            raise ClaimRuleError(code, f"Cannot approve claim {claim.claim_id}: {said}")
     else:
         _check_reasons(reason_codes, _DECISION_USE[decision], f"for {decision}")
     return _move(claim, ClaimState(decision.value))

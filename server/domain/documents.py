@@ -25,6 +25,9 @@ class DocumentKind(StrEnum):
     DEATH_CERTIFICATE = "death_certificate"
     HEIRS_LETTER = "heirs_letter"
     DOCTOR_STATEMENT = "doctor_statement"
+    # The participant's face from the booth's face camera, for the officer to compare
+    # with the KTP's photo (evidence like a document; never on the checklist).
+    FACE_STILL = "face_still"
 
 
 # Indonesian name first where that is what the participant knows it by.
@@ -40,6 +43,7 @@ DISPLAY_NAMES: Mapping[DocumentKind, str] = {
     DocumentKind.DEATH_CERTIFICATE: "Surat keterangan kematian (death certificate)",
     DocumentKind.HEIRS_LETTER: "Surat keterangan ahli waris (heirs' letter)",
     DocumentKind.DOCTOR_STATEMENT: "Doctor's statement of total permanent disability",
+    DocumentKind.FACE_STILL: "Face still (the participant at the booth)",
 }
 
 

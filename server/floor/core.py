@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from server.dispatch import (
     Assigned,
@@ -67,6 +68,7 @@ from server.floor.events import (
     TicketClaimRefused,
     TicketClaimResolved,
     TimerFired,
+    VerificationReady,
 )
 from server.floor.front import FrontOfHouse
 from server.floor.lobby import LOBBY_DEFAULTS, Lobby, LobbyConfig
@@ -125,6 +127,7 @@ from signaling.messages import (
     SetCsoAvailability,
     Subscribe,
     TicketAction,
+    VerificationUpdated,
 )
 from signaling.messages import Reserved as ReservedMsg
 from signaling.session import SessionEvent, SessionState
@@ -299,6 +302,8 @@ class FloorCore(FrontOfHouse):
                     self._claim_refused(event)
                 case DocumentStored():
                     self._document_stored(event)
+                case VerificationReady():
+                    self._verification_ready(event)
                 case CaptureUndeliverable():
                     self._capture_lost(event)
                 case TimerFired():
@@ -739,6 +744,19 @@ class FloorCore(FrontOfHouse):
                     height=ev.height,
                 ),
             )
+
+    def _verification_ready(self, ev: VerificationReady) -> None:
+        record = self._booths.of_claim(ev.claim_id)
+        if record is None or record.live.state is S.RESERVED:
+            return  # nobody serves the claim now; the workbench shows it when opened
+        live = record.live
+        if self._officers.connected(live.cso_id) is not None:
+            what: Literal["reading", "face"] = "face" if ev.what == "face" else "reading"
+            self._out.send(
+                cso_key(live.cso_id),
+                VerificationUpdated(session_id=live.session_id, claim_id=ev.claim_id,
+                                    document_id=ev.document_id, what=what),
+            )  # fmt: skip
 
     def _capture_lost(self, ev: CaptureUndeliverable) -> None:
         """A picture will never arrive: the officer serving the claim sees its capture fail

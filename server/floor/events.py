@@ -99,6 +99,16 @@ def document_stored(body: dict[str, object]) -> DocumentStored:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationReady:
+    """Machine advice on a stored document is ready (its reading, or a face comparison):
+    tell the CSO serving the claim to fetch it (no personal data travels here)."""
+
+    claim_id: str
+    document_id: str
+    what: str  # "reading" or "face"
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureUndeliverable:
     """A booth reported that a picture taken for a claim will never arrive (the records
     API stored the report): tell the officer serving the claim and the supervisors."""
@@ -170,6 +180,6 @@ class DisplayOpened:
 
 Event = (
     PeerOpened | PeerClosed | Received | ClaimResolved | ClaimRefused | DocumentStored
-    | CaptureUndeliverable | TimerFired | BroadcastDue | TicketClaimResolved
+    | VerificationReady | CaptureUndeliverable | TimerFired | BroadcastDue | TicketClaimResolved
     | TicketClaimRefused | DisplayOpened
 )  # fmt: skip

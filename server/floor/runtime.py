@@ -67,6 +67,7 @@ from server.floor.events import (
     TicketClaimRefused,
     TicketClaimResolved,
     TimerFired,
+    VerificationReady,
     capture_undeliverable,
     document_stored,
 )
@@ -300,6 +301,10 @@ class FloorRuntime:
     async def document_stored(self, document: dict[str, Any]) -> None:
         """A picture was stored (the records API's answer body): push it to the console."""
         await self.handle(document_stored(document))
+
+    async def verification_ready(self, claim_id: str, document_id: str, what: str) -> None:
+        """Machine advice on a document is stored: tell the officer serving the claim."""
+        await self.handle(VerificationReady(claim_id, document_id, what))
 
     async def capture_undeliverable(self, report: dict[str, Any]) -> None:
         """A booth reported a picture it can never deliver (the records API's answer body,

@@ -34,6 +34,7 @@ from server.floor.events import (
     TicketClaimRefused,
     TicketClaimResolved,
     TimerFired,
+    VerificationReady,
 )
 from server.floor.snapshot import UnknownFormat
 from server.principal import AccountRole, Principal
@@ -120,6 +121,9 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             return {"t": "document", "claim": event.claim_id, "d": event.document_id,
                     "kind": event.kind, "sha256": event.sha256, "w": event.width,
                     "h": event.height}  # fmt: skip
+        case VerificationReady():
+            return {"t": "advice", "claim": event.claim_id, "d": event.document_id,
+                    "what": event.what}  # fmt: skip
         case CaptureUndeliverable():
             return {"t": "lost", "claim": event.claim_id, "capture": event.capture_id,
                     "b": event.booth_id, "s": event.session_id, "kind": event.kind,
@@ -159,6 +163,8 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             return ClaimRefused(d["b"], _check_in(d["q"]), ErrorCode(d["code"]), d["msg"])
         case "document":
             return DocumentStored(d["claim"], d["d"], d["kind"], d["sha256"], d["w"], d["h"])
+        case "advice":
+            return VerificationReady(d["claim"], d["d"], d["what"])
         case "lost":
             return CaptureUndeliverable(d["claim"], d["capture"], d["b"], d["s"], d["kind"],
                                         d["why"], d["branch"])  # fmt: skip

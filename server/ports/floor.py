@@ -33,6 +33,10 @@ class Floor(Protocol):
 
     async def document_stored(self, document: dict[str, Any]) -> None: ...
 
+    async def verification_ready(self, claim_id: str, document_id: str, what: str) -> None:
+        """Machine advice on a document is stored: tell the officer serving the claim."""
+        ...
+
     async def capture_undeliverable(self, report: dict[str, Any]) -> None:
         """A picture its booth can never deliver: tell the officer and supervisors."""
         ...

@@ -14,6 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 from server.domain.audit import AuditEntry
 from server.domain.claims import Claim, ClaimState
+from server.domain.members import MemberRecord
+from server.domain.verification import FieldCheck
 
 
 class ClaimExists(Exception):
@@ -75,6 +77,26 @@ class OutcomeRecord:
     evidence: tuple[str, ...]
     decided_at: datetime
     audit_seq: int
+    # What was compared (server.domain.verification evidence) and the SHA-256 of its
+    # canonical JSON, which the outcome's audit entry holds too.
+    verification: dict[str, Any] | None = None
+    verification_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisRecord:
+    """The machine's advice on one document: `analysis` "reading" (the document read by
+    OCR and compared with the record) or "face" (a face still against the claim's KTP).
+    `status` pending, done, unavailable (with `reason`), or purged with the document."""
+
+    document_id: str
+    analysis: str
+    claim_id: str
+    status: str
+    started_at: datetime
+    reason: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +145,28 @@ class RecordsTx(Protocol):
 
     def add_outcome(self, outcome: OutcomeRecord) -> None: ...
     def append_audit(self, draft: AuditDraft, at: datetime) -> AuditEntry: ...
+    # The verification workbench (server.domain.members, server.domain.verification).
+    def put_member(self, nik: str, kpj: str, record: MemberRecord) -> None:
+        """Add or replace a member of the membership table (the local directory)."""
+        ...
+
+    def find_member(self, nik: str, kpj: str) -> MemberRecord | None: ...
+    def set_claim_member(self, claim_id: str, record: MemberRecord) -> None: ...
+    def get_claim_member(self, claim_id: str) -> MemberRecord | None: ...
+    def set_analysis(self, analysis: AnalysisRecord) -> None:
+        """Add or replace the analysis (document_id, analysis)."""
+        ...
+
+    def analyses_of(self, claim_id: str) -> list[AnalysisRecord]: ...
+    def purge_analyses(self, document_id: str, at: datetime) -> None:
+        """Drop what was read from a purged document (its values are personal data)."""
+        ...
+
+    def set_field_check(self, claim_id: str, check: FieldCheck) -> None: ...
+    def field_checks_of(self, claim_id: str) -> list[FieldCheck]: ...
+    def outcome_verifications(self) -> list[tuple[int, str | None, str | None]]:
+        """(audit_seq, verification JSON, its recorded SHA-256) of every outcome."""
+        ...
 
 
 T = TypeVar("T")
@@ -133,6 +177,10 @@ class RecordStore(Protocol):
     async def write(self, fn: Callable[[RecordsTx], T]) -> T:
         """Run `fn` in one transaction: committed when this returns, rolled back if it
         raises (the exception propagates)."""
+        ...
+
+    async def read(self, fn: Callable[[RecordsTx], T]) -> T:
+        """Run `fn`'s reads on one consistent snapshot, off the writer (it must not write)."""
         ...
 
     async def idempotent(

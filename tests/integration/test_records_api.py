@@ -16,7 +16,7 @@ import pytest
 from server.adapters.sql import migrate
 from server.ports.records import OutcomeFilter
 from tests.support.accounts import add_user, login
-from tests.support.claims import seed_claim
+from tests.support.claims import confirm_identity, seed_claim
 from tests.support.images import GPS, jpeg, jpeg_with_gps, png
 from tests.support.live_server import LiveServer, running_server
 from tests.support.sessions import BOOTH_PRINT, CSO_PRINT, LivePair, live_pair
@@ -83,6 +83,13 @@ async def test_a_claim_is_verified_end_to_end(server, http, pair) -> None:
             headers=pair.cso_headers(**key()),
         )  # fmt: skip
         assert res.status_code == 200 and res.json()["verdict"] == "accepted"
+    # Accepted documents are not enough: their identity fields must be confirmed too.
+    unconfirmed = await http.post(
+        f"/api/claims/{pair.claim_id}/outcome", json={"decision": "approved"},
+        headers=pair.cso_headers(**key()),
+    )  # fmt: skip
+    assert unconfirmed.json()["error"]["code"] == "identity_unconfirmed", unconfirmed.text
+    assert await confirm_identity(http, pair.claim_id, pair.cso_headers()) == 6 + 2 + 2 + 3
     res = await http.post(
         f"/api/claims/{pair.claim_id}/outcome", json={"decision": "approved", "note": "ok"},
         headers=pair.cso_headers(**key()),

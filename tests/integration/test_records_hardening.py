@@ -274,11 +274,13 @@ async def test_a_refused_check_in_writes_no_record_and_no_audit(db_settings) -> 
                             claim_type=ClaimType.DEATH)  # fmt: skip
         claim = await records.check_in(booth, walk_in)
         actions = [(e.action, e.claim_id) async for e in records.store.audit_entries()]
+        # (member.recorded: what was typed, marked unconfirmed: no directory here)
         assert actions == [("claim.registered", claim.claim_id),
-                           ("claim.checked_in", claim.claim_id)]  # fmt: skip
+                           ("claim.checked_in", claim.claim_id),
+                           ("member.recorded", claim.claim_id)]  # fmt: skip
         # Back again while it is checked in: found, nothing written twice.
         assert (await records.check_in(booth, walk_in)).claim_id == claim.claim_id
-        assert len([e async for e in records.store.audit_entries()]) == 2
+        assert len([e async for e in records.store.audit_entries()]) == 3
 
 
 # --- /metrics behind an optional bearer token -----------------------------------------------------

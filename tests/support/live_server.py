@@ -47,6 +47,9 @@ def server_settings(data_dir: Path, **overrides: Any) -> Settings:
         "jwt_secret": "test-secret-" + "x" * 32,
         "log_json": False,
         "log_level": "WARNING",
+        # Machine reading and faces cost a core for seconds: on for the tests of them only.
+        "reading_workers": 0,
+        "face_workers": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -73,6 +73,10 @@ def expected(p: Principal, action: Action, f: AccessFacts) -> tuple[bool, Reach,
             if auditor:
                 return yes(Reach.FULL_NIK)
             return yes() if supervising or ((booth_end or cso_end) and serving) else no
+        case A.MEMBER_READ:
+            if auditor or (cso_end and serving):
+                return yes(Reach.FULL_NIK)
+            return yes() if supervising else no
         case A.CLAIM_LOOKUP:
             if auditor:
                 return yes(Reach.FULL_NIK)
@@ -200,7 +204,7 @@ def test_forbidden_means_no_session_could_change_the_answer(
 
 # --- the rules that matter most, as tables ------------------------------------------------------
 
-CLAIM_ACTIONS = (A.CLAIM_READ, A.DOCUMENT_READ, A.DOCUMENT_JUDGE, A.OUTCOME_RECORD)
+CLAIM_ACTIONS = (A.CLAIM_READ, A.MEMBER_READ, A.DOCUMENT_READ, A.DOCUMENT_JUDGE, A.OUTCOME_RECORD)
 
 
 @pytest.mark.parametrize("action", CLAIM_ACTIONS)
@@ -273,12 +277,13 @@ def test_supervisors_are_scoped_to_their_branches() -> None:
     assert decide(who(R.AUDITOR), A.OUTCOME_LIST).reach is Reach.FULL_NIK
 
 
-def test_full_niks_only_for_auditors() -> None:
+def test_full_niks_only_for_auditors_and_the_serving_officers_workbench() -> None:
     for role in AccountRole:
         for action in Action:
             for state in (None, S.FOCUSED):
                 got = decide(who(role, pools=frozenset({"*"})), action, facts(state))
-                assert (got.reach is Reach.FULL_NIK) <= (role is R.AUDITOR)
+                workbench = role is R.CSO and action is A.MEMBER_READ and state is S.FOCUSED
+                assert (got.reach is Reach.FULL_NIK) <= (role is R.AUDITOR or workbench)
 
 
 def test_session_actions() -> None:

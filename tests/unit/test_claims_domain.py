@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from server.domain.claims import (
     DECISION_STATES,
     FINAL_STATES,
+    IDENTITY_CONFIRMED,
     REASONS,
     TRANSITIONS,
     Claim,
@@ -44,6 +45,7 @@ from server.domain.documents import (
 from signaling.messages import ClaimType
 
 NOW = datetime(2024, 5, 6, 9, 0, tzinfo=UTC)
+OK = IDENTITY_CONFIRMED  # identity rules have their own tests (test_verification_domain)
 NIK = "3171015208900001"  # Jakarta, woman born 12-08-1990, serial 0001
 KPJ = "12345678901"
 BASE = {"kpj_card", "identity", "family_card", "savings_book"}
@@ -266,8 +268,9 @@ def test_back_edges_allowed() -> None:
     serving = claim_in(ClaimState.IN_VERIFICATION)
     assert transition(serving, ClaimState.CHECKED_IN).state is ClaimState.CHECKED_IN
     follow = decide(
-        serving, Decision.NEEDS_FOLLOW_UP, all_accepted(serving), ["follow_up_bank_account_check"]
-    )
+        serving, Decision.NEEDS_FOLLOW_UP, all_accepted(serving), ["follow_up_bank_account_check"],
+        identity=OK,
+    )  # fmt: skip
     assert transition(follow, ClaimState.CHECKED_IN).state is ClaimState.CHECKED_IN
 
 
@@ -288,7 +291,7 @@ def test_skipping_a_state_is_refused() -> None:
 def test_balance_update_refused_once_final() -> None:
     serving = claim_in(ClaimState.IN_VERIFICATION)
     assert with_balance(serving, 70_000_000).balance_idr == 70_000_000
-    done = decide(serving, Decision.APPROVED, all_accepted(serving))
+    done = decide(serving, Decision.APPROVED, all_accepted(serving), identity=OK)
     with pytest.raises(ClaimRuleError):
         with_balance(done, 1)
 
@@ -307,6 +310,8 @@ def test_reason_catalogue() -> None:
         "follow_up_missing_document",
         "follow_up_employer_confirmation",
         "follow_up_bank_account_check",
+        "follow_up_member_data",
+        "follow_up_waiting_period",
     }
     with pytest.raises(ClaimRuleError) as exc:
         reason("nope")
@@ -328,7 +333,7 @@ def test_approve_with_missing_documents_names_them() -> None:
     reqs = required_documents(ClaimType.DEATH, 0)
     partial = checklist(reqs, {DocumentKind.KPJ_CARD: Verdict.ACCEPTED})
     with pytest.raises(ClaimRuleError) as exc:
-        decide(serving, Decision.APPROVED, partial)
+        decide(serving, Decision.APPROVED, partial, identity=OK)
     assert exc.value.code == "missing_documents"
     assert "heirs_letter" in str(exc.value) and "kpj_card" not in str(exc.value)
 
@@ -339,7 +344,7 @@ def test_approve_refuses_checklist_for_lower_balance() -> None:
     stale = all_accepted(serving)
     richer = with_balance(serving, NPWP_THRESHOLD_IDR + 1)
     with pytest.raises(ClaimRuleError) as exc:
-        decide(richer, Decision.APPROVED, stale)
+        decide(richer, Decision.APPROVED, stale, identity=OK)
     assert exc.value.code == "missing_documents"
     assert "npwp" in str(exc.value)
 
@@ -347,14 +352,14 @@ def test_approve_refuses_checklist_for_lower_balance() -> None:
 def test_decide_needs_in_verification() -> None:
     claim = claim_in(ClaimState.CHECKED_IN)
     with pytest.raises(ClaimRuleError) as exc:
-        decide(claim, Decision.APPROVED, all_accepted(claim))
+        decide(claim, Decision.APPROVED, all_accepted(claim), identity=OK)
     assert exc.value.code == "invalid_transition"
 
 
 def test_approval_takes_no_reasons() -> None:
     serving = claim_in(ClaimState.IN_VERIFICATION)
     with pytest.raises(ClaimRuleError) as exc:
-        decide(serving, Decision.APPROVED, all_accepted(serving), ["claim_duplicate"])
+        decide(serving, Decision.APPROVED, all_accepted(serving), ["claim_duplicate"], identity=OK)
     assert exc.value.code == "reason_not_allowed"
 
 
@@ -393,7 +398,9 @@ def test_random_transitions_stay_in_table(
                 claim = transition(claim, target)
             else:
                 assert isinstance(target, Decision)
-                claim = decide(claim, target, all_accepted(claim), VALID_REASON[target])
+                claim = decide(
+                    claim, target, all_accepted(claim), VALID_REASON[target], identity=OK
+                )
         except ClaimRuleError as exc:
             assert exc.code == "invalid_transition"
             assert claim.state is before
@@ -430,10 +437,10 @@ def test_approve_iff_every_requirement_accepted(
     result = checklist(reqs, verdicts)
     assert result.complete == expected
     if expected:
-        assert decide(claim, Decision.APPROVED, result).state is ClaimState.APPROVED
+        assert decide(claim, Decision.APPROVED, result, identity=OK).state is ClaimState.APPROVED
     else:
         with pytest.raises(ClaimRuleError) as exc:
-            decide(claim, Decision.APPROVED, result)
+            decide(claim, Decision.APPROVED, result, identity=OK)
         assert exc.value.code == "missing_documents"
 
 
@@ -457,10 +464,13 @@ def test_negative_decisions_need_applicable_reasons(decision: Decision, codes: l
     serving = claim_in(ClaimState.IN_VERIFICATION)
     valid = bool(codes) and all(_applicable(c, decision) for c in codes)
     if valid:
-        assert decide(serving, decision, all_accepted(serving), codes).state == decision.value
+        assert (
+            decide(serving, decision, all_accepted(serving), codes, identity=OK).state
+            == decision.value
+        )
     else:
         with pytest.raises(ClaimRuleError) as exc:
-            decide(serving, decision, all_accepted(serving), codes)
+            decide(serving, decision, all_accepted(serving), codes, identity=OK)
         assert exc.value.code in {"reason_required", "unknown_reason", "reason_not_applicable"}
 
 

@@ -56,6 +56,7 @@ from server.floor.events import (
     PeerClosed,
     PeerOpened,
     Received,
+    VerificationReady,
     capture_undeliverable,
     document_stored,
 )
@@ -255,6 +256,9 @@ class ClusterFloor:
 
     async def capture_undeliverable(self, report: dict[str, Any]) -> None:
         await self._forward(capture_undeliverable(report))
+
+    async def verification_ready(self, claim_id: str, document_id: str, what: str) -> None:
+        await self._forward(VerificationReady(claim_id, document_id, what))
 
     async def display_opened(self, branch: str) -> None:
         await self._forward(DisplayOpened(branch))

@@ -23,6 +23,7 @@ from server.adapters.sql.tables import (
     idempotency,
     outcomes,
 )
+from server.adapters.sql.verification import VerificationStatements
 from server.domain.audit import AuditEntry, ChainHead, append, canonical_json
 from server.domain.claims import Claim, ClaimState
 from server.ports.records import (
@@ -95,6 +96,8 @@ def _outcome(row: RowMapping) -> OutcomeRecord:
         evidence=tuple(json.loads(row["evidence"])),
         decided_at=row["decided_at"],
         audit_seq=int(row["audit_seq"]),
+        verification=json.loads(row["verification"]) if row["verification"] else None,
+        verification_sha256=row["verification_sha256"],
     )
 
 
@@ -177,7 +180,7 @@ _INSERT_AUDIT = insert(audit_log)
 _INSERT_RESPONSE = insert(idempotency)
 
 
-class SqlRecordsTx:
+class SqlRecordsTx(VerificationStatements):
     """One open transaction on a synchronous connection; see server.ports.records.RecordsTx.
 
     Synchronous on purpose: a whole transaction runs in one go on the writer (a thread for
@@ -269,6 +272,8 @@ class SqlRecordsTx:
             "decided_by": o.decided_by, "branch": o.branch, "session_id": o.session_id,
             "fingerprints": _json(list(o.fingerprints)), "evidence": _json(list(o.evidence)),
             "decided_at": o.decided_at, "audit_seq": o.audit_seq,
+            "verification": None if o.verification is None else _json(o.verification),
+            "verification_sha256": o.verification_sha256,
         }  # fmt: skip
         self._conn.execute(_INSERT_OUTCOME, row)
 
@@ -376,6 +381,11 @@ class SqlRecordStore:
     async def write(self, fn: Callable[[RecordsTx], T]) -> T:
         """Run `fn` in one transaction; committed when this returns, rolled back if it raises."""
         return await self._writer.run(lambda conn: fn(SqlRecordsTx(conn)))
+
+    async def read(self, fn: Callable[[RecordsTx], T]) -> T:
+        """Run `fn`'s reads on the reader (one connection, one transaction)."""
+        async with self._reader.connect() as conn:
+            return await conn.run_sync(lambda c: fn(SqlRecordsTx(c)))
 
     async def close(self) -> None:
         await self._writer.close()

@@ -137,6 +137,10 @@ outcomes = Table(
     Column("evidence", Text, nullable=False),
     Column("decided_at", UtcDateTime(), nullable=False, index=True),
     Column("audit_seq", BigInteger, nullable=False),
+    # What was compared (migration 0006): canonical JSON, and its SHA-256, which the
+    # outcome's audit entry holds (so `audit verify` proves it unchanged).
+    Column("verification", Text, nullable=True),
+    Column("verification_sha256", String(64), nullable=True),
 )
 
 audit_log = Table(
@@ -207,4 +211,71 @@ refresh_tokens = Table(
     Column("issued_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False, index=True),
     Column("used_at", UtcDateTime(), nullable=True),
+)
+
+# --- the verification workbench (migration 0006) --------------------------------------
+# Dates of the member record are ISO text (YYYY-MM-DD): no time zone to get wrong.
+
+_MEMBER_COLUMNS = (
+    ("full_name", 128), ("birth_place", 64), ("birth_date", 10), ("sex", 1),
+    ("address", 256), ("employer_name", 128), ("employment_end", 10), ("bank_name", 64),
+    ("account_number", 20), ("account_holder", 128),
+)  # fmt: skip
+
+
+def _member_columns(*, required: bool) -> list[Column[str]]:
+    optional = {"address"} if required else {name for name, _ in _MEMBER_COLUMNS}
+    return [Column(name, String(size), nullable=name in optional) for name, size in _MEMBER_COLUMNS]
+
+
+# The membership table `loket claims import` fills and the local MemberDirectory reads.
+members = Table(
+    "members",
+    metadata,
+    Column("nik", String(16), primary_key=True),
+    Column("kpj", String(16), primary_key=True),
+    *_member_columns(required=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# The record a claim carries (one per claim; replaced when looked up again, audited).
+claim_members = Table(
+    "claim_members",
+    metadata,
+    Column("claim_id", String(32), ForeignKey("claims.claim_id"), primary_key=True),
+    *_member_columns(required=False),
+    Column("source", String(16), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("note", String(300), nullable=True),
+)
+
+# Machine advice on a document: its reading ("reading"), or for a face still the face
+# comparison with the claim's KTP ("face"). `result` is canonical JSON.
+document_analyses = Table(
+    "document_analyses",
+    metadata,
+    Column("document_id", String(32), ForeignKey("documents.document_id"), primary_key=True),
+    Column("analysis", String(16), primary_key=True),
+    Column("claim_id", String(32), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # pending, done, unavailable, purged
+    Column("reason", String(300), nullable=True),
+    Column("result", Text, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=True),
+)
+
+# The officer's state for each identity field of each document (latest; history in the
+# audit log).
+field_checks = Table(
+    "field_checks",
+    metadata,
+    Column("document_id", String(32), ForeignKey("documents.document_id"), primary_key=True),
+    Column("field", String(24), primary_key=True),
+    Column("claim_id", String(32), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("reason_code", String(64), nullable=True),
+    Column("suggested", String(12), nullable=True),
+    Column("checked_by", String(64), nullable=False),
+    Column("checked_at", UtcDateTime(), nullable=False),
 )
