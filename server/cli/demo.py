@@ -200,12 +200,13 @@ async def _demo(
         server = await _start(
             "server",
             _loket_command("serve", "--host", settings.host, "--port", str(settings.port)),
-            _child_env(settings),
+            _child_env(settings, **({} if headless else {"LOKET_LOBBY_CALL_TIMEOUT": "20"})),
             log_dir,
         )
         children.append(server)
         await _wait_ready(base_url, server)
         cso, supervisor = accounts.cso, accounts.supervisor
+        front = None if headless else await _front_of_house(settings)
         _say(
             "\nLoket demo is running.\n"
             f"  CSO console:  {base_url}/console/\n"
@@ -217,6 +218,8 @@ async def _demo(
             "  open a tile's Claim panel to check them and record the decision.\n",
             headless=headless,
         )
+        if front is not None:
+            _say(_front_text(base_url, *front), headless=False)
         if headless:
             from booth_client.cso_standin import CsoStandIn
             from booth_client.ice import use_host_addresses
@@ -235,6 +238,7 @@ async def _demo(
                 LOKET_BOOTH_OUTBOX_DIR=str(
                     settings.data_dir.resolve() / "booths" / f"booth-{index}"
                 ),
+                **({} if headless else TICKET_BOOTHS),  # called by ticket (front of house)
             )
             argv = _loket_command(
                 "booth", "--server", base_url, "--source", "synthetic",
@@ -246,6 +250,11 @@ async def _demo(
             children.append(await _start(f"booth-{index}", argv, env, log_dir))
         if not headless:
             _say("Press Ctrl-C to stop.", headless=False)
+            from server.cli.demo_front import demo_desk, ensure_demo_desk
+
+            desk = await ensure_demo_desk(settings)
+            with contextlib.suppress(OSError, httpx.HTTPError):  # the desk stops; the rest runs
+                await demo_desk(base_url, desk.username, desk.password, DESK_EVERY)
             await asyncio.Event().wait()  # until a signal cancels us (_StopOnSignal)
             return 0
         assert standin is not None
@@ -263,6 +272,54 @@ async def _demo(
             standin_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await standin_task
+
+
+DESK_EVERY = 25.0  # seconds between the demo desk's tickets
+
+
+def _ticket_booths() -> dict[str, str]:
+    from server.cli.demo_front import ABSENT
+
+    return {
+        "LOKET_BOOTH_TICKET_PARTICIPANT": "true",
+        "LOKET_BOOTH_TICKET_ABSENT": ",".join(ABSENT),
+        "LOKET_BOOTH_TICKET_CONFIRM_AFTER_S": "4",
+    }
+
+
+TICKET_BOOTHS = _ticket_booths()
+
+
+async def _front_of_house(settings: Settings) -> tuple[str, str]:
+    """Yesterday's day of tickets for the reports, and a key for the waiting room's
+    display: (key, yesterday)."""
+    from server.adapters.sql.engine import make_engine
+    from server.adapters.sql.front import Displays, FrontStore
+    from server.api.front import report_config
+    from server.auth.demo import DEMO_BRANCH
+    from server.cli.demo_front import seed_yesterday
+
+    engine = make_engine(settings)
+    store, displays = FrontStore(engine, report_config(settings)), Displays(engine)
+    try:
+        yesterday = await seed_yesterday(store, DEMO_BRANCH)
+        key = await displays.enrol(DEMO_BRANCH, "Demo waiting room", "demo-display")
+    finally:
+        await store.close()
+        await displays.close()
+        await engine.dispose()
+    return key, yesterday
+
+
+def _front_text(base_url: str, key: str, yesterday: str) -> str:
+    return (
+        "  Front of house (the booths are called by ticket; the desk below issues one\n"
+        f"  every {DESK_EVERY:.0f} s, and every fifth holder never comes):\n"
+        f"  Waiting room: {base_url}/display/#key={key}\n"
+        f"  Desk:         {base_url}/desk/ (supervisor login)\n"
+        f"  Reports:      {base_url}/reports/ (supervisor login; yesterday, {yesterday}, is a\n"
+        "                synthetic day of tickets)\n"
+    )
 
 
 def demo(

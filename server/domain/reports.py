@@ -127,11 +127,12 @@ def fold(visit: Visit | None, e: EventRow) -> Visit:
             return replace(v, reached_booth_at=e.at, outcome="at_booth")
         case "no_show" | "cancelled":
             return replace(v, ended_at=e.at, outcome=UNSERVED_ENDS[e.kind])
-        case "checked_in":
+        case "checked_in":  # detail: the claim type, when the floor knows it
             first = v.reached_booth_at or e.at
             arrived = v.arrived_at if v.number else e.at
             return replace(v, reached_booth_at=first, arrived_at=arrived, outcome="at_booth",
-                           claim_id=e.claim_id or v.claim_id)  # fmt: skip
+                           claim_id=e.claim_id or v.claim_id,
+                           claim_type=e.detail or v.claim_type)  # fmt: skip
         case "assigned":
             return replace(v, assigned_at=v.assigned_at or e.at, cso_id=e.cso_id,
                            session_open_at=e.at, outcome="with_officer")  # fmt: skip

@@ -576,7 +576,8 @@ class FloorCore(FrontOfHouse):
         self._booths.transition(self._out, rec, E.CHECK_IN)
         self._out.send(rec.key, Ack(reply_to=msg.id))
         self._event("booth_checked_in", rec)
-        self._milestone("checked_in", rec)
+        kind = str(claim.claim_type) if claim.claim_type else None
+        self._milestone("checked_in", rec, detail=kind)  # the claim type, for the reports
         self._enqueue(rec)
         self._tell_position(rec)
 
