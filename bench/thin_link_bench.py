@@ -5,8 +5,9 @@ camera 1280x720 at 15 fps) in a branch network namespace behind a veth pair whos
 shaped with `tbf` and loses packets with iptables' `statistic` match, a `loket serve`
 process and the officer outside (tests/support/field.py: an aiortc officer, or with
 `--console` the real console in Chromium). After `--settle` seconds of call the officer
-asks for a family-card capture (~85 KB); the window from the request until a second after
-the picture is stored is read for: the participant's voice at the officer (frames a second,
+asks for a family-card capture (~85-92 KB); the window of its upload (from half a second
+before the kiosk says `uploading` until a second after the picture is stored, at least
+3 s) is read for: the participant's voice at the officer (frames a second,
 50 when whole; longest gap), the officer's voice at the kiosk, the face video (frames a
 second, longest freeze) and the capture's upload (`uploading` -> `done` as the officer saw
 it).

@@ -216,9 +216,12 @@ class FieldReport:
 
 
 def _capture_window(timeline: Timeline, capture_id: str, asked: float) -> tuple[float, float]:
-    """From the request until a second after the picture was stored (at least 3 s)."""
+    """The upload: from half a second before the kiosk said `uploading` until a second
+    after the picture was stored, at least 3 s (the camera's part before it is the
+    kiosk's CPU, not the line)."""
     done = timeline.stage_at(capture_id, "done") or time.monotonic()
-    return asked, max(done + 1.0, asked + 3.0)
+    start = (timeline.stage_at(capture_id, "uploading") or asked) - 0.5
+    return start, max(done + 1.0, start + 3.0)
 
 
 async def _picture_bytes(server: Endpoint, username: str, document_id: str | None) -> int | None:
