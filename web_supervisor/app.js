@@ -11,6 +11,7 @@ import { TokenStore, login } from "/console/auth.js";
 import { Api } from "/console/claim.js";
 import { Signaling } from "/console/signaling.js";
 import { Floor } from "./floor.js";
+import { Lobby } from "./lobby.js";
 import { SupervisorLinks } from "./links.js";
 import { Outcomes } from "./outcomes.js";
 
@@ -25,6 +26,7 @@ const ACTION_NAMES = {
 
 let signaling = null;
 let outcomes = null;
+let lobby = null;
 
 function setStatus(text, kind = "info") {
   const el = $("#status");
@@ -109,6 +111,8 @@ window.loketDashboard = {
   alerts: () => floor.computeAlerts().map((a) => a.key),
   monitorEnergy: () => links.energy(),
   monitorFrames: () => links.videoFrames,
+  // Draw a given floor as if pushed (layout checks and screenshots at a region's size).
+  draw: (f) => { floor.update(f); if (lobby) lobby.update(f.lobby, floor.branch); },
 };
 
 // --- the server's messages ----------------------------------------------------------------
@@ -118,10 +122,12 @@ const handlers = {
     $("#who-name").textContent = msg.display_name;
     links.lost(); // a new socket: links of the old one are gone
     if (msg.floor) floor.welcome(msg.floor);
+    if (msg.floor && lobby) lobby.update(msg.floor.lobby, floor.branch);
     setStatus(msg.resumed ? "Reconnected." : "Connected. The floor is live.");
   },
   floor_snapshot(msg) {
     floor.update(msg);
+    if (lobby) lobby.update(msg.lobby, floor.branch);
   },
   floor_event() {
     // Every event is followed by a snapshot within the broadcast interval: the page draws
@@ -175,6 +181,7 @@ function start(tokens) {
     onStopped: stopped,
   });
   links.attach(signaling);
+  lobby = new Lobby(new Api(signaling));
   if (outcomes) outcomes.api = new Api(signaling);
   else outcomes = new Outcomes(new Api(signaling), setStatus);
   signaling.connect();

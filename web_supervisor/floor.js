@@ -34,6 +34,8 @@ export class Floor {
       this.branch = ev.target.value;
       this.render();
     });
+    // A region's 200 officers: find one (or a booth), and see first who needs attention.
+    for (const id of ["#cso-find", "#cso-sort"]) $(id).addEventListener("input", () => this.render());
     for (const id of ["#t-wait", "#t-connect", "#t-reconnects"]) $(id).addEventListener("change", () => this.tick());
     const params = new URLSearchParams(location.search);
     if (params.has("wait_alert")) $("#t-wait").value = params.get("wait_alert");
@@ -142,7 +144,7 @@ export class Floor {
     let counts = { available: 0, paused: 0, lost: 0 };
     let load = 0;
     let capacity = 0;
-    for (const cso of csos) {
+    for (const cso of this.ordered(csos)) {
       seen.add(cso.cso_id);
       const card = this.cards.get(cso.cso_id) || this.newCard(cso);
       card.cso = cso;
@@ -164,6 +166,30 @@ export class Floor {
     }
     const n = counts.available + counts.paused + counts.lost;
     setText($("#cso-summary"), `${n} on the floor · ${counts.available} available · ${counts.paused} paused · ${counts.lost} lost · serving ${load}/${capacity}`);
+  }
+
+  // Who needs a supervisor first: lost officers, stuck or away sessions, poor lines, full
+  // loads; then by name. Other orders: name, load (fullest first).
+  attention(cso) {
+    let score = cso.state === "lost" ? 100 : cso.state === "paused" ? 5 : 0;
+    const now = this.now();
+    for (const s of cso.sessions) {
+      if (!s.booth_connected || s.state === "reconnecting") score += 20;
+      if (s.state === "connecting" && now - (s.state_since || s.since) > this.threshold("#t-connect")) score += 20;
+      if (worstQuality(s.booth_quality, s.cso_quality).band === "poor") score += 10;
+      score += Math.min(5, s.reconnects || 0);
+    }
+    if (cso.load >= cso.capacity) score += 3;
+    return score;
+  }
+
+  ordered(csos) {
+    const by = $("#cso-sort").value;
+    const name = (a, b) => a.name.localeCompare(b.name) || a.cso_id.localeCompare(b.cso_id);
+    if (by === "name") return [...csos].sort(name);
+    if (by === "load") return [...csos].sort((a, b) => b.load - a.load || name(a, b));
+    const score = new Map(csos.map((c) => [c.cso_id, this.attention(c)]));
+    return [...csos].sort((a, b) => score.get(b.cso_id) - score.get(a.cso_id) || name(a, b));
   }
 
   newCard(cso) {
@@ -191,7 +217,13 @@ export class Floor {
     setText(pause, cso.state === "paused" ? "Resume" : "Pause");
     pause.disabled = cso.state === "lost";
     const branch = this.branch;
-    el.hidden = Boolean(branch) && cso.branch !== branch && !cso.sessions.some((s) => s.branch === branch);
+    const find = $("#cso-find").value.trim().toLowerCase();
+    const found = !find || cso.name.toLowerCase().includes(find) || cso.cso_id.toLowerCase().includes(find)
+      || cso.sessions.some((s) => (s.booth_label || s.booth_id).toLowerCase().includes(find));
+    el.hidden = !found || (Boolean(branch) && cso.branch !== branch && !cso.sessions.some((s) => s.branch === branch));
+    const score = this.attention(cso);
+    setData(el, "attention", score);
+    setData(el, "needs", score >= 10); // a lost officer, a stuck or away booth, a poor line
     const ul = el.querySelector(".sessions");
     const seen = new Set();
     let ref = ul.firstElementChild;
@@ -228,11 +260,12 @@ export class Floor {
     setData(li, "state", s.state);
     setData(li, "away", !s.booth_connected);
     setText(li.querySelector(".booth"), s.booth_label || s.booth_id);
-    li.querySelector(".booth").title = `${s.booth_id} · ${s.branch}`;
+    li.querySelector(".booth").title = `${s.booth_label || s.booth_id} · ${s.booth_id} · ${s.branch}`;
     setText(li.querySelector(".step"), s.booth_connected ? stepName(s.state) : "booth away");
     const q = worstQuality(s.booth_quality, s.cso_quality);
     const qn = li.querySelector(".quality");
     setText(qn, q.text);
+    qn.title = q.text;
     setData(qn, "band", q.band);
     const flags = [];
     if (s.monitored) flags.push("monitored");
