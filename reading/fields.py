@@ -9,7 +9,9 @@ little confidence is `None`: never a guess.
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,10 +82,42 @@ class Row:
         return min(scores, default=0.0)
 
 
+def level(lines: Iterable[TextLine]) -> list[TextLine]:
+    """`lines` of a picture taken at a slant (a card turned on the desk, a phone photo),
+    their boxes turned about the origin until the text runs level: by the median slope
+    of the long lines' long sides, up to 45 degrees either way (a quarter turn is the
+    reader's)."""
+    found = list(lines)
+    slopes = []
+    for line in found:
+        a, b, c = line.box[0], line.box[1], line.box[2]
+        first, second = (b[0] - a[0], b[1] - a[1]), (c[0] - b[0], c[1] - b[1])
+        along, across = sorted((first, second), key=lambda v: -math.hypot(*v))
+        if math.hypot(*along) < 2 * math.hypot(*across):
+            continue  # a short word: its slope says little
+        angle = math.atan2(along[1], along[0])
+        slopes.append((angle + math.pi / 2) % math.pi - math.pi / 2)  # the same line either way
+    if not slopes:
+        return found
+    angle = statistics.median(slopes)
+    if abs(angle) < math.radians(1.5) or abs(angle) > math.radians(45):
+        return found
+    cos, sin = math.cos(-angle), math.sin(-angle)
+    return [
+        TextLine(
+            line.text,
+            line.score,
+            tuple((cos * x - sin * y, sin * x + cos * y) for x, y in line.box),
+        )
+        for line in found
+    ]
+
+
 def rows(lines: Iterable[TextLine]) -> list[Row]:
-    """Lines grouped into printed rows, top to bottom, each left to right. Two lines share
-    a row when they overlap vertically by half the smaller one's height."""
-    upright = sorted((line for line in lines if line.upright), key=lambda line: line.middle)
+    """Lines grouped into printed rows, top to bottom, each left to right (levelled
+    first). Two lines share a row when they overlap vertically by half the smaller
+    one's height."""
+    upright = sorted((line for line in level(lines) if line.upright), key=lambda line: line.middle)
     groups: list[list[TextLine]] = []
     for line in upright:
         if groups:
@@ -311,6 +345,11 @@ def _labelled_as(found: list[Labelled], field: str, read: Callable[[Labelled], F
     return Field.unreadable() if row is None else read(row)
 
 
+# Indonesian account numbers: 10 (BCA, BNI, BSI) to 16 (BTN) digits, BRI 15, Mandiri 13
+# (a date read off the page, 8 digits, is not one).
+ACCOUNT_DIGITS = range(10, 17)
+
+
 def parse_ktp(lines: Iterable[TextLine]) -> dict[str, Field]:
     """NIK, name, birth place and date, sex from a KTP's lines."""
     found_rows = rows(lines)
@@ -350,7 +389,7 @@ def parse_buku_tabungan(lines: Iterable[TextLine]) -> dict[str, Field]:
     found = labelled(rows(lines), BANK_LABELS)
     return _gate({
         "account_number": _labelled_as(
-            found, "account_number", lambda x: _digits(x.value, range(8, 21), x.score())
+            found, "account_number", lambda x: _digits(x.value, ACCOUNT_DIGITS, x.score())
         ),
         "holder_name": _labelled_as(found, "holder_name", lambda x: _name(x.value, x.score())),
     })  # fmt: skip

@@ -4,6 +4,7 @@ a member record. Examples for each rule, hypothesis for the invariants."""
 
 from __future__ import annotations
 
+import math
 import string
 from datetime import date
 
@@ -151,6 +152,26 @@ def test_rows_group_lines_by_vertical_overlap_and_order_them_left_to_right() -> 
     assert values(parse("ktp", turn_lines(upside, 180, 1200, 760))) == values(
         parse("ktp", ktp_lines())
     )
+
+
+def test_a_slanted_picture_reads_as_a_level_one() -> None:
+    lines = ktp_lines()
+    for degrees in (-30, -12, 8, 25):
+        cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+        slanted = [
+            TextLine(
+                t.text, t.score, tuple((cos * x - sin * y, sin * x + cos * y) for x, y in t.box)
+            )
+            for t in lines
+        ]
+        assert values(parse("ktp", slanted)) == values(parse("ktp", lines)), degrees
+
+
+def test_an_account_number_is_10_to_16_digits_not_a_date() -> None:
+    for value, read in ((": 17-01-2015", None), (": 1234567", None), (": 12345678901234567", None),
+                        (": 123-45-6789-0", "1234567890")):  # fmt: skip
+        lines = [line("No. Rekening", 50, 200), line(value, 500, 200)]
+        assert parse("buku_tabungan", lines)["account_number"].value == read, value
 
 
 # --- labels and distances ---------------------------------------------------------------------
