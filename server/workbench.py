@@ -108,6 +108,10 @@ def _record_for_compare(claim: Claim, member: MemberRecord | None) -> dict[str, 
     return record
 
 
+_BAND_WORDS = {"likely_same": "likely the same person", "uncertain": "uncertain",
+               "likely_different": "likely different people"}  # fmt: skip
+
+
 def advice(snap: Snapshot) -> dict[CheckKey, Advice]:
     """What the machine suggests for each field: a reading compared with the record now,
     and for a KTP's photo the face comparison's band (uncertain: no suggestion)."""
@@ -133,9 +137,9 @@ def advice(snap: Snapshot) -> dict[CheckKey, Advice]:
             card = face.result.get("ktp_document_id")
             band = face.result.get("band")
             similarity = face.result.get("similarity")
-            out[(str(card), PHOTO)] = Advice(
-                face.result.get("message"), None, FACE_SUGGESTION.get(str(band)), similarity
-            )
+            said = (f"{_BAND_WORDS.get(str(band), band)}, similarity {similarity:.2f}"
+                    if band else face.result.get("message"))  # fmt: skip
+            out[(str(card), PHOTO)] = Advice(said, None, FACE_SUGGESTION.get(str(band)), similarity)
     return out
 
 

@@ -495,6 +495,7 @@ async function toggleClaim(sessionId) {
       }),
       endSession: () => endSession(sessionId),
       onClose: closeClaim,
+      onWide: (wide) => { $("#claim").dataset.wide = String(wide); },
     });
     panels.set(sessionId, panel);
   }
@@ -506,6 +507,7 @@ async function toggleClaim(sessionId) {
   const aside = $("#claim");
   aside.hidden = false;
   aside.replaceChildren(panel.root);
+  aside.dataset.wide = String(Boolean(panel.verifying)); // side by side needs the room
   $("#floor").dataset.claim = "open";
   await panel.show().catch((e) => notice(e.message));
 }
@@ -514,6 +516,7 @@ function closeClaim() {
   const tile = claimOpen && tiles.get(claimOpen);
   claimOpen = null;
   $("#claim").hidden = true;
+  $("#claim").dataset.wide = "false";
   $("#claim").replaceChildren();
   $("#floor").dataset.claim = "closed";
   for (const t of tiles.values()) t.el.querySelector(".claim-toggle").setAttribute("aria-expanded", "false");
@@ -620,6 +623,11 @@ const handlers = {
   capture_status(msg) {
     const panel = panels.get(msg.session_id);
     if (panel) panel.captureStatus(msg);
+  },
+  verification_updated(msg) {
+    // Machine advice is ready: the open panel fetches the workbench (an audited read).
+    const panel = panels.get(msg.session_id);
+    if (panel && claimOpen === msg.session_id) panel.verificationUpdated(msg);
   },
   error(msg) {
     notice(`Server: ${msg.message}${msg.hint ? ` — ${msg.hint}` : ""}`);

@@ -10,8 +10,15 @@
 // keeps every picture it has shown as an object URL until the session ends (destroy()
 // releases them), so nothing is downloaded twice. Every change is a POST with an
 // Idempotency-Key, kept across retries of the same click.
+//
+// The verification workbench (workbench.js) sits in the same panel: the member record,
+// each identity document beside its fields, the machine's advice pushed as it is ready
+// (`verification_updated`: the panel then fetches the workbench, an audited read).
+
+import { VerifyView, documentSummary, el, memberBlock } from "./workbench.js";
 
 let reasonsCache = null;
+const PHOTO_KINDS = ["ktp", "kitas"];
 
 export class Api {
   constructor(signaling) {
@@ -49,17 +56,6 @@ export class Api {
     reasonsCache = reasonsCache || (await this.json("/api/reasons"));
     return reasonsCache;
   }
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
 }
 
 async function reasonPicker(api, use, label) {
@@ -165,8 +161,13 @@ export function openViewer(url, title, opener) {
 // --- the panel ------------------------------------------------------------------------------------
 
 export class ClaimPanel {
-  constructor(api, { sessionId, claimId, boothLabel, onNotice, requestCapture, endSession, onClose }) {
+  constructor(api, { sessionId, claimId, boothLabel, onNotice, requestCapture, endSession, onClose, onWide }) {
     this.api = api;
+    this.onWide = onWide || (() => {});
+    this.bench = null; // GET /api/claims/{id}/verification
+    this.verifying = null; // document_id shown side by side
+    this.verifyAt = 0; // the field the keyboard is on there
+    this.stillAsked = false; // a face still was requested from this panel
     this.sessionId = sessionId;
     this.claimId = claimId;
     this.boothLabel = boothLabel;
@@ -213,6 +214,9 @@ export class ClaimPanel {
       const answer = await this.api.json(path, { method: "POST", body, key: this.key(action) });
       this.pending.delete(action);
       if (action === "outcome") this.receipt = answer;
+      // By default the face still is taken once the KTP is accepted (officer's request too).
+      if (action.startsWith("verdict:") && answer.verdict === "accepted" && PHOTO_KINDS.includes(answer.kind)
+        && !this.stillAsked && !(this.bench && this.bench.face.still_document_id)) this.takeStill();
       await this.refresh();
       return answer;
     } catch (e) {
@@ -242,6 +246,34 @@ export class ClaimPanel {
       }
     })();
     return this.refreshing;
+  }
+
+  verificationUpdated() {
+    return this.refresh().catch((e) => this.onNotice(e.message));
+  }
+
+  // Side by side: one identity document beside its fields (null: back to the panel).
+  verify(documentId) {
+    this.verifying = documentId;
+    this.verifyAt = 0;
+    this.onWide(Boolean(documentId));
+    return this.refresh();
+  }
+
+  async setField(doc, field, state, reason) {
+    const index = doc.fields.findIndex((f) => f.field === field);
+    const body = { document_id: doc.document_id, field, state };
+    if (reason) body.reason_code = reason;
+    const done = await this.act(`field:${doc.document_id}:${field}`, `/api/claims/${this.claimId}/fields`, body);
+    if (done) this.verifyAt = Math.min(index + 1, doc.fields.length - 1); // on to the next field
+    const view = this.verifyView;
+    if (view) view.focus(done ? this.verifyAt : index);
+  }
+
+  takeStill() {
+    const sent = this.requestCapture && this.requestCapture("face_still", randomId());
+    if (!sent) this.onNotice("Not connected: the face still was not asked for.");
+    else this.stillAsked = true;
   }
 
   documentAdded(msg) {
@@ -303,8 +335,12 @@ export class ClaimPanel {
   }
 
   async load() {
-    const view = await this.api.json(`/api/claims/${this.claimId}`);
+    const [view, bench] = await Promise.all([
+      this.api.json(`/api/claims/${this.claimId}`),
+      this.api.json(`/api/claims/${this.claimId}/verification`),
+    ]);
     this.view = view;
+    this.bench = bench;
     const { claim, checklist, documents } = view;
     const live = documents.filter((d) => !d.purged);
     const decided = ["approved", "rejected"].includes(claim.state) || this.receipt;
@@ -313,13 +349,17 @@ export class ClaimPanel {
     const docs = el("div", { class: "documents", "aria-label": "Pictures received" });
     // Newest first: what the participant just showed is on top.
     for (const doc of [...live].reverse()) docs.append(await this.documentRow(doc, decided));
-    this.root.replaceChildren(
+    const verify = await this.verifySection(decided);
+    const head = verify ? null : el("p", { class: "claim-head" },
+      `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
+      + `${String(claim.state).replaceAll("_", " ")}`);
+    this.root.replaceChildren(...[
       el("h2", {}, `Claim · ${this.boothLabel}`,
         el("button", { type: "button", class: "close-claim", "aria-label": "Close the claim panel",
           onclick: () => this.onClose && this.onClose() }, "Close")),
-      el("p", { class: "claim-head" },
-        `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
-        + `NIK ${claim.nik} · ${String(claim.state).replaceAll("_", " ")}`),
+      head,
+      verify,
+      memberBlock(bench, { onLookUp: () => this.act("lookup", `/api/claims/${this.claimId}/member/lookup`) }),
       this.docCam,
       this.docCamNote,
       el("h3", { class: "sr-only" }, "Required documents"),
@@ -327,7 +367,36 @@ export class ClaimPanel {
       live.length ? el("h3", { class: "sub" }, "Pictures") : null,
       docs,
       decided ? this.decidedView(claim) : await this.outcomeForm(checklist),
-    );
+    ].filter(Boolean));
+    if (this.verifyView) this.verifyView.focus(this.verifyAt);
+  }
+
+  // The document being verified, side by side with its fields (or null).
+  async verifySection(decided) {
+    this.verifyView = null;
+    const doc = this.verifying && this.bench.documents.find((d) => d.document_id === this.verifying);
+    if (!doc || decided) {
+      if (this.verifying) this.onWide(false);
+      this.verifying = null;
+      return null;
+    }
+    const face = this.bench.face;
+    const still = face.still_document_id ? await this.picture({ document_id: face.still_document_id }) : null;
+    const reasons = (await this.api.reasons()).filter((r) => r.for.includes("field_mismatch"));
+    const order = this.bench.documents.filter((d) => d.fields.length);
+    this.verifyView = new VerifyView({
+      doc, picture: await this.picture(doc), face, stillUrl: still, reasons,
+      onSet: (d, field, state, reason) => this.setField(d, field, state, reason),
+      onMove: (step) => {
+        const at = order.findIndex((d) => d.document_id === doc.document_id);
+        const next = order[(at + step + order.length) % order.length];
+        if (next) this.verify(next.document_id);
+      },
+      onClose: () => this.verify(null),
+      onStill: () => this.takeStill(),
+    });
+    this.verifyView.current = this.verifyAt;
+    return this.verifyView.root;
   }
 
   requirement(item, decided) {
@@ -374,10 +443,17 @@ export class ClaimPanel {
       : "not judged";
     const size = doc.width && doc.height ? ` · ${doc.width}×${doc.height}` : "";
     const late = doc.after_session ? " · arrived after its session ended" : "";
+    const checked = this.bench && this.bench.documents.find((d) => d.document_id === doc.document_id && d.fields.length);
     const row = el("div", { class: "document", "data-kind": doc.kind, "data-verdict": doc.verdict || "",
       "data-document": doc.document_id },
-    open, el("span", { class: "doc-info" }, el("strong", {}, doc.name), el("br"), `${verdict}${size}${late}`));
-    if (!doc.verdict && !decided) {
+    open, el("span", { class: "doc-info" }, el("strong", {}, doc.name), el("br"),
+      doc.kind === "face_still" ? `for the face comparison${size}` : `${verdict}${size}${late}`,
+      checked ? el("span", { class: "doc-fields" }, el("br"), documentSummary(checked)) : null));
+    if (checked && !decided) {
+      row.append(el("button", { type: "button", class: "doc-verify", "aria-label": `Verify ${doc.name} field by field`,
+        onclick: () => this.verify(doc.document_id) }, "Verify"));
+    }
+    if (!doc.verdict && !decided && doc.kind !== "face_still") {
       const reason = await reasonPicker(this.api, "document_rejection", `Reason to reject ${doc.name}`);
       const path = `/api/documents/${doc.document_id}/verdict`;
       row.append(
@@ -414,9 +490,14 @@ export class ClaimPanel {
     const outcome = (decision, reason) =>
       this.act("outcome", `/api/claims/${this.claimId}/outcome`,
         { decision, reason_codes: reason ? [reason.value] : [] });
+    const approval = this.bench ? this.bench.approval : { ok: checklist.complete, problems: [] };
+    const why = !checklist.complete ? "Accept every required document first"
+      : approval.problems.map((p) => p.message).join("; ");
     return el("div", { class: "outcome", role: "group", "aria-label": "Decision" },
-      el("button", { type: "button", class: "approve", disabled: !checklist.complete,
-        title: checklist.complete ? "Every required document is accepted" : "Accept every required document first",
+      approval.ok || !checklist.complete ? null : el("ul", { class: "approval-problems", "aria-label": "Why it cannot be approved yet" },
+        ...approval.problems.map((p) => el("li", { "data-code": p.code }, p.message))),
+      el("button", { type: "button", class: "approve", disabled: !approval.ok,
+        title: approval.ok ? "Every required document is accepted and every identity field confirmed" : why,
         onclick: () => outcome("approved") }, "Approve claim"),
       rejectReason,
       el("button", { type: "button", class: "reject", onclick: () => outcome("rejected", rejectReason) }, "Reject claim"),

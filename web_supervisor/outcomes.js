@@ -3,6 +3,35 @@
 
 const $ = (sel) => document.querySelector(sel);
 
+const BANDS = { likely_same: "face likely same", uncertain: "face uncertain", likely_different: "face likely different" };
+
+// What the officer compared (GET /api/outcomes: the summary, no personal values):
+// mismatches and overrides stand out, each with its document, field and reason.
+function checksCell(v) {
+  const td = document.createElement("td");
+  td.className = "checks";
+  if (!v) {
+    td.textContent = "—";
+    return td;
+  }
+  const parts = [`${v.matches}/${v.fields} match`];
+  if (v.member_source && v.member_source !== "import") parts.push(`record: ${v.member_source.replaceAll("_", " ")}`);
+  if (v.face_band) parts.push(`${BANDS[v.face_band]} (${Number(v.face_similarity).toFixed(2)})`);
+  td.append(parts.join(" · "));
+  const flag = (cls, text) => {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text;
+    td.append(document.createElement("br"), span);
+  };
+  if (v.mismatches && v.mismatches.length) flag("mismatch", `differs: ${v.mismatches.join(", ").replaceAll("_", " ")}`);
+  if (v.overridden && v.overridden.length) flag("override", `overrides: ${v.overridden.join(", ").replaceAll("_", " ")}`);
+  if (v.unchecked) flag("unchecked", `${v.unchecked} not checked`);
+  td.dataset.mismatches = String((v.mismatches || []).length);
+  td.dataset.overrides = String(v.overrides || 0);
+  return td;
+}
+
 export class Outcomes {
   constructor(api, status) {
     this.api = api; // /console/claim.js Api: bearer token, refresh, typed errors
@@ -44,6 +73,7 @@ export class Outcomes {
           td.textContent = text;
           tr.append(td);
         }
+        tr.append(checksCell(o.verification));
         return tr;
       }));
       $("#outcomes-note").textContent = rows.length ? `${rows.length} shown (newest first, at most 50).` : "No outcome matches.";

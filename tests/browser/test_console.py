@@ -13,7 +13,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.support.accounts import add_user
+from tests.support.accounts import add_user, login
 from tests.support.booths import drop_signaling, running_booths
 from tests.support.browser import chromium, collect_errors, log_in
 from tests.support.live_server import running_server, server_settings
@@ -63,12 +63,22 @@ async def test_console_shows_a_clear_error_for_a_wrong_password(tmp_path) -> Non
 
 
 async def test_cso_checks_documents_and_approves_the_claim_from_the_console(tmp_path) -> None:
+    from datetime import UTC, datetime
+
     from server.ports.records import OutcomeFilter
+    from tests.support.claims import confirm_identity, member_for
     from tests.support.images import jpeg
 
+    nik, kpj = "3171011508900042", "12345678942"
     async with running_server(server_settings(tmp_path)) as server:
         await add_user(server, "siti", capacity=1)
-        async with running_booths(server, 1) as [booth], chromium() as browser:
+        # The membership directory (the local table) knows the participant.
+        known = member_for(nik, datetime.now(UTC))
+        await server.app.state.records.store.write(lambda tx: tx.put_member(nik, kpj, known))
+        async with (
+            running_booths(server, 1, walk_in_nik=nik, walk_in_kpj=kpj) as [booth],
+            chromium() as browser,
+        ):
             page = await browser.new_page()
             await log_in(page, server.base_url, "siti")
             await page.wait_for_function(f"({PLAYING_VIDEOS})() === 1", timeout=60_000)
@@ -88,6 +98,15 @@ async def test_cso_checks_documents_and_approves_the_claim_from_the_console(tmp_
                     "n => document.querySelectorAll('.claim-panel .doc-accept').length < n",
                     arg=await page.locator(".claim-panel .doc-accept").count(),
                 )
+            # Accepted documents are not enough: each identity field must be confirmed (the
+            # workbench's own browser test does it field by field; here, through the API).
+            assert await page.is_disabled(".claim-panel .approve")
+            token = (await login(server, "siti"))["access_token"]
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                claim_id = str(booth.claim_id)
+                await confirm_identity(http, claim_id, {"Authorization": f"Bearer {token}"})
+            await page.click(".claim-panel .close-claim")
+            await page.click(".tile .claim-toggle")
             await page.click(".claim-panel .approve:not([disabled])")
             await page.wait_for_selector(".claim-panel .decided")
             receipt = await page.text_content(".claim-panel .audit-hash") or ""

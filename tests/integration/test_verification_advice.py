@@ -114,7 +114,7 @@ async def test_a_stored_ktp_is_read_compared_and_pushed_and_a_still_compared(tmp
         assert face["band"] == "likely_same" and face["similarity"] >= 0.48, face
         (card,) = [d for d in bench["documents"] if d["document_id"] == doc["document_id"]]
         photo = next(f for f in card["fields"] if f["field"] == "photo")
-        assert photo["suggested"] == "matches" and "Likely the same person" in photo["read"]
+        assert photo["suggested"] == "matches" and "likely the same person" in photo["read"]
         # Every piece of advice is on the audit chain, with the models that gave it.
         entries = [e async for e in server.app.state.records.store.audit_entries()]
         analysed = [e.details for e in entries if e.action == "document.analysed"]
