@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.adapters.sql.engine import readonly
 from server.adapters.sql.records import Writer, writer_for
-from server.adapters.sql.tables import claims, metadata
+from server.adapters.sql.tables import booths, claims, metadata
 from server.domain.reports import (
     DayFigures,
     EventRow,
@@ -116,6 +116,7 @@ displays = Table(
     Column("created_at", Float, nullable=False),
 )
 
+ALL = "*"  # report_days: the marker of a day rolled up for every branch
 _VISIT_FIELDS = [f.name for f in fields(Visit)]
 _EVENT_FIELDS = [f.name for f in fields(EventRow)]
 _P = bindparam
@@ -154,9 +155,10 @@ def apply_events(conn: Connection, events: Sequence[EventRow], cfg: ReportConfig
         else:
             conn.execute(update(visits).where(visits.c.visit_id == e.visit_id).values(values))
         # A day already rolled up got a late event: drop its rollup, recomputed when asked.
-        touched = {(after.branch, values["day"])}
+        touched = {(after.branch, values["day"]), (ALL, values["day"])}
         if before is not None:
-            touched.add((before.branch, day_of(before.arrived_at, cfg)))
+            day = day_of(before.arrived_at, cfg)
+            touched |= {(before.branch, day), (ALL, day)}
         for branch, day in touched:
             where = and_(report_days.c.branch == branch, report_days.c.day == day)
             conn.execute(delete(report_days).where(where))
@@ -189,55 +191,67 @@ class FrontStore:
         return [_visit(r) for r in rows]
 
     async def branches(self) -> list[str]:
+        """The branches with booths (what a report's branch picker offers)."""
         async with self._reader.connect() as conn:
-            rows = (await conn.execute(select(visits.c.branch).distinct())).all()
+            rows = (await conn.execute(select(booths.c.branch).distinct())).all()
         return sorted(r[0] for r in rows)
 
     async def rollups(
         self, branches: Iterable[str] | None, days: Sequence[str]
     ) -> dict[tuple[str, str], DayFigures]:
         """The stored rollups of these (closed) days; missing ones are computed from the
-        visits now and stored."""
+        visits now and stored. A day rolled up for every branch carries a marker row
+        (branch `*`), so a region's report knows it has them all without scanning visits;
+        a late event of that day removes the marker with the branch's rollup."""
+        wanted = sorted(branches) if branches is not None else None
         query = select(report_days).where(report_days.c.day.in_(list(days)))
-        if branches is not None:
-            query = query.where(report_days.c.branch.in_(sorted(branches)))
+        if wanted is not None:
+            query = query.where(report_days.c.branch.in_([*wanted, ALL]))
         async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
+        complete = {r["day"] for r in rows if r["branch"] == ALL}
         found = {
-            (r["branch"], r["day"]): DayFigures.from_row(json.loads(r["figures"])) for r in rows
+            (r["branch"], r["day"]): DayFigures.from_row(json.loads(r["figures"]))
+            for r in rows
+            if r["branch"] != ALL
         }
-        wanted_branches = set(branches) if branches is not None else None
-        missing_days = [d for d in days if wanted_branches is None or any(
-            (b, d) not in found for b in wanted_branches)]  # fmt: skip
-        if missing_days:
-            fresh = await self._compute(wanted_branches, missing_days, found)
-            found.update(fresh)
+        if wanted is None:
+            missing = [d for d in days if d not in complete]
+        else:
+            missing = [d for d in days if d not in complete
+                       and any((b, d) not in found for b in wanted)]  # fmt: skip
+        if missing:
+            found.update(await self._compute(wanted, missing, found))
+        if wanted is not None:
+            found = {k: v for k, v in found.items() if k[0] in wanted}
         return found
 
     async def _compute(
-        self, branches: set[str] | None, days: list[str], have: dict[tuple[str, str], Any]
+        self, branches: list[str] | None, days: list[str], have: dict[tuple[str, str], Any]
     ) -> dict[tuple[str, str], DayFigures]:
         rows = await self.visits_of(branches, days)
         grouped: dict[tuple[str, str], list[Visit]] = {}
         for v in rows:
             grouped.setdefault((v.branch, day_of(v.arrived_at, self.cfg)), []).append(v)
         fresh = {key: day_figures(vs, self.cfg) for key, vs in grouped.items() if key not in have}
-        if fresh:
-            now = time.time()
-            values = [
-                {"branch": b, "day": d, "figures": json.dumps(f.to_row()), "computed_at": now}
-                for (b, d), f in fresh.items()
-            ]
+        now = time.time()
+        values = [
+            {"branch": b, "day": d, "figures": json.dumps(f.to_row()), "computed_at": now}
+            for (b, d), f in fresh.items()
+        ]
+        if branches is None:  # every branch of these days is rolled up now
+            values += [{"branch": ALL, "day": d, "figures": "{}", "computed_at": now} for d in days]
 
-            def store(conn: Connection) -> None:
-                for value in values:
-                    where = and_(
-                        report_days.c.branch == value["branch"], report_days.c.day == value["day"]
-                    )
-                    conn.execute(delete(report_days).where(where))
+        def store(conn: Connection) -> None:
+            for value in values:
+                where = and_(
+                    report_days.c.branch == value["branch"], report_days.c.day == value["day"]
+                )
+                conn.execute(delete(report_days).where(where))
+            if values:
                 conn.execute(insert(report_days), values)
 
-            await self._writer.run(store)
+        await self._writer.run(store)
         return fresh
 
     async def rebuild(self) -> tuple[int, int]:
