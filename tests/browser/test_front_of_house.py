@@ -123,7 +123,8 @@ async def test_called_confirmed_served_and_a_no_show_passed_over(tmp_path) -> No
                 assert served[:2] == ["arrived", "called"]  # then, in one breath, served
                 # and checked in at the booth; then the officer's part of the visit
                 assert sorted(served[2:4]) == ["checked_in", "served"]
-                assert served[4:] == ["assigned", "session_ended", "visit_ended"]
+                assert served[4] == "assigned"  # then the session and the visit end together
+                assert sorted(served[5:]) == ["session_ended", "visit_ended"]
                 health = await kiosk.until(lambda h: h["ticket"] is None, within=10)
                 assert health["state"] == "idle"  # the no-show holds no booth
             await page.screenshot(path=str(tmp_path / "display.png"))
