@@ -155,7 +155,7 @@ class Tokens:
 class Participant:
     """Who checks in at the kiosk screen (booth_client.screen), as they typed it."""
 
-    claim: BookingRef | WalkInRef
+    claim: BookingRef | WalkInRef | TicketRef  # a ticket: its number, called to this booth
     language: Language = Language.INDONESIAN
     needs_assistance: bool = False
 

@@ -26,13 +26,13 @@ from booth_client.kiosk import TRANSIENT_REFUSALS  # refusals the client retries
 from booth_client.screen import texts
 from booth_client.screen.i18n import N_, Translator, translator
 from booth_client.screen.texts import Problem
-from signaling.messages import BookingRef, ClaimType, Language, WalkInRef
+from signaling.messages import BookingRef, ClaimType, Language, TicketRef, WalkInRef
 from signaling.session import ACTIVE, IN_CALL, SessionState
 
 S = SessionState
 Method = Literal["booking", "walk_in"]
-FieldName = Literal["booking_code", "nik", "kpj", "claim_type"]
-FIELD_LENGTH: dict[str, int] = {"booking_code": 32, "nik": 16, "kpj": 11}
+FieldName = Literal["booking_code", "nik", "kpj", "claim_type", "ticket"]
+FIELD_LENGTH: dict[str, int] = {"booking_code": 32, "nik": 16, "kpj": 11, "ticket": 5}
 BOOKING_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
@@ -50,6 +50,7 @@ class Screen(StrEnum):
     ENDED = "ended"
     RECONNECTING = "reconnecting"
     OUT_OF_SERVICE = "out_of_service"
+    TICKET = "ticket"  # a ticket is called to this booth: its holder types the number
 
 
 FORM_SCREENS = frozenset({Screen.METHOD, Screen.BOOKING, Screen.WALK_IN})
@@ -121,6 +122,7 @@ class ClientSnapshot:
     out_of_service: bool = False  # the server refused this booth's credential
     officer_video: bool = False  # a fresh frame from the officer's camera
     self_video: bool = False  # a frame of the booth's own camera
+    called_ticket: str | None = None  # front of house: the number called to this booth
 
 
 # --- what the participant does -----------------------------------------------------------
@@ -189,7 +191,7 @@ Action = (
 
 @dataclass(frozen=True)
 class SubmitCheckIn:
-    claim: BookingRef | WalkInRef
+    claim: BookingRef | WalkInRef | TicketRef
     language: Language
 
 
@@ -213,6 +215,7 @@ class FormState:
     nik: str = ""
     kpj: str = ""
     claim_type: ClaimType | None = None
+    ticket: str = ""  # the ticket number typed (front of house)
     active: FieldName = "booking_code"
     problems: dict[str, Problem] = field(default_factory=dict)
     refused: str | None = None  # code of the server's refusal of our check-in
@@ -366,10 +369,12 @@ class Kiosk:
             return self._call_screen(state, now)
         if state in (S.QUEUED, S.RESERVED):
             return Screen.WAITING
-        if state is S.ENDED or f.step in (Step.ENDED, Step.VISIT):
-            return Screen.ENDED
         if f.step is Step.SUBMITTING:
             return Screen.SUBMITTING
+        if c.called_ticket is not None and state is S.IDLE:
+            return Screen.TICKET  # the next person, called here: before any form or goodbye
+        if state is S.ENDED or f.step in (Step.ENDED, Step.VISIT):
+            return Screen.ENDED
         return Screen(f.step.value)
 
     def _call_screen(self, state: SessionState, now: float) -> Screen:
@@ -397,6 +402,8 @@ class Kiosk:
                 if client.refusal_code not in TRANSIENT_REFUSALS:
                     # Back to the form, typed data kept, to correct it.
                     f.step = Step.BOOKING if f.method == "booking" else Step.WALK_IN
+                    if f.ticket:  # a ticket's number: typed again, from empty
+                        f.step, f.ticket = Step.LANGUAGE, ""
                     f.last_input_at = now
         if client.state in ACTIVE and f.step is not Step.VISIT:
             # The server has the check-in: the form's copy of the personal data goes.
@@ -460,6 +467,25 @@ class Kiosk:
                 return [ForgetParticipant()]
             case _ if screen in (Screen.BOOKING, Screen.WALK_IN):
                 return self._edit(action)
+            case _ if screen is Screen.TICKET:
+                return self._ticket(action)
+        return []
+
+    def _ticket(self, action: Action) -> list[Effect]:
+        """The called ticket's number, typed: a letter, then up to four digits."""
+        f = self.form
+        match action:
+            case Key(char) if len(f.ticket) < FIELD_LENGTH["ticket"]:
+                char = char.upper()
+                first = not f.ticket
+                if (first and char.isalpha() and char.isascii()) or (not first and char.isdigit()):
+                    f.ticket += char
+                    f.refused = None
+            case Backspace():
+                f.ticket = f.ticket[:-1]
+            case Next() if len(f.ticket) >= 2:
+                f.step, f.refused, f.method = Step.SUBMITTING, None, None
+                return [SubmitCheckIn(TicketRef(number=f.ticket), f.language)]
         return []
 
     def _edit(self, action: Action) -> list[Effect]:
@@ -554,6 +580,7 @@ STEP_OF: dict[Screen, int] = {
     Screen.ENDED: 5,
     Screen.RECONNECTING: 3,
     Screen.OUT_OF_SERVICE: 1,
+    Screen.TICKET: 2,
 }
 
 
@@ -713,6 +740,39 @@ def _walk_in(tr: Translator, base: ScreenModel, form: FormState, *_: object) -> 
             ButtonView(tr.gettext("Back"), Back(), "nav"),
             ButtonView(tr.gettext("Check in") if last else tr.gettext("Next"), Next(), "primary"),
         ),
+    )
+
+
+def _ticket(
+    tr: Translator, base: ScreenModel, form: FormState, c: ClientSnapshot, now: float
+) -> ScreenModel:
+    number = c.called_ticket or ""
+    keypad = [
+        tuple(ButtonView(ch, Key(ch), "key") for ch in row) for row in ("ABP", "123", "456", "789")
+    ]
+    keypad.append((ButtonView("⌫", Backspace(), "key"), ButtonView("0", Key("0"), "key"),
+                   ButtonView(tr.gettext("OK"), Next(), "key")))  # fmt: skip
+    notice = None
+    if form.refused == "ticket_mismatch":
+        notice = Banner(tr.gettext("That is not the number called to this booth. Check your "
+                                   "ticket, or ask at the desk."), "error")  # fmt: skip
+    elif form.refused is not None:
+        notice = _refusal_notice(tr, form)
+    field = FieldView(name="ticket", label=tr.gettext("Your ticket number"), value=form.ticket,
+                      hint=tr.gettext("A letter, then the digits: as printed on your ticket"),
+                      problem=None, active=True)  # fmt: skip
+    return _with(
+        base,
+        title=tr.gettext("Ticket %(number)s, please come to this booth") % {"number": number},
+        big=number,
+        big_caption=tr.gettext("Called to this booth"),
+        lines=(
+            tr.gettext("Type the number on your ticket to begin. Your details are already here."),
+        ),
+        fields=(field,),
+        keypad=tuple(keypad),
+        notice=notice,
+        buttons=(ButtonView(tr.gettext("Begin"), Next(), "primary"),),
     )
 
 
@@ -924,4 +984,5 @@ _BUILDERS: dict[Screen, Callable[..., ScreenModel]] = {
     Screen.ENDED: _ended,
     Screen.RECONNECTING: _reconnecting,
     Screen.OUT_OF_SERVICE: _out_of_service,
+    Screen.TICKET: _ticket,
 }

@@ -259,6 +259,7 @@ class ClientObserver:
             end_seq=self._end_seq,
             capture=self.watch.view,
             out_of_service=close is not None and close.kind is CloseKind.GIVE_UP,
+            called_ticket=c.called_ticket.number if c.called_ticket else None,
             officer_video=officer_video,
             self_video=self.self_view.latest is not None,
         )

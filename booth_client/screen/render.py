@@ -413,6 +413,28 @@ class Renderer:
         self._title(surface, model, self._r(520, top + 70, 680, bottom - top - 70))
         return None
 
+    def _ticket(self, surface: pygame.Surface, model: ScreenModel, images: MediaImages,
+                now: float, body: tuple[int, int], hits: list[Hit]) -> None:  # fmt: skip
+        """The number called here, large on the left; the field and keypad on the right."""
+        top, bottom = body
+        self._text(surface, model.title, self._r(60, top, 1160, 50), size=32, bold=True,
+                   max_lines=1)  # fmt: skip
+        card = self._r(60, top + 64, 500, 250)
+        pygame.draw.rect(surface, PRIMARY_LIGHT, card, border_radius=round(16 * self._u))
+        self._text(surface, model.big or "", self._r(60, top + 100, 500, 150), size=120,
+                   bold=True, colour=PRIMARY, align="center", max_lines=1)  # fmt: skip
+        self._text(surface, model.big_caption or "", self._r(60, top + 256, 500, 40), size=22,
+                   colour=MUTED, align="center", max_lines=1)  # fmt: skip
+        for line in model.lines:
+            self._text(surface, line, self._r(60, top + 340, 500, 110), size=22, max_lines=4)
+        self._field(surface, model.fields[0], self._r(620, top + 64, 600, 120), hits, now)
+        keypad_top = top + 200
+        if model.notice is not None:
+            keypad_top = self._banner(surface, model.notice, self._r(620, top + 196, 600, 96))
+            keypad_top = round((keypad_top - self._origin[1]) / self._u) + 12
+        self._keypad(surface, model.keypad, self._r(620, keypad_top, 600,
+                     bottom - keypad_top), hits)  # fmt: skip
+
     def _talking(self, surface: pygame.Surface, model: ScreenModel, images: MediaImages,
                  now: float, body: tuple[int, int], hits: list[Hit]) -> None:  # fmt: skip
         top, bottom = body
@@ -451,6 +473,7 @@ class Renderer:
 
 
 _LAYOUTS: dict[Screen, Callable[..., None]] = {
+    Screen.TICKET: Renderer._ticket,
     Screen.LANGUAGE: Renderer._choices,
     Screen.METHOD: Renderer._choices,
     Screen.BOOKING: Renderer._booking,

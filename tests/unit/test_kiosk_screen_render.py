@@ -163,7 +163,23 @@ def _out_of_service(lang: Language) -> Kiosk:
     return _client(_form(lang), out_of_service=True, online=False)
 
 
+def _ticket(lang: Language) -> Kiosk:
+    kiosk = _language(lang)
+    _client(kiosk, called_ticket="B-034")
+    _type(kiosk, "B03")
+    return kiosk
+
+
+def _ticket_refused(lang: Language) -> Kiosk:
+    kiosk = _ticket(lang)
+    _type(kiosk, "5")
+    kiosk.press(Next(), NOW)
+    return _client(kiosk, refusal_code="ticket_mismatch", refusal_seq=1)
+
+
 SAMPLES: dict[str, tuple[Callable[[Language], Kiosk], Screen]] = {
+    "ticket": (_ticket, Screen.TICKET),
+    "ticket-refused": (_ticket_refused, Screen.TICKET),
     "language": (_language, Screen.LANGUAGE),
     "method": (lambda lang: _form(lang), Screen.METHOD),
     "booking": (_booking, Screen.BOOKING),
