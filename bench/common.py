@@ -93,3 +93,38 @@ def redis_server(directory: Path, *, aof: bool = True) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait()
+
+
+async def call_session(port: int, booth_token: str, cso_token: str, booking: str) -> tuple:  # type: ignore[type-arg]
+    """A booth checked in for `booking` and an officer who accepted it, over real sockets:
+    (booth socket, CSO socket, claim_id). The caller answers pings and closes them."""
+    import websockets
+
+    from signaling.codec import decode_outbound, encode
+    from signaling.messages import (
+        Accept,
+        Assigned,
+        BookingRef,
+        BoothAssigned,
+        BoothOffered,
+        CheckIn,
+        Hello,
+        Role,
+    )
+
+    ws = f"ws://127.0.0.1:{port}"
+    booth = await websockets.connect(f"{ws}/ws/booth")
+    cso = await websockets.connect(f"{ws}/ws/cso")
+    await booth.send(encode(Hello(token=booth_token)))
+    await cso.send(encode(Hello(token=cso_token)))
+    await booth.send(encode(CheckIn(claim=BookingRef(booking_code=booking))))
+    claim_id = None
+    while claim_id is None:
+        msg = decode_outbound(await cso.recv(), Role.CSO)
+        if isinstance(msg, BoothOffered):
+            await cso.send(encode(Accept(session_id=msg.session_id)))
+        elif isinstance(msg, BoothAssigned):
+            claim_id = msg.claim.claim_id
+    while not isinstance(decode_outbound(await booth.recv(), Role.BOOTH), Assigned):
+        pass
+    return booth, cso, claim_id

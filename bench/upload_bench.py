@@ -50,19 +50,12 @@ import cv2
 import httpx
 import numpy as np
 import websockets
-from common import free_port, http_process, loket_server
+from common import call_session, free_port, http_process, loket_server
 
 from server.ports.records import RecordsTx
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
-    Accept,
-    Assigned,
-    BookingRef,
-    BoothAssigned,
-    BoothOffered,
-    CheckIn,
     ClaimType,
-    Hello,
     Ping,
     Pong,
     Role,
@@ -149,23 +142,10 @@ async def live_session(port: int, accounts, http: httpx.AsyncClient):  # type: i
         json={"username": accounts.cso.username, "password": accounts.cso.password},
     )
     booth_token = booth_auth.json()["access_token"]
-    ws = f"ws://127.0.0.1:{port}"
-    async with (
-        websockets.connect(f"{ws}/ws/booth") as booth,
-        websockets.connect(f"{ws}/ws/cso") as cso,
-    ):
-        await booth.send(encode(Hello(token=booth_token)))
-        await cso.send(encode(Hello(token=cso_auth.json()["access_token"])))
-        await booth.send(encode(CheckIn(claim=BookingRef(booking_code=BOOKING))))
-        claim_id = None
-        while claim_id is None:
-            msg = decode_outbound(await cso.recv(), Role.CSO)
-            if isinstance(msg, BoothOffered):
-                await cso.send(encode(Accept(session_id=msg.session_id)))
-            elif isinstance(msg, BoothAssigned):
-                claim_id = msg.claim.claim_id
-        while not isinstance(decode_outbound(await booth.recv(), Role.BOOTH), Assigned):
-            pass
+    booth, cso, claim_id = await call_session(
+        port, booth_token, cso_auth.json()["access_token"], BOOKING
+    )
+    async with booth, cso:
         tasks = [
             asyncio.create_task(answer_pings(booth, Role.BOOTH)),
             asyncio.create_task(answer_pings(cso, Role.CSO)),

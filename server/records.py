@@ -1109,11 +1109,11 @@ class RecordsService:
         recorded = {e.seq: e.details.get("verification_sha256") for e in entries
                     if e.action == "outcome.recorded"}  # fmt: skip
         problems = []
-        for seq, text, stored_sha in await self.store.read(lambda tx: tx.outcome_verifications()):
+        for seq, actual, stored_sha in await self.store.read(
+            lambda tx: tx.outcome_evidence_hashes()
+        ):
             if seq not in recorded:
                 continue  # appended after the head was read
-            # Stored as the canonical JSON that was hashed when the outcome was recorded.
-            actual = None if text is None else hashlib.sha256(text.encode()).hexdigest()
             if actual != recorded[seq] or (stored_sha is not None and stored_sha != actual):
                 problems.append(ChainProblem(
                     seq, ProblemKind.EDITED,

@@ -19,7 +19,7 @@ from reading.compare import Comparison, compare
 from reading.fields import Field
 from server.domain.access import Action, Reach
 from server.domain.audit import canonical_json
-from server.domain.claims import Claim, ClaimRuleError, IdentityCheck
+from server.domain.claims import FINAL_STATES, Claim, ClaimRuleError, IdentityCheck
 from server.domain.documents import DocumentKind, Verdict, display_name
 from server.domain.members import LABELS, MEMBER_FIELDS, MemberRecord, local_day, payable_from
 from server.domain.privacy import mask_nik
@@ -342,6 +342,8 @@ class Workbench:
             doc = tx.get_document(document_id)
             if snap is None or doc is None or doc.claim_id != claim_id or doc.purged_at:
                 raise RecordsError(404, "not_found", f"no document {document_id} on this claim")
+            if snap.claim.state in FINAL_STATES:  # its outcome keeps what was compared
+                raise RecordsError(409, "claim_decided", f"the claim is {snap.claim.state}")
             hint = advice(snap).get((document_id, field))
             now = records.now()
             try:

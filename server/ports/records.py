@@ -164,8 +164,9 @@ class RecordsTx(Protocol):
 
     def set_field_check(self, claim_id: str, check: FieldCheck) -> None: ...
     def field_checks_of(self, claim_id: str) -> list[FieldCheck]: ...
-    def outcome_verifications(self) -> list[tuple[int, str | None, str | None]]:
-        """(audit_seq, verification JSON, its recorded SHA-256) of every outcome."""
+    def outcome_evidence_hashes(self) -> list[tuple[int, str | None, str | None]]:
+        """(audit_seq, SHA-256 of the verification JSON as stored now, the SHA-256 recorded
+        beside it) of every outcome (None: an outcome from before the workbench)."""
         ...
 
 

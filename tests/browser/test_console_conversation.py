@@ -32,6 +32,7 @@ from playwright.async_api import Browser, Page, Request
 from tests.support.accounts import add_user, login
 from tests.support.booths import BoothProcess, booth_processes
 from tests.support.browser import chromium, collect_errors, log_in, tone_wav
+from tests.support.claim_panel import accept_every_document, capture_every_document
 from tests.support.live_server import LiveServer, running_server, server_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -403,23 +404,9 @@ async def test_capture_from_the_console_then_verdicts_and_an_outcome_with_its_re
                 timeout=60_000,
             )
             await page.click(".tile .claim-toggle")
-            await page.wait_for_selector(".claim-panel .capture")
-            kinds = await page.eval_on_selector_all(
-                ".claim-panel .capture", "bs => bs.map(b => b.dataset.kind)"
-            )
-            for n, kind in enumerate(kinds, start=1):
-                await page.click(f".claim-panel .capture[data-kind='{kind}']")
-                # The picture appears without a reload (document_added).
-                await page.wait_for_selector(
-                    f".claim-panel .document >> nth={n - 1}", timeout=60_000
-                )
-            while await page.locator(".claim-panel .doc-accept").count():
-                before = await page.locator(".claim-panel .doc-accept").count()
-                await page.click(".claim-panel .doc-accept >> nth=0")
-                await page.wait_for_function(
-                    "n => document.querySelectorAll('.claim-panel .doc-accept').length < n",
-                    arg=before,
-                )
+            # Each picture appears without a reload (document_added).
+            await capture_every_document(page)
+            await accept_every_document(page)
             assert await page.is_disabled(".claim-panel .approve")
             follow_up = ".claim-panel select[aria-label='Reason for follow-up']"
             await page.select_option(follow_up, "follow_up_member_data")

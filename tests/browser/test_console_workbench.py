@@ -28,6 +28,7 @@ from server.ports.records import OutcomeFilter
 from tests.support.accounts import add_user, login
 from tests.support.booths import booth_processes
 from tests.support.browser import chromium, collect_errors, log_in
+from tests.support.claim_panel import accept_every_document, capture_every_document
 from tests.support.dashboard import open_dashboard
 from tests.support.live_server import running_server, server_settings
 
@@ -85,22 +86,9 @@ async def test_the_officer_verifies_field_by_field_then_approves(tmp_path: Path)
             assert "DIYANA HAKIM" in (await member_box.text_content() or "")
             assert "from the membership directory" in (await member_box.text_content() or "")
             # Every document from the console's Capture buttons; each picture is pushed.
-            kinds = await page.eval_on_selector_all(
-                ".claim-panel .capture", "bs => bs.map(b => b.dataset.kind)"
-            )
+            kinds = await capture_every_document(page)
             assert kinds == ["kpj_card", "ktp", "kk", "buku_tabungan"]
-            for n, kind in enumerate(kinds, start=1):
-                await page.click(f".claim-panel .capture[data-kind='{kind}']")
-                await page.wait_for_selector(
-                    f".claim-panel .document >> nth={n - 1}", timeout=60_000
-                )
-            while await page.locator(".claim-panel .doc-accept").count():
-                before = await page.locator(".claim-panel .doc-accept").count()
-                await page.click(".claim-panel .doc-accept >> nth=0")
-                await page.wait_for_function(
-                    "n => document.querySelectorAll('.claim-panel .doc-accept').length < n",
-                    arg=before,
-                )
+            await accept_every_document(page)
             # Accepting the KTP asked the booth for a face still; the readings come pushed.
             await page.wait_for_selector(
                 ".claim-panel .document[data-kind='face_still']", timeout=60_000

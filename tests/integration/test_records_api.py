@@ -12,6 +12,7 @@ import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from server.adapters.sql import migrate
 from server.ports.records import OutcomeFilter
@@ -113,6 +114,16 @@ async def test_a_claim_is_verified_end_to_end(server, http, pair) -> None:
     assert verify.json()["intact"] is True
     actions = [e.action async for e in server.app.state.records.store.audit_entries()]
     assert actions.count("document.uploaded") == 5 and actions.count("outcome.recorded") == 1
+    assert actions.count("field.checked") == 13
+    # The chain covers what was compared: evidence edited behind Loket's back is found.
+    (recorded,) = await server.app.state.records.store.list_outcomes(OutcomeFilter())
+    assert recorded.verification is not None and recorded.verification["identity"]["confirmed"]
+    async with server.app.state.records.store._engine.begin() as conn:
+        await conn.execute(text("UPDATE outcomes SET verification = replace(verification, "
+                                "'\"matches\"', '\"differs\"')"))  # fmt: skip
+    verify = await http.get("/api/audit/verify", headers={"Authorization": f"Bearer {auditor}"})
+    (problem,) = verify.json()["problems"]
+    assert problem["seq"] == recorded.audit_seq and "verification evidence" in problem["message"]
 
 
 async def test_rejection_and_follow_up_need_catalogue_reasons(server, http, pair) -> None:

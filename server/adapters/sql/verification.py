@@ -3,6 +3,7 @@ part of `SqlRecordsTx`: the same connection and transaction as the rest of the r
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date, datetime
 from typing import Any
@@ -173,8 +174,12 @@ class VerificationStatements:
             for r in self._rows(_CHECKS, claim_id=claim_id)
         ]
 
-    def outcome_verifications(self) -> list[tuple[int, str | None, str | None]]:
+    def outcome_evidence_hashes(self) -> list[tuple[int, str | None, str | None]]:
+        # Hashed here, row by row: what is kept in memory is three short values an outcome.
+        # The text is the canonical JSON that was hashed when the outcome was recorded.
         return [
-            (int(r["audit_seq"]), r["verification"], r["verification_sha256"])
-            for r in self._rows(_VERIFICATIONS)
-        ]
+            (int(r["audit_seq"]),
+             hashlib.sha256(r["verification"].encode()).hexdigest() if r["verification"] else None,
+             r["verification_sha256"])
+            for r in self._conn.execute(_VERIFICATIONS).mappings()
+        ]  # fmt: skip
