@@ -320,7 +320,7 @@ def a4_glare(letters: int) -> dict[str, Any]:
         paper = tuple(int(x) for x in rng.integers(244, 256, 3))
         letter = render_letter(p, body_pt=float(rng.uniform(10, 12)), px_per_mm=6, seed=i,
                                font_name=FONTS[i % len(FONTS)], paper=paper)  # type: ignore[arg-type]  # fmt: skip
-        common = {"doc_scale": float(rng.uniform(2.4, 3.4)) * 210 / 1920,
+        common = {"doc_scale": float(rng.uniform(2.75, 3.4)) * 210 / 1920,
                   "background": BACKGROUNDS[i % len(BACKGROUNDS)]}  # fmt: skip
         bright = on_desk(
             letter.image, "a4", 50_000 + i, light=float(rng.uniform(0.95, 1.15)), **common

@@ -101,8 +101,9 @@ def glare_share(
     Glare is a highlight: a saturated spot with a falloff to the paper around it. White
     paper that the camera exposes to its limit is blown out too, but as a plateau, and
     it must not count (a good letter would be refused). A blown blob counts as glare:
-    - when the paper in a ring around it (print left out) is at least `min_drop` grey
-      levels below `level`: it stands above its paper (every card, any darker paper);
+    - when the paper in a ring around it (print left out), or the page's paper as a
+      whole, is at least `min_drop` grey levels below `level`: it stands above its
+      paper (every card, any paper the camera does not itself blow out);
     - on paper that is itself nearly white around it, only when it is a spot (at least
       1% of the page) that erased the print: a hole in the print with print all round
       it. A plateau of white paper keeps its print.
@@ -132,12 +133,16 @@ def glare_share(
     paper = cv2.dilate(darkest, np.ones((9, 9), np.uint8))
     ink = (raw.astype(np.int16) + 50 < paper).astype(np.uint8)
     page_ink = cv2.countNonZero(ink) / total
+    # The page's own paper level: a page that is not itself near white cannot blow out
+    # by its own light, whatever the paper just around a blob looks like.
+    page_paper = float(np.median(paper))
     glare = 0
     for i in blobs:
         area = int(stats[i, cv2.CC_STAT_AREA])
         x0, y0, x1, y1 = _around(stats[i], labels.shape)
         blob = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-        highlight = _paper_around(blob, stats[i], paper[y0:y1, x0:x1]) <= level - min_drop
+        around = min(_paper_around(blob, stats[i], paper[y0:y1, x0:x1]), page_paper)
+        highlight = around <= level - min_drop
         if highlight or (area >= 0.01 * total and _erased_spot(blob, (x0, y0), ink, page_ink)):
             glare += area
     return glare / total
