@@ -157,6 +157,9 @@ class DocumentAnalyst:
             answer = await self.pool.read(kind, data)
         except (BlobMissing, ImageRejected) as exc:
             answer = Unavailable("failed", str(exc)[:200])
+        except Exception as exc:  # a damaged file, a bug: said, never left "pending"
+            log.exception("reading_failed", document_id=document_id)
+            answer = Unavailable("failed", type(exc).__name__)
         if isinstance(answer, Unavailable):
             record = AnalysisRecord(
                 document_id, "reading", claim_id, "unavailable", begun,
@@ -211,6 +214,9 @@ class DocumentAnalyst:
             answer = await self.faces.compare(pictures[0], pictures[1])
         except (BlobMissing, ValueError, FaceInputError) as exc:
             return unavailable(f"the pictures could not be compared: {exc}"[:300])
+        except Exception as exc:  # a damaged file, a bug: said, never left "pending"
+            log.exception("face_comparison_failed", document_id=still.document_id)
+            return unavailable(f"the comparison failed: {type(exc).__name__}")
         if not isinstance(answer, FaceComparison):
             return unavailable(_reason(str(answer.reason), answer.message))
         return AnalysisRecord(pending.document_id, "face", pending.claim_id, "done",

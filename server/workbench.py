@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reading.compare import Comparison, compare
@@ -177,10 +177,16 @@ _SHOWN = ("ms", "rotation", "checks", "similarity", "band", "message", "still_do
           "ktp_document_id", "live", "document", "bands")  # fmt: skip
 
 
-def _analysis_json(found: AnalysisRecord | None) -> dict[str, Any] | None:
+# A job still "pending" this long after it began was cut short (the server stopped).
+PENDING_STALE = timedelta(minutes=5)
+
+
+def _analysis_json(found: AnalysisRecord | None, now: datetime) -> dict[str, Any] | None:
     if found is None:
         return None
     body: dict[str, Any] = {"status": found.status, "reason": found.reason}
+    if found.status == "pending" and now - found.started_at > PENDING_STALE:
+        body.update(status="unavailable", reason="interrupted (the server stopped meanwhile)")
     if found.status == "done":
         for key in _SHOWN:
             if key in found.result:
@@ -193,7 +199,7 @@ def _analysis_json(found: AnalysisRecord | None) -> dict[str, Any] | None:
 
 
 def workbench_json(
-    snap: Snapshot, reach: Reach, today: date, *, reading: bool, faces: bool
+    snap: Snapshot, reach: Reach, now: datetime, *, reading: bool, faces: bool
 ) -> dict[str, Any]:
     """The workbench as the console draws it: the record, each identity document with its
     fields (record, reading, confidence, suggestion, the officer's state), the face still
@@ -224,12 +230,13 @@ def workbench_json(
             "document_id": doc.document_id, "kind": doc.kind,
             "name": display_name(DocumentKind(doc.kind)),
             "verdict": doc.verdict, "uploaded_at": doc.uploaded_at.isoformat(),
-            "reading": _analysis_json(snap.analysis(doc.document_id, "reading")),
+            "reading": _analysis_json(snap.analysis(doc.document_id, "reading"), now),
             "fields": rows,
         })  # fmt: skip
     stills = [d for d in snap.documents if d.kind == FACE_STILL and d.purged_at is None]
     newest = max(stills, key=lambda d: d.uploaded_at) if stills else None
-    face = _analysis_json(snap.analysis(newest.document_id, "face")) if newest else None
+    face = _analysis_json(snap.analysis(newest.document_id, "face"), now) if newest else None
+    today = local_day(now)
     identity = identity_of(snap, today)
     complete = claim_checklist(snap.claim, snap.documents).complete
     return {
@@ -313,8 +320,9 @@ class Workbench:
         assert snap is not None
         await records.audit_read(who, "member.viewed", claim_id=claim_id,
                                  details={"reach": str(decision.reach)})  # fmt: skip
-        today = local_day(records.now())
-        return workbench_json(snap, decision.reach, today, reading=self.reading, faces=self.faces)
+        return workbench_json(
+            snap, decision.reach, records.now(), reading=self.reading, faces=self.faces
+        )
 
     async def check_field(
         self,

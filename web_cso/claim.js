@@ -385,7 +385,7 @@ export class ClaimPanel {
     const reasons = (await this.api.reasons()).filter((r) => r.for.includes("field_mismatch"));
     const order = this.bench.documents.filter((d) => d.fields.length);
     this.verifyView = new VerifyView({
-      doc, picture: await this.picture(doc), face, stillUrl: still, reasons,
+      doc, picture: await this.picture(doc), face, faceOn: this.bench.advice.faces, stillUrl: still, reasons,
       onSet: (d, field, state, reason) => this.setField(d, field, state, reason),
       onMove: (step) => {
         const at = order.findIndex((d) => d.document_id === doc.document_id);

@@ -72,8 +72,8 @@ export function memberBlock(view, { onLookUp }) {
 export class VerifyView {
   // doc: the workbench's document; picture: object URL; face: the workbench's face block;
   // stillUrl: the face still's object URL (or null); reasons: field-mismatch reasons.
-  constructor({ doc, picture, face, stillUrl, reasons, onSet, onMove, onClose, onStill }) {
-    Object.assign(this, { doc, picture, face, stillUrl, reasons, onSet, onMove, onClose, onStill });
+  constructor({ doc, picture, face, faceOn, stillUrl, reasons, onSet, onMove, onClose, onStill }) {
+    Object.assign(this, { doc, picture, face, faceOn, stillUrl, reasons, onSet, onMove, onClose, onStill });
     this.zoom = 1;
     // A KTP the face analysis read turned: shown upright from the start.
     const turned = face && face.ktp_document_id === doc.document_id && face.document ? face.document.turned_deg || 0 : 0;
@@ -123,8 +123,9 @@ export class VerifyView {
     const mine = face.ktp_document_id === this.doc.document_id;
     let verdict;
     if (!face.still_document_id) verdict = "No face still yet.";
-    else if (!mine && face.status !== "pending") verdict = "The face still was compared with another KTP picture.";
-    else if (face.status === "pending") verdict = "Comparing the faces…";
+    else if (!this.faceOn) verdict = "Face comparison is off on this server: compare by eye.";
+    else if (!face.status || face.status === "pending") verdict = "Comparing the faces…";
+    else if (!mine) verdict = "The face still was compared with another KTP picture.";
     else if (face.status !== "done") verdict = `Face comparison unavailable (${face.reason || face.status}).`;
     else if (face.band) verdict = `Advisory: ${BANDS[face.band]} (similarity ${face.similarity.toFixed(2)}).`;
     else verdict = face.message || "Not compared."; // no face / several / too small: said, never a score
