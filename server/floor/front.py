@@ -350,8 +350,12 @@ class FrontOfHouse:
         branches = only if only is not None else set(self._lobby.changed)
         if only is None:
             self._lobby.changed.clear()
+        if not branches:
+            return
+        booths = views.branch_booths(self, branches)  # type: ignore[arg-type]
         for branch in sorted(branches):
-            self._out.publish(display_topic(branch), views.display_state(self, branch))  # type: ignore[arg-type]
+            state = views.display_state(self, branch, booths.get(branch))  # type: ignore[arg-type]
+            self._out.publish(display_topic(branch), state)
 
     def _display_opened(self, ev: DisplayOpened) -> None:
         self._publish_displays({ev.branch})

@@ -9,6 +9,7 @@ officers only with the sessions of its branches' booths."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from server.domain.access import floor_scope
@@ -45,6 +46,7 @@ from signaling.session import IN_CALL, SessionState
 
 if TYPE_CHECKING:
     from server.floor.core import FloorCore
+    from server.floor.lobby import Ticket
     from server.floor.model import BoothRecord, CsoRecord, PeerKey, SessionRecord
 
 Scope = frozenset[str] | None  # branches a supervisor sees; None: all
@@ -380,61 +382,82 @@ def snapshot(core: FloorCore, scope: Scope = None) -> FloorSnapshot:
 TICKETS_SHOWN = 200  # waiting and called tickets a floor view lists (oldest first)
 
 
-def _floor_eta(core: FloorCore, branch: str) -> float | None:
-    """The floor stage's wait for a booth checking in now in `branch`: the estimate of its
-    last booth in line (0 when nobody waits; None when no officer is on duty)."""
+@dataclass
+class BranchBooths:
+    """A branch's booths as the lobby sees them, gathered in one pass over the floor."""
+
+    free: int = 0
+    called: int = 0
+    used: int = 0
+    last_queued: tuple[int, str] | None = None  # (position, booth) of its last in line
+
+    @property
+    def total(self) -> int:
+        return self.free + self.called + self.used
+
+
+def branch_booths(core: FloorCore, only: set[str] | None = None) -> dict[str, BranchBooths]:
+    """Per branch (of `only`, or all): booths free / called / in use among the connected,
+    and the last in line for an officer. One pass over the booths, whatever the branches."""
     d = core.dispatcher
-    last: tuple[int, str] | None = None
+    out: dict[str, BranchBooths] = {}
     for b in core.booths.values():
-        queued = b.state is S.QUEUED and d.has_booth(b.booth_id)
-        if b.principal.branch == branch and queued and d.state_of(b.booth_id) == "waiting":
+        branch = b.principal.branch
+        if only is not None and branch not in only:
+            continue
+        row = out.setdefault(branch, BranchBooths())
+        if b.state is S.QUEUED and d.has_booth(b.booth_id) and d.state_of(b.booth_id) == "waiting":
             place = (d.position(b.booth_id), b.booth_id)
-            last = place if last is None or place > last else last
-    if last is None:
-        return 0.0 if core.csos else None
-    value = d.estimated_wait(last[1])
-    return value if math.isfinite(value) else None
-
-
-def booths_of(core: FloorCore, branch: str) -> tuple[int, int, int]:
-    """(free, called, in use) among the branch's connected booths."""
-    free = called = used = 0
-    for b in core.booths.values():
-        if b.principal.branch != branch or not b.connected:
+            row.last_queued = (
+                place if row.last_queued is None or place > row.last_queued else row.last_queued
+            )
+        if not b.connected:
             continue
         if core.lobby.called_to(b.booth_id) is not None:
-            called += 1
+            row.called += 1
         elif core.is_free(b):
-            free += 1
+            row.free += 1
         else:
-            used += 1
-    return free, called, used
+            row.used += 1
+    return out
 
 
-def lobby_estimate(core: FloorCore, branch: str) -> float | None:
-    """A new ticket's wait shown to the participant: to a booth, then to an officer."""
-    free, called, used = booths_of(core, branch)
-    lobby = core.lobby.estimate(branch, free + called + used, core.config.lobby)
-    floor = _floor_eta(core, branch)
+def _estimate(core: FloorCore, branch: str, booths: BranchBooths | None) -> float | None:
+    """A new ticket's wait shown to the participant: to a booth (the tickets ahead shared
+    among the branch's booths), then to an officer (the floor's estimate for its last
+    booth in line; 0 when nobody waits; None when no officer is on duty)."""
+    booths = booths or BranchBooths()
+    lobby = core.lobby.estimate(branch, booths.total, core.config.lobby)
+    if booths.last_queued is None:
+        floor: float | None = 0.0 if core.csos else None
+    else:
+        value = core.dispatcher.estimated_wait(booths.last_queued[1])
+        floor = value if math.isfinite(value) else None
     if lobby is None or floor is None:
         return None
     return lobby + floor
 
 
+def lobby_estimate(core: FloorCore, branch: str) -> float | None:
+    return _estimate(core, branch, branch_booths(core, {branch}).get(branch))
+
+
 def lobby_view(core: FloorCore, scope: Scope = None) -> LobbyView:
     now = core.now.wall
     lobby = core.lobby
-    branches = sorted(
-        b for b in lobby.branches() if scope is None or b in scope
-    )  # fmt: skip
+    branches = sorted(b for b in lobby.branches() if scope is None or b in scope)
+    booths = branch_booths(core, set(branches))
+    tickets_of: dict[str, list[Ticket]] = {}
+    for t in lobby.tickets.values():
+        tickets_of.setdefault(t.branch, []).append(t)
     rows = []
     for branch in branches:
-        tickets = list(lobby.of_branch(branch))
+        tickets = tickets_of.get(branch, [])
         waiting = [t for t in tickets if t.state == "waiting"]
         by_category: dict[str, int] = {}
         for t in waiting:
             by_category[t.category] = by_category.get(t.category, 0) + 1
-        free, called, used = booths_of(core, branch)
+        row = booths.get(branch) or BranchBooths()
         rows.append(
             LobbyBranch(
                 branch=branch,
@@ -442,10 +465,10 @@ def lobby_view(core: FloorCore, scope: Scope = None) -> LobbyView:
                 waiting_by_category=by_category,
                 oldest_wait_s=max((now - t.arrived_at for t in waiting), default=0.0),
                 called=len(tickets) - len(waiting),
-                booths_free=free,
-                booths_called=called,
-                booths_in_use=used,
-                estimated_wait_s=lobby_estimate(core, branch),
+                booths_free=row.free,
+                booths_called=row.called,
+                booths_in_use=row.used,
+                estimated_wait_s=_estimate(core, branch, row),
             )
         )
     shown = sorted(
@@ -459,17 +482,20 @@ def lobby_view(core: FloorCore, scope: Scope = None) -> LobbyView:
     )
 
 
-def display_state(core: FloorCore, branch: str) -> DisplayState:
+def display_state(core: FloorCore, branch: str, booths: BranchBooths | None = None) -> DisplayState:
+    """What a branch's displays show (`booths`: its row of `branch_booths`, if gathered)."""
     lobby = core.lobby
     waiting: dict[str, int] = {}
-    for t in lobby.of_branch(branch):
-        if t.state == "waiting":
-            waiting[t.category] = waiting.get(t.category, 0) + 1
+    for (b, category), ids in lobby.lines.items():
+        if b == branch and ids:
+            waiting[category] = len(ids)
+    if booths is None:
+        booths = branch_booths(core, {branch}).get(branch)
     return DisplayState(
         branch=branch,
         calls=list(lobby.calls.get(branch, ())),
         waiting=sum(waiting.values()),
         waiting_by_category=waiting,
-        estimated_wait_s=lobby_estimate(core, branch),
+        estimated_wait_s=_estimate(core, branch, booths),
         now=core.now.wall,
     )
