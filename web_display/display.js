@@ -7,6 +7,12 @@ const KEY_STORE = "loket.display.key";
 const $ = (id) => document.getElementById(id);
 const timings = (window.__displayCalls = []); // for tests and the calling bench
 
+// Message ids without crypto.randomUUID (only in secure contexts: a display on plain http
+// inside a branch's network has none).
+function messageId() {
+  return Array.from({ length: 24 }, () => Math.floor(Math.random() * 36).toString(36)).join("");
+}
+
 function takeKey() {
   const found = new URLSearchParams(location.hash.slice(1)).get("key");
   if (found) {
@@ -89,10 +95,10 @@ function connect(key) {
   const ws = new WebSocket(`${scheme}://${location.host}/ws/display`);
   let ping = null;
   ws.onopen = () => {
-    ws.send(JSON.stringify({ v: 1, type: "hello", id: crypto.randomUUID().replaceAll("-", ""),
+    ws.send(JSON.stringify({ v: 1, type: "hello", id: messageId(),
                              ts: Date.now() / 1000, token: key, client: "loket-display" }));
     ping = setInterval(() => ws.send(JSON.stringify({ v: 1, type: "ping",
-      id: crypto.randomUUID().replaceAll("-", ""), ts: Date.now() / 1000 })), 10000);
+      id: messageId(), ts: Date.now() / 1000 })), 10000);
   };
   ws.onmessage = (event) => {
     const message = JSON.parse(event.data);

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from datetime import date
@@ -36,6 +37,9 @@ def display_enrol(
     from server.adapters.sql.front import Displays
 
     settings = load_settings(data_dir)
+    for what, value in (("--branch", branch), ("--display-id", display_id or "x")):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+            raise fail(f"{what} is 1 to 32 letters, digits, '-' or '_'")
 
     async def job() -> str:
         engine = make_engine(settings)
