@@ -2,7 +2,10 @@
 # beyond what the wheels bring; state lives in /data (mount a volume) or in PostgreSQL.
 FROM python:3.11-slim
 
-RUN pip install --no-cache-dir uv \
+# espeak-ng: the waiting room's spoken calls (Indonesian voice), made offline.
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir uv \
     && useradd --system --uid 10001 --home-dir /nonexistent loket \
     && mkdir -p /data && chown loket /data
 
@@ -14,6 +17,9 @@ COPY server ./server
 COPY booth_client ./booth_client
 COPY web_cso ./web_cso
 COPY web_supervisor ./web_supervisor
+COPY web_display ./web_display
+COPY web_desk ./web_desk
+COPY web_reports ./web_reports
 RUN uv sync --frozen --no-dev
 
 USER loket
