@@ -350,6 +350,9 @@ export class ClaimPanel {
     // Newest first: what the participant just showed is on top.
     for (const doc of [...live].reverse()) docs.append(await this.documentRow(doc, decided));
     const verify = await this.verifySection(decided);
+    // Keys stay where the officer was: back into the fields only if they were in this panel.
+    const active = document.activeElement;
+    const ours = !active || active === document.body || this.root.contains(active);
     const head = verify ? null : el("p", { class: "claim-head" },
       `${claim.booking_code || "Walk-in"} · ${CLAIM_TYPES[claim.claim_type] || claim.claim_type} · `
       + `${String(claim.state).replaceAll("_", " ")}`);
@@ -368,7 +371,7 @@ export class ClaimPanel {
       docs,
       decided ? this.decidedView(claim) : await this.outcomeForm(checklist),
     ].filter(Boolean));
-    if (this.verifyView) this.verifyView.focus(this.verifyAt);
+    if (this.verifyView && ours) this.verifyView.focus(this.verifyAt);
   }
 
   // The document being verified, side by side with its fields (or null).
