@@ -30,6 +30,7 @@ from server.analysis import DocumentAnalyst, Notify
 from server.api import auth as auth_api
 from server.api import front as front_api
 from server.api import health, ws
+from server.api import recordings as recordings_api
 from server.api import records as records_api
 from server.api import uploads as uploads_api
 from server.api import verification as verification_api
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         analyst = open_analyst(settings, store, blobs, advice_ready)
         front = front_api.open_front(settings, engine, records, load_or_create_jwt_secret(settings))
+        recordings = recordings_api.open_recordings(settings, engine, records, metrics)
         runtime_kw = {
             **front.runtime_kw,  # tickets' claims and visit events (front of house)
             "resolve_claim": ws.claim_resolver(records),
@@ -192,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.auth = auth
         app.state.floor = floor
         app.state.records = records
+        app.state.recordings = recordings
+        recordings.start()  # its /metrics gauges
         app.state.analyst = analyst
         app.state.workbench = Workbench(
             records, reading=analyst.pool is not None, faces=analyst.faces is not None
@@ -215,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await cluster.close()
             auth.close()
             await front.close()
+            await recordings.close()
             await store.close()
             await engine.dispose()
 
@@ -234,6 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(records_api.router)
     app.include_router(uploads_api.router)
     front_api.install(app)
+    recordings_api.install(app)
     app.include_router(verification_api.router)
 
     @app.get("/api/schema", tags=["protocol"], summary="JSON Schema of every socket message")

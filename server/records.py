@@ -1030,7 +1030,9 @@ class RecordsService:
             return ImportResult(line, False, error=f"booking {claim.booking_code} exists already")
         return ImportResult(line, True, claim_id=claim.claim_id)
 
-    async def purge(self, older_than_days: int) -> PurgeReport:
+    async def purge(
+        self, older_than_days: int, keep_claims: frozenset[str] = frozenset()
+    ) -> PurgeReport:
         """Purge documents past retention: each record is marked purged (it and the audit
         keep the picture's hash) and its file deleted, unless a document not purged (of
         this claim or any other: files are content-addressed) still uses the same picture.
@@ -1045,6 +1047,8 @@ class RecordsService:
         report = PurgeReport()
         system = Principal("retention", AccountRole.OPERATOR, "retention purge", "")
         for candidate in await self.store.documents_older_than(cutoff):
+            if candidate.claim_id in keep_claims:
+                continue  # a legal hold (server/recordings.py): kept past retention
             done = await self.store.write(
                 functools.partial(self._purge_one, system, candidate.document_id)
             )

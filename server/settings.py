@@ -126,6 +126,25 @@ class Settings(BaseSettings):
     upload_expiry: float = Field(
         default=24 * 3600.0, gt=0, description="seconds an upload with no new chunk is kept"
     )
+    # Sessions recorded as evidence (server/recordings.py, issue 23).
+    recording_refusal: Literal["in_person", "unrecorded"] = Field(
+        default="in_person",
+        description="a participant who refuses recording: in_person (no remote session; "
+        "the kiosk says where to go) or unrecorded (the session goes on, not recorded)",
+    )
+    recording_directions: str = Field(
+        default="", max_length=200, description="where to go instead (kiosk, e.g. 'Loket 3')"
+    )
+    recording_retention_days: int = Field(
+        default=1825, ge=1, description="recordings kept this long (purge), legal holds apart"
+    )
+    recording_grant_ttl: int = Field(
+        default=30 * 24 * 3600, ge=60, description="seconds a kiosk may deliver a recording"
+    )
+    max_recording_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    recording_playback_ttl: int = Field(
+        default=4 * 3600, ge=60, description="seconds a playback's segment links work"
+    )
     # The verification workbench: machine advice (server/analysis.py) and the member
     # directory (server/adapters/directory.py). 0 workers: that advice is off.
     reading_workers: int = Field(

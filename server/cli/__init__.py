@@ -12,6 +12,7 @@ from server.cli.booth import booth_app
 from server.cli.demo import demo
 from server.cli.floor import floor_app
 from server.cli.front import display_app, reports_app
+from server.cli.recording import recording_app
 from server.cli.records import audit_app, claims_app, outcomes_app, retention_app
 from server.cli.serve import serve
 
@@ -33,6 +34,7 @@ app.add_typer(claims_app, name="claims")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
+app.add_typer(recording_app, name="recording")
 app.add_typer(capture_app, name="capture")
 app.add_typer(floor_app, name="floor")
 app.add_typer(display_app, name="display")

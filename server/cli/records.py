@@ -466,6 +466,8 @@ def audit_verify(data_dir: Path | None = DATA_DIR_OPTION) -> None:
         "Delete the files of documents uploaded more than DAYS days ago. The document "
         "records and the audit log keep each file's SHA-256 hash, so outcomes stay "
         "verifiable; a file that a document not purged (of any claim) still uses is kept. "
+        "Recordings past LOKET_RECORDING_RETENTION_DAYS go too. Claims on legal hold "
+        "(`loket recording hold`) keep both. "
         "Asks first unless --yes."
     ),
 )
@@ -481,6 +483,13 @@ def retention_purge(
         False, "--dry-run", help="List the documents that would be purged; change nothing."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    recordings_older_than: int | None = typer.Option(
+        None,
+        "--recordings-older-than",
+        min=0,
+        metavar="DAYS",
+        help="Recordings' age in days (default: LOKET_RECORDING_RETENTION_DAYS).",
+    ),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     settings = load_settings(data_dir)
@@ -490,9 +499,11 @@ def retention_purge(
     async def due(service: RecordsService) -> list[DocumentRecord]:
         return await service.store.documents_older_than(cutoff)
 
-    candidates = _with_records(settings, due)
+    held = _held_claims(settings)  # legal holds (loket recording hold): never purged
+    candidates = [d for d in _with_records(settings, due) if d.claim_id not in held]
     if not candidates:
         typer.echo(f"nothing to purge: no document files older than {days} days")
+        _purge_recordings(settings, recordings_older_than, dry_run, yes)
         return
     if dry_run:
         table = Table(
@@ -515,7 +526,7 @@ def retention_purge(
         )
 
     async def purge(service: RecordsService) -> PurgeReport:
-        return await service.purge(days)
+        return await service.purge(days, keep_claims=held)
 
     report = _with_records(settings, purge)
     kept = (
@@ -526,3 +537,27 @@ def retention_purge(
         f"{len(report.deleted)} file(s){kept}; the document records and the audit log keep "
         "their SHA-256 hashes"
     )
+    _purge_recordings(settings, recordings_older_than, dry_run, yes)
+
+
+def _held_claims(settings: Settings) -> frozenset[str]:
+    from server.cli.recording import open_recordings
+
+    async def job() -> frozenset[str]:
+        async with open_recordings(settings) as service:
+            return await service.store.held_claims()
+
+    return run_database_job(settings, job)
+
+
+def _purge_recordings(settings: Settings, days: int | None, dry_run: bool, yes: bool) -> None:
+    """Recordings past their own retention (LOKET_RECORDING_RETENTION_DAYS), holds kept."""
+    from server.cli.recording import purge_recordings
+
+    days = days if days is not None else settings.recording_retention_days
+    if dry_run:
+        typer.echo(f"dry run: recordings older than {days} days would be purged too")
+        return
+    if not yes:
+        typer.confirm(f"Delete the recordings opened more than {days} days ago?", abort=True)
+    typer.echo(purge_recordings(settings, days))

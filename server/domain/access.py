@@ -62,6 +62,12 @@ class Action(StrEnum):
     CSO_STEER = "cso.steer"  # pause or resume an officer
     # Front of house: a branch's desk issues, recalls, transfers and cancels tickets
     TICKET_DESK = "ticket.desk"
+    # Recordings (server/domain/recording.py): the booth writes its session's; its branch
+    # supervisors and auditors find, play and export them; operators place legal holds.
+    RECORDING_WRITE = "recording.write"
+    RECORDING_PLAY = "recording.play"  # play, export, timeline and verify one recording
+    RECORDING_LIST = "recording.list"  # find recordings (by NIK: auditors)
+    LEGAL_HOLD = "legal_hold"
 
 
 class Reach(StrEnum):
@@ -344,4 +350,30 @@ def decide(
             if role in (AccountRole.SUPERVISOR, AccountRole.OPERATOR):
                 return _allow()
             return _deny("the floor view is for supervisors and operators")
+        case Action.RECORDING_WRITE:
+            if role is not AccountRole.BOOTH:
+                return _deny("a session is recorded by its booth")
+            if facts.grant_booth is not None and facts.grant_booth == principal.subject:
+                return _allow()  # the recording's grant outlives the session
+            return _serving(principal, session, "booth")
+        case Action.RECORDING_PLAY:
+            if auditor:
+                return _allow(Reach.FULL_NIK)
+            if supervisor:
+                return _allow()
+            if role is AccountRole.SUPERVISOR:
+                return _deny(f"branch {facts.claim_branch} is not one you supervise")
+            return _deny("recordings are played by the branch's supervisors and auditors")
+        case Action.RECORDING_LIST:
+            if auditor:
+                return _allow(Reach.FULL_NIK)
+            if supervisor:
+                return _allow(Reach.FULL, scope_of(principal))
+            if role is AccountRole.SUPERVISOR:
+                return _deny(f"branch {facts.claim_branch} is not one you supervise")
+            return _deny("recordings are found by supervisors and auditors")
+        case Action.LEGAL_HOLD:
+            if role is AccountRole.OPERATOR:
+                return _allow()
+            return _deny("legal holds are placed and released by operators")
     return _deny(f"unknown action {action}")  # pragma: no cover

@@ -47,6 +47,8 @@ UNBOUNDED: dict[tuple[str, str], str] = {
     ("POST /api/claims/{claim_id}/documents", "body"): "binary, limited by a setting",
     # Likewise a chunk: LOKET_UPLOAD_CHUNK_MAX_BYTES, 413 `chunk_too_large`.
     ("PATCH /api/uploads/{upload_id}", "body"): "binary, limited by a setting",
+    # And a recording segment's chunk: the same setting (server/api/recordings.py).
+    ("PATCH /api/recording-uploads/{upload_id}", "body"): "binary, limited by a setting",
 }
 
 

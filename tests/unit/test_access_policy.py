@@ -117,6 +117,18 @@ def expected(p: Principal, action: Action, f: AccessFacts) -> tuple[bool, Reach,
             return yes() if supervising else no
         case A.TICKET_DESK:
             return yes() if supervising or p.role is R.OPERATOR else no
+        case A.RECORDING_WRITE:
+            return yes() if booth_end and serving else no
+        case A.RECORDING_PLAY:
+            if auditor:
+                return yes(Reach.FULL_NIK)
+            return yes() if supervising else no
+        case A.RECORDING_LIST:
+            if auditor:
+                return yes(Reach.FULL_NIK)
+            return yes(Reach.FULL, scope) if supervising else no
+        case A.LEGAL_HOLD:
+            return yes() if p.role is R.OPERATOR else no
     raise AssertionError(action)
 
 
