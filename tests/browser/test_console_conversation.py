@@ -32,7 +32,11 @@ from playwright.async_api import Browser, Page, Request
 from tests.support.accounts import add_user, login
 from tests.support.booths import BoothProcess, booth_processes
 from tests.support.browser import chromium, collect_errors, log_in, tone_wav
-from tests.support.claim_panel import accept_every_document, capture_every_document
+from tests.support.claim_panel import (
+    accept_every_document,
+    capture_every_document,
+    open_first_claim,
+)
 from tests.support.live_server import LiveServer, running_server, server_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
@@ -396,14 +400,7 @@ async def test_capture_from_the_console_then_verdicts_and_an_outcome_with_its_re
             booth_processes(server, 1, tmp_path / "booths") as _booths,
             chromium() as browser,
         ):
-            page = await browser.new_page(viewport={"width": 1366, "height": 768})
-            errors = collect_errors(page)
-            await log_in(page, server.base_url, "siti")
-            await page.wait_for_function(
-                f"() => ({TILES})().filter(t => t.state === 'connected').length === 1",
-                timeout=60_000,
-            )
-            await page.click(".tile .claim-toggle")
+            page, errors = await open_first_claim(browser, server.base_url, "siti")
             # Each picture appears without a reload (document_added).
             await capture_every_document(page)
             await accept_every_document(page)

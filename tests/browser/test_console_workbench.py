@@ -27,8 +27,13 @@ from server.domain.members import MemberRecord, MemberSource
 from server.ports.records import OutcomeFilter
 from tests.support.accounts import add_user, login
 from tests.support.booths import booth_processes
-from tests.support.browser import chromium, collect_errors, log_in
-from tests.support.claim_panel import accept_every_document, capture_every_document
+from tests.support.browser import chromium
+from tests.support.claim_panel import (
+    TILES,
+    accept_every_document,
+    capture_every_document,
+    open_first_claim,
+)
 from tests.support.dashboard import open_dashboard
 from tests.support.live_server import running_server, server_settings
 
@@ -39,7 +44,6 @@ KPJ = "12345678901"
 PORTRAIT = Path(__file__).resolve().parents[1] / "support" / "faces_photos" / "hopper.jpg"
 ARTIFACTS = Path(os.environ.get("LOKET_TEST_ARTIFACTS", "test-artifacts"))
 SCREENSHOT = ARTIFACTS / "console-workbench.png"
-TILES = "() => window.loketConsole.tiles()"
 
 
 def member() -> MemberRecord:
@@ -71,14 +75,7 @@ async def test_the_officer_verifies_field_by_field_then_approves(tmp_path: Path)
             booth_processes(server, 1, tmp_path / "booths", env=kiosk),
             chromium() as browser,
         ):
-            page = await browser.new_page(viewport={"width": 1366, "height": 768})
-            errors = collect_errors(page)
-            await log_in(page, server.base_url, "siti")
-            await page.wait_for_function(
-                f"() => ({TILES})().filter(t => t.state === 'connected').length === 1",
-                timeout=90_000,
-            )
-            await page.click(".tile .claim-toggle")
+            page, errors = await open_first_claim(browser, server.base_url, "siti", 90_000)
             # The member record in full: the whole NIK, confirmed by the directory.
             member_box = page.locator(".claim-panel .member[data-confirmed='true']")
             await member_box.wait_for()

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
+
+from tests.support.browser import collect_errors, log_in
+
+TILES = "() => window.loketConsole.tiles()"
+
+
+async def open_first_claim(
+    browser: Browser, base_url: str, username: str, within_ms: int = 60_000
+) -> tuple[Page, list[str]]:
+    """The console at 1366x768, logged in, its one booth connected and its claim panel
+    open: (the page, the errors it reports as they come)."""
+    page = await browser.new_page(viewport={"width": 1366, "height": 768})
+    errors = collect_errors(page)
+    await log_in(page, base_url, username)
+    await page.wait_for_function(
+        f"() => ({TILES})().filter(t => t.state === 'connected').length === 1", timeout=within_ms
+    )
+    await page.click(".tile .claim-toggle")
+    return page, errors
 
 
 async def capture_every_document(page: Page) -> list[str]:
