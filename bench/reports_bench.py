@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pydantic import SecretStr
 from sqlalchemy import insert, select, text
 
 from server.adapters.sql import migrate
@@ -75,13 +76,13 @@ def day_rows(branch: str, day: str, per_day: int, rng: random.Random) -> list[di
 @contextlib.asynccontextmanager
 async def database(kind: str, tmp: Path) -> AsyncIterator[Settings]:
     if kind == "sqlite":
-        yield Settings(data_dir=tmp, jwt_secret="bench-" + "x" * 32)
+        yield Settings(data_dir=tmp, jwt_secret=SecretStr("bench-" + "x" * 32))
         return
     from tests.support.postgres import create_database, postgres_cluster
 
     with postgres_cluster() as cluster:
         url = await create_database(cluster)
-        yield Settings(data_dir=tmp, jwt_secret="bench-" + "x" * 32, database_url=url)
+        yield Settings(data_dir=tmp, jwt_secret=SecretStr("bench-" + "x" * 32), database_url=url)
 
 
 def pct(values: list[float], q: float) -> float:

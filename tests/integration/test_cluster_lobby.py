@@ -45,9 +45,9 @@ async def _issue(desk, serial: int) -> str:  # type: ignore[no-untyped-def]
 
 
 async def test_the_lobby_on_a_cluster_survives_its_leader(
-    cluster_settings,
+    cluster_settings,  # noqa: F811  (the fixture imported above)
     redis_server,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ) -> None:
     async with running_cluster(cluster_settings, redis_server, tmp_path, ("a", "b", "c")) as c:
         await c.add_user("desk", AccountRole.SUPERVISOR)
