@@ -103,6 +103,12 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     for old in [h for h in root.handlers if h.get_name() == "loket"]:
         root.removeHandler(old)
     root.addHandler(handler)
+    # uvicorn's own dictConfig (any uvicorn.Config with its default log_config in this
+    # process) gives its loggers handlers that bypass the redaction: send them to ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate, named.disabled = True, False
     # Libraries speak from WARNING up, as before (Python's last-resort handler did that).
     root.setLevel(max(threshold, logging.WARNING))
 

@@ -7,7 +7,7 @@ no id, name or filter of ours contains one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import Path
@@ -57,6 +57,29 @@ Timestamp = Annotated[
             "format": "date-time",
             "maxLength": TIMESTAMP_MAX_LENGTH,
             "description": "ISO 8601 with an offset, from 1970 to 9999 (UTC)",
+        }
+    ),
+]
+
+
+DATE_MAX_LENGTH = 10  # YYYY-MM-DD
+
+
+def _short_date(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > DATE_MAX_LENGTH:
+        raise ValueError("give a date as YYYY-MM-DD")
+    return value
+
+
+LocalDate = Annotated[
+    date,
+    BeforeValidator(_short_date),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date",
+            "maxLength": DATE_MAX_LENGTH,
+            "description": "a local date, YYYY-MM-DD",
         }
     ),
 ]

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from server.adapters.sql.front import FrontStore
+from server.api.params import LocalDate
 from server.auth.deps import current_principal
 from server.domain.access import AccessFacts, Action, decide
 from server.domain.csv_cells import SpreadsheetCsv
@@ -35,7 +36,6 @@ from server.principal import Principal
 router = APIRouter(tags=["reports"])
 MAX_DAYS = 366
 Branch = Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
-Day = Annotated[date | None, Query(description="local date, YYYY-MM-DD")]
 
 
 def _store(request: Request) -> FrontStore:
@@ -130,8 +130,8 @@ async def report(
     request: Request,
     who: Annotated[Principal, Depends(current_principal)],
     branch: Branch = None,
-    since: Annotated[date | None, Query(alias="from")] = None,
-    until: Annotated[date | None, Query(alias="to")] = None,
+    since: Annotated[LocalDate | None, Query(alias="from")] = None,
+    until: Annotated[LocalDate | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
     store = _store(request)
     today = day_of(request.app.state.clock(), store.cfg)
@@ -180,8 +180,8 @@ async def report_as_csv(
     request: Request,
     who: Annotated[Principal, Depends(current_principal)],
     branch: Branch = None,
-    since: Annotated[date | None, Query(alias="from")] = None,
-    until: Annotated[date | None, Query(alias="to")] = None,
+    since: Annotated[LocalDate | None, Query(alias="from")] = None,
+    until: Annotated[LocalDate | None, Query(alias="to")] = None,
 ) -> Response:
     body = await report(request, who, branch, since, until)
     name = f"loket-report-{body['branches'][0] if body['branches'] else 'all'}-{body['from']}"

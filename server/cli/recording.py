@@ -205,9 +205,34 @@ def purge(
 ) -> None:
     settings = load_settings(data_dir)
     days = older_than if older_than is not None else settings.recording_retention_days
+    confirm_and_purge_recordings(settings, days, yes)
+
+
+def confirm_and_purge_recordings(settings: Settings, days: int, yes: bool) -> None:
+    """Ask (unless `yes`) only when some recording is past `days`, then purge them."""
+    due = recordings_due(settings, days)
+    if not due:
+        typer.echo(f"no recording to purge: none opened more than {days} days ago")
+        return
     if not yes:
-        typer.confirm(f"Delete the recordings opened more than {days} days ago?", abort=True)
+        typer.confirm(
+            f"Delete the segments of {due} recording(s) opened more than {days} days ago "
+            "(claims on legal hold are kept)? This cannot be undone",
+            abort=True,
+        )
     typer.echo(purge_recordings(settings, days))
+
+
+def recordings_due(settings: Settings, days: int) -> int:
+    """How many recordings are past `days` and not purged yet (held ones included)."""
+    from datetime import UTC, datetime, timedelta
+
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+
+    async def work(service: RecordingsService) -> int:
+        return len(await service.store.older_than(cutoff))
+
+    return _with(settings, work)
 
 
 def purge_recordings(settings: Settings, days: int) -> str:

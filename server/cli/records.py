@@ -552,12 +552,10 @@ def _held_claims(settings: Settings) -> frozenset[str]:
 
 def _purge_recordings(settings: Settings, days: int | None, dry_run: bool, yes: bool) -> None:
     """Recordings past their own retention (LOKET_RECORDING_RETENTION_DAYS), holds kept."""
-    from server.cli.recording import purge_recordings
+    from server.cli.recording import confirm_and_purge_recordings
 
     days = days if days is not None else settings.recording_retention_days
     if dry_run:
         typer.echo(f"dry run: recordings older than {days} days would be purged too")
         return
-    if not yes:
-        typer.confirm(f"Delete the recordings opened more than {days} days ago?", abort=True)
-    typer.echo(purge_recordings(settings, days))
+    confirm_and_purge_recordings(settings, days, yes)

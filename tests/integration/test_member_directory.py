@@ -93,7 +93,7 @@ async def fake_directory() -> AsyncIterator[FakeDirectory]:
     fake = FakeDirectory()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))  # fmt: skip
+                                           log_level="warning", lifespan="off", log_config=None))  # fmt: skip
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
