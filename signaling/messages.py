@@ -372,6 +372,16 @@ class CaptureStatus(Envelope):
     bytes_total: int | None = Field(default=None, ge=0, le=2**31, description="the picture's")
 
 
+class RecordingStatus(Envelope):
+    """Booth -> CSO (relayed): whether this session is being recorded as evidence (the
+    console shows it). `paused` says why (disk_full, write_failed): a gap is recorded."""
+
+    type: Literal["recording_status"] = "recording_status"
+    session_id: SessionId
+    state: Literal["recording", "paused", "refused", "off"]
+    reason: Annotated[str, Field(max_length=64, pattern=r"^[a-z_]*$")] | None = None
+
+
 class DocumentAdded(Envelope):
     """Server -> the CSO serving the claim: a picture was stored (show it, no polling)."""
 
@@ -852,6 +862,7 @@ BOOTH_INBOUND: tuple[type[Envelope], ...] = (
     Candidate,
     PeerState,
     CaptureStatus,
+    RecordingStatus,
     Offer,
     PeerStats,
 )
@@ -907,6 +918,7 @@ CSO_OUTBOUND: tuple[type[Envelope], ...] = (
     SessionEnded,
     SessionUpdate,
     CaptureStatus,
+    RecordingStatus,
     DocumentAdded,
     VerificationUpdated,
     Offer,

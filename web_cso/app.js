@@ -356,8 +356,18 @@ function negotiated(tile) {
 // then sends the offer at once (six accepted together no longer queue up behind six
 // createOffer calls). Nothing leaves this page until the booth is assigned: candidates
 // gathered meanwhile are in the offer's SDP by then. Dropped with the offer.
+// One DTLS certificate for every call this tab makes: the server records each end's
+// fingerprints as evidence and caps how many new ones a session may add, so a call that
+// is set up again (a kiosk restarted, a failed connection) keeps this tab's fingerprint.
+let tabCertificate = null;
+RTCPeerConnection.generateCertificate({ name: "ECDSA", namedCurve: "P-256" })
+  .then((certificate) => { tabCertificate = certificate; })
+  .catch(() => {}); // each connection then makes its own, as before
+
 function newCallPeer(iceServers) {
-  const pc = new RTCPeerConnection({ iceServers });
+  const pc = new RTCPeerConnection(
+    tabCertificate ? { iceServers, certificates: [tabCertificate] } : { iceServers },
+  );
   // m-line order is the convention the booth answers by: face video, audio, then the
   // document camera (receive only; a booth without one leaves it inactive).
   const video = pc.addTransceiver("video", { direction: "sendrecv" });

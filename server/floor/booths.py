@@ -22,7 +22,12 @@ from dataclasses import replace
 
 from server.domain.privacy import mask_nik
 from server.floor.effects import DeleteSession, PersistSession
-from server.floor.model import MAX_EXTRA_FINGERPRINTS, BoothRecord, SessionRecord
+from server.floor.model import (
+    MAX_EXTRA_FINGERPRINTS,
+    MAX_PRINTS_PER_DESCRIPTION,
+    BoothRecord,
+    SessionRecord,
+)
 from server.floor.step import Step
 from server.ports.live_state import LiveSession
 from server.principal import Principal
@@ -197,7 +202,7 @@ class BoothSessions:
         """An offer or answer between the two ends: counted (at most `cap` per session),
         and its DTLS fingerprints checked. The first offer/answer of each end fixes that
         end's fingerprints (the outcome's evidence); a renegotiation with other
-        certificates adds them (at most MAX_EXTRA_FINGERPRINTS per session). Returns the
+        certificates adds them (at most MAX_EXTRA_FINGERPRINTS lines per session). Returns the
         fingerprints added, to be audited; raises, and nothing is relayed, beyond a cap."""
         if record.descriptions >= cap:
             raise ProtocolError(
@@ -210,10 +215,10 @@ class BoothSessions:
             return ()
         live = record.live
         first = live.booth_fingerprints if from_booth else live.cso_fingerprints
-        if len(prints) > MAX_EXTRA_FINGERPRINTS:
+        if len(prints) > MAX_PRINTS_PER_DESCRIPTION:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE,
-                f"at most {MAX_EXTRA_FINGERPRINTS} DTLS fingerprints in one description",
+                f"at most {MAX_PRINTS_PER_DESCRIPTION} DTLS fingerprints in one description",
                 ref=ref,
             )
         if not first:
@@ -230,7 +235,7 @@ class BoothSessions:
         if len(known) + len(new) > MAX_EXTRA_FINGERPRINTS:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
-                f"at most {MAX_EXTRA_FINGERPRINTS} new DTLS fingerprints per session",
+                f"at most {MAX_EXTRA_FINGERPRINTS} new DTLS fingerprint lines per session",
                 ref=ref,
             )
         record.extra_fingerprints = known | frozenset(new)

@@ -118,6 +118,7 @@ from signaling.messages import (
     PeerState,
     PeerStats,
     Queued,
+    RecordingStatus,
     RequestCapture,
     Role,
     SessionEnded,
@@ -134,7 +135,11 @@ from signaling.session import SessionEvent, SessionState
 
 S, E = SessionState, SessionEvent
 DOCUMENT_KINDS = frozenset(k.value for k in DocumentKind)
-RELAYED: frozenset[type] = frozenset({Candidate, Offer, Answer, PeerState, CaptureStatus})
+# Relayed between the two ends of a session as they are (sender and receiver checked).
+Relayed = Offer | Answer | Candidate | PeerState | RequestCapture | CaptureStatus | RecordingStatus
+RELAYED: frozenset[type] = frozenset(
+    {Candidate, Offer, Answer, PeerState, CaptureStatus, RecordingStatus}
+)
 HISTORY_STEP = 30.0  # seconds between the queue samples supervisors chart
 HISTORY_POINTS = 120  # an hour of them
 LOST_CAPTURES_KEPT = 50  # undeliverable pictures shown to supervisors (the last hour's)
@@ -470,7 +475,7 @@ class FloorCore(FrontOfHouse):
                     self._relay(who, key, message, ev.received_at, ev.raw)
                 else:
                     raise ProtocolError(ErrorCode.NOT_IN_SESSION, "you are not an end of that link")
-            case RequestCapture() | CaptureStatus():
+            case RequestCapture() | CaptureStatus() | RecordingStatus():
                 if isinstance(message, RequestCapture) and message.kind not in DOCUMENT_KINDS:
                     raise ProtocolError(
                         ErrorCode.INVALID_MESSAGE,
@@ -675,7 +680,7 @@ class FloorCore(FrontOfHouse):
         self,
         who: Principal,
         key: PeerKey,
-        msg: Offer | Answer | Candidate | PeerState | RequestCapture | CaptureStatus,
+        msg: Relayed,
         received_at: float | None,
         raw: str | None = None,
     ) -> None:
@@ -684,7 +689,11 @@ class FloorCore(FrontOfHouse):
         live = self._authorised(who, Action.SESSION_SIGNAL, msg.session_id, msg.id)
         record = self._booths.sessions[live.session_id]
         from_booth = key.role is Role.BOOTH
+        target = cso_key(live.cso_id) if from_booth else booth_key(live.booth_id)
         if isinstance(msg, Offer | Answer):
+            # Counted only when it can be relayed: a console retrying a booth that is away
+            # must not use up the session's descriptions and fingerprints.
+            self._connected_or_refuse(target, msg)
             added = self._booths.description(
                 self._out,
                 record,
@@ -700,12 +709,14 @@ class FloorCore(FrontOfHouse):
             if not from_booth:
                 return  # the booth has no use for the console's view of the connection
             self._booth_media(self._booths.records[live.booth_id], msg)
-        target = cso_key(live.cso_id) if from_booth else booth_key(live.booth_id)
+        self._connected_or_refuse(target, msg)
+        self._out.send(target, msg, received_at, raw)
+
+    def _connected_or_refuse(self, target: PeerKey, msg: Relayed) -> None:
         if not self.connected(target):
             raise ProtocolError(
                 ErrorCode.PEER_UNAVAILABLE, "the other end is not connected", ref=msg.id
             )
-        self._out.send(target, msg, received_at, raw)
 
     def _booth_media(self, booth: BoothRecord, msg: PeerState) -> None:
         if booth.session_id != msg.session_id:

@@ -105,11 +105,15 @@ class CsoRecord:
         return self.connection is not None
 
 
-# What one end of a session may add to it, at most: renegotiations with new certificates
-# are rare (a kiosk restarted mid-call), so a handful is generous, and a peer that sends
-# more is refused rather than growing the floor's state (and every snapshot). (How many
-# offers and answers a session may carry is a setting: FloorConfig.max_descriptions.)
-MAX_EXTRA_FINGERPRINTS = 4
+# A certificate's fingerprint in one description, in at most this many hash functions
+# (aiortc writes sha-256, sha-384 and sha-512; Chromium sha-256).
+MAX_PRINTS_PER_DESCRIPTION = 4
+# What the ends of a session may add to it, at most, in fingerprint lines: a new
+# certificate comes with a restarted kiosk or a console tab that took over (each tab keeps
+# one for all its calls), so eight of aiortc's or 24 of Chromium's is generous; a peer that
+# sends more is refused rather than growing the floor's state (and every snapshot). (How
+# many offers and answers a session may carry is a setting: FloorConfig.max_descriptions.)
+MAX_EXTRA_FINGERPRINTS = 24
 
 
 @dataclass

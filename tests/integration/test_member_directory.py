@@ -92,8 +92,11 @@ class FakeDirectory:
 async def fake_directory() -> AsyncIterator[FakeDirectory]:
     fake = FakeDirectory()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(fake.app(), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off", log_config=None))  # fmt: skip
+    config = uvicorn.Config(
+        fake.app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        log_config=None,  # not uvicorn's dictConfig: this process's logging stays as it is
+    )  # fmt: skip
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)

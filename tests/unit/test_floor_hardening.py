@@ -78,14 +78,22 @@ def test_hostile_fingerprints_are_capped_refused_and_audited_once() -> None:
     effects = h.send(b, hostile)
     assert errors(effects) == [ErrorCode.INVALID_MESSAGE]
     assert not [e for e in effects if isinstance(e, Send) and e.to == cso_key("siti")]
-    # New certificates one answer at a time: a few are an audited addition, then refused.
-    renegotiations = [Answer(session_id=sid, sdp=SDP.format(f"EE:{i:02X}")) for i in range(8)]
+    # New certificates one answer at a time, each in aiortc's three hash functions: a few
+    # are an audited addition, then refused.
+    per_answer = 3
+    fits = MAX_EXTRA_FINGERPRINTS // per_answer
+    renegotiations = [
+        Answer(session_id=sid, sdp="v=0\r\n" + "".join(
+            f"a=fingerprint:sha-{bits} EE:{i:02X}\r\n" for bits in (256, 384, 512)
+        ))
+        for i in range(fits + 4)
+    ]  # fmt: skip
     outcomes = [errors(h.send(b, answer)) for answer in renegotiations]
-    assert outcomes == [[]] * MAX_EXTRA_FINGERPRINTS + [[ErrorCode.RATE_LIMITED]] * 4
+    assert outcomes == [[]] * fits + [[ErrorCode.RATE_LIMITED]] * 4
     record = h.core.sessions[sid]
-    assert len(record.extra_fingerprints) == MAX_EXTRA_FINGERPRINTS
+    assert len(record.extra_fingerprints) == fits * per_answer <= MAX_EXTRA_FINGERPRINTS
     added = [a for a in h.audits if a.action == "session.fingerprints_added"]
-    assert len(added) == MAX_EXTRA_FINGERPRINTS  # once each, however often repeated
+    assert len(added) == fits  # once each, however often repeated
     h.send(b, renegotiations[0])  # known: no second audit
     assert len([a for a in h.audits if a.action == "session.fingerprints_added"]) == len(added)
 
@@ -99,6 +107,25 @@ def test_offers_and_answers_per_session_are_capped() -> None:
     passed = [r for r in results if relayed(r, "b1")]
     assert len(passed) == CONFIG.max_descriptions
     assert all(errors(r) == [ErrorCode.RATE_LIMITED] for r in results[CONFIG.max_descriptions :])
+
+
+def test_offers_to_an_end_that_is_away_are_not_counted() -> None:
+    """A console retrying a booth whose kiosk is restarting is refused (peer unavailable)
+    without using up the session's offers and answers or fingerprints."""
+    h = Harness()
+    b, c = booth("b1"), cso("siti")
+    h.open(b), h.open(c)
+    sid = _serve(h, b, c)
+    h.close(b)
+    tries = [
+        h.send(c, Offer(session_id=sid, sdp=SDP.format(f"C{i:02X}")))
+        for i in range(CONFIG.max_descriptions + 5)
+    ]
+    assert all(errors(t) == [ErrorCode.PEER_UNAVAILABLE] for t in tries)
+    assert h.core.sessions[sid].descriptions == 0
+    assert h.core.sessions[sid].extra_fingerprints == frozenset()
+    h.open(b)
+    assert relayed(h.send(c, Offer(session_id=sid, sdp=SDP.format("C1"))), "b1")
 
 
 def test_a_user_named_like_a_booth_is_another_peer() -> None:
