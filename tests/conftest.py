@@ -100,3 +100,15 @@ async def node_settings(request: pytest.FixtureRequest, tmp_path, **overrides): 
     if settings.database_url:
         await migrate.upgrade(settings)
     return settings
+
+
+@pytest.fixture(autouse=True)
+def _ice_host_addresses_restored():  # type: ignore[no-untyped-def]
+    """An in-process kiosk narrows aioice's host candidates process-wide (booth_client.ice):
+    put aioice's own choice back after each test, so a later test's peers are not left
+    offering only loopback (a branch namespace's kiosk could not reach them)."""
+    import aioice.ice
+
+    before = aioice.ice.get_host_addresses
+    yield
+    aioice.ice.get_host_addresses = before

@@ -372,9 +372,18 @@ async def test_a_second_tab_takes_over_without_ping_pong(floor: Floor) -> None:
     )
     assert await first.locator("#tiles .tile").count() == 0
     # The new tab has the six sessions back from welcome and plays them.
-    await second.wait_for_function(
-        f"() => ({TILES})().filter(t => t.state === 'connected').length === 6", timeout=60_000
-    )
+    try:
+        await second.wait_for_function(
+            f"() => ({TILES})().filter(t => t.state === 'connected').length === 6",
+            timeout=60_000,
+        )
+    except Exception as exc:
+        seen = await tiles(second)
+        core = floor.server.app.state.floor.core
+        carried = {
+            sid: (r.descriptions, sorted(r.extra_fingerprints)) for sid, r in core.sessions.items()
+        }
+        raise AssertionError(f"the second tab's tiles: {seen}; sessions: {carried}") from exc
     await asyncio.sleep(3.0)
     assert sockets == []  # the first tab did not reconnect (no ping-pong)
     assert "Another tab" in (await first.text_content("#status") or "")

@@ -39,8 +39,8 @@ async def test_the_console_hears_and_sees_the_booth_while_a_picture_uploads(
     assert report.face_fps >= 5.0 and report.face_freeze_s <= 2.5, report.marks
     assert report.first_document_s is not None and report.first_document_s <= 2.5, report
     assert "done" in report.capture_stages and report.capture_s is not None, report
-    # At least a quarter of the line's rate went to the picture beside the call (0.15 with
+    # At least a fifth of the line's rate went to the picture beside the call (0.12 with
     # loss: TCP's own losses and timeouts take their part).
-    share = 0.15 if PROFILES[profile].loss else 0.25
+    share = 0.12 if PROFILES[profile].loss else 0.2
     assert report.picture_bytes is not None
     assert report.picture_bytes * 8 / report.capture_s >= share * 1_000_000, report

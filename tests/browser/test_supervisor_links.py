@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from server.floor.model import cso_key
 from signaling.messages import EndSession
 from tests.support.accounts import add_user
 from tests.support.booths import (
@@ -129,7 +130,7 @@ async def test_monitor_and_whisper_from_the_dashboard(tmp_path) -> None:
             assert 0.75 < energies(t2)[1] / before[1] < 1.25
             core = server.app.state.floor.core
             whispers = [lk for lk in core.links.values() if lk.kind == "whisper"]
-            assert [lk.peer_id for lk in whispers] == [siti.welcome.peer_id]
+            assert [lk.peer for lk in whispers] == [cso_key(siti.welcome.peer_id)]
             monitors = [lk.link_id for lk in core.links.values() if lk.kind == "monitor"]
             # Only the monitor link ever reached the booth: the kiosk process opened one
             # link, and every link it logged is that one.

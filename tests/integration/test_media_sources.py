@@ -154,6 +154,7 @@ async def test_a_held_booth_sends_its_hold_layer_and_the_focused_booth_everythin
             hold_video_height=180,
             hold_video_fps=5.0,
             outbox_dir=tmp_path / "o",
+            degrade=False,  # the hold layer alone (the ladder ramps its caps up from 1 fps)
         ) as [booth],  # fmt: skip
     ):
         await cso.wait_connected(1, within=60)

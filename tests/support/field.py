@@ -32,6 +32,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from booth_client.ice import use_host_addresses
 from booth_client.jitter import VoiceJitterBuffer, patient_receivers
 from booth_client.peer import rtc_configuration
 from server.settings import Settings
@@ -399,6 +400,9 @@ async def field_run(
     card is ~85 KB, the KTP ~109 KB), and report on the window from the request until
     after it is stored (the ladder's steps until `after_s` later)."""
     async with branch_office(profile, workdir, face) as branch:
+        # This process's officer offers the address the branch reaches (whatever an earlier
+        # in-process kiosk left aioice offering).
+        use_host_addresses([branch.link.outside_ip])
         cso = FieldCso(branch.server, CSO_NAME)
         await cso.start()
         try:
@@ -406,6 +410,7 @@ async def field_run(
             return await measure(branch, AiortcOfficer(cso), settle_s, kind, after_s)
         finally:
             await cso.stop()
+            use_host_addresses([])
 
 
 async def measure(
