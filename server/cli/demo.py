@@ -253,8 +253,7 @@ async def _demo(
             from server.cli.demo_front import demo_desk, ensure_demo_desk
 
             desk = await ensure_demo_desk(settings)
-            with contextlib.suppress(OSError, httpx.HTTPError):  # the desk stops; the rest runs
-                await demo_desk(base_url, desk.username, desk.password, DESK_EVERY)
+            await demo_desk(base_url, desk.username, desk.password, DESK_EVERY)
             await asyncio.Event().wait()  # until a signal cancels us (_StopOnSignal)
             return 0
         assert standin is not None
@@ -297,12 +296,13 @@ async def _front_of_house(settings: Settings) -> tuple[str, str]:
     from server.adapters.sql.front import Displays, FrontStore
     from server.api.front import report_config
     from server.auth.demo import DEMO_BRANCH
-    from server.cli.demo_front import seed_yesterday
+    from server.cli.demo_front import seed_demo_members, seed_yesterday
 
     engine = make_engine(settings)
     store, displays = FrontStore(engine, report_config(settings)), Displays(engine)
     try:
         yesterday = await seed_yesterday(store, DEMO_BRANCH)
+        await seed_demo_members(settings)
         key = await displays.enrol(DEMO_BRANCH, "Demo waiting room", "demo-display")
     finally:
         await store.close()

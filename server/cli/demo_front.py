@@ -14,7 +14,7 @@ import contextlib
 import random
 import secrets
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import structlog
@@ -22,7 +22,9 @@ import websockets
 
 from server.adapters.sql.front import EventRow, FrontStore
 from server.auth.demo import DemoUser
+from server.domain.members import MemberRecord, MemberSource
 from server.domain.reports import ReportConfig, day_bounds, day_of
+from server.ports.records import RecordsTx
 from server.principal import AccountRole
 from server.settings import Settings
 from signaling.codec import decode_outbound, encode
@@ -132,18 +134,78 @@ async def ensure_demo_desk(settings: Settings) -> DemoUser:
 ABSENT = [f"B-{n:03d}" for n in range(5, 1000, 5)]  # every fifth holder never comes
 
 
+DEMO_MEMBERS = 1000  # walk-ins the membership table knows (a desk's first ~7 hours)
+DEMO_EMPLOYER = "PT SENTOSA ABADI"
+
+
+def desk_walk_in(n: int) -> WalkInRef:
+    """The demo desk's `n`th walk-in: women born in the 1990s (the NIK's day is 52: the
+    12th + 40), each with their own KPJ, claiming after leaving their job."""
+    nik = f"3171015208{90 + n % 10:02d}{n % 10000:04d}"
+    return WalkInRef(nik=nik, kpj=f"{n:011d}", claim_type=ClaimType.RESIGNATION)
+
+
+def demo_members(count: int = DEMO_MEMBERS) -> list[tuple[str, str, MemberRecord]]:
+    """The membership records of the desk's walk-ins: the very members the kiosks' synthetic
+    participants show the documents of (booth_client.sources.id_cards.person_for), so the
+    officer can compare them field by field and approve, as with a real member."""
+    from booth_client.sources.id_cards import person_for
+
+    now = datetime.now(UTC)
+    left = now.date() - timedelta(days=95)  # a resignation is paid a month after it
+    members = []
+    for n in range(1, count + 1):
+        ref = desk_walk_in(n)
+        p = person_for(ref.nik, ref.kpj)
+        record = MemberRecord(
+            MemberSource.IMPORT, now, full_name=p.name, birth_place=p.birth_place,
+            birth_date=p.birth_date, sex=p.sex, address=p.address, employer_name=DEMO_EMPLOYER,
+            employment_end=left, bank_name=p.bank, account_number=p.account_number,
+            account_holder=p.name,
+        )  # fmt: skip
+        members.append((ref.nik, ref.kpj, record))
+    return members
+
+
+async def seed_demo_members(settings: Settings) -> int:
+    """Put the demo's members into the membership table (the local directory)."""
+    from server.adapters.sql.wiring import open_records
+
+    members = demo_members()
+
+    def put(tx: RecordsTx) -> None:
+        for nik, kpj, record in members:
+            tx.put_member(nik, kpj, record)
+
+    async with open_records(settings) as (_, service):
+        await service.store.write(put)
+    return len(members)
+
+
 async def demo_desk(base_url: str, username: str, password: str, every: float) -> None:
     """The demo's desk: a walk-in ticket every `every` seconds, as a receptionist would
     issue them, on the supervisor socket (the holders of ABSENT never come: the booths'
-    synthetic participants are told so, `ticket_absent`)."""
+    synthetic participants are told so, `ticket_absent`). It logs in again for each
+    socket, and opens a new one before its access token expires or when one closes."""
+    serial = 0
+    while True:
+        try:
+            serial = await _desk_shift(base_url, username, password, every, serial)
+        except (OSError, httpx.HTTPError, websockets.ConnectionClosed) as exc:
+            log.warning("demo_desk_reconnecting", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(2)
+
+
+async def _desk_shift(base_url: str, username: str, password: str, every: float, n: int) -> int:
+    """One socket's worth of tickets; returns how many were issued in all."""
     async with httpx.AsyncClient(base_url=base_url) as http:
         res = await http.post("/api/auth/login", json={"username": username, "password": password})
         res.raise_for_status()
-        token = res.json()["access_token"]
+        body = res.json()
+    token, until = body["access_token"], time.monotonic() + 0.8 * float(body["expires_in"])
     ws_url = base_url.replace("http://", "ws://") + "/ws/supervisor"
     async with websockets.connect(ws_url, max_size=2**22) as ws:
         await ws.send(encode(Hello(token=token)))
-        n = 0
 
         async def answer_pings() -> None:
             async for raw in ws:
@@ -155,13 +217,12 @@ async def demo_desk(base_url: str, username: str, password: str, every: float) -
 
         reader = asyncio.create_task(answer_pings())
         try:
-            while True:
+            while time.monotonic() < until and not reader.done():
                 n += 1
-                nik = f"3171015208{90 + n % 10:02d}{n % 10000:04d}"
-                claim = WalkInRef(nik=nik, kpj=f"{n:011d}", claim_type=ClaimType.RETIREMENT)
-                await ws.send(encode(IssueTicket(claim=claim)))
+                await ws.send(encode(IssueTicket(claim=desk_walk_in(n))))
                 await asyncio.sleep(every)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+    return n
