@@ -356,8 +356,9 @@ class BoothClient:
                 if reaction.kind is CloseKind.RETRY:
                     backoff = min(backoff * 2, self.config.reconnect_max)
                 self.changed.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                with contextlib.suppress(TimeoutError):  # (not wait_for: see degrade.py)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
 
     async def _react(self, reaction: Reaction, code: int | None) -> float:
         """Carry out what close_reaction decided; returns the delay before reconnecting."""

@@ -501,8 +501,11 @@ class Degrader:
 
     async def _run(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that comes as the event is set, and this loop would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.policy.interval_s)
+                async with asyncio.timeout(self.policy.interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 sample = await self.sampler.sample()
