@@ -65,6 +65,7 @@ from booth_client.monitor import MonitorLinks
 from booth_client.outbox import Outbox, default_state_dir
 from booth_client.pacing import Pacer
 from booth_client.peer import BoothPeer, warm_up
+from booth_client.recording.kiosk import KioskRecording
 from booth_client.refresh import post_refresh
 from booth_client.relay import FrameRelay
 from booth_client.sources.documents import ParticipantDocuments, load_portrait, render_document
@@ -226,6 +227,15 @@ class BoothClient:
             config.server_url, self._upload_token, pacer=lambda: self.upload_pacer,
             chunk_bytes=config.upload_chunk_bytes,
         )  # fmt: skip
+        # Sessions recorded as evidence, with consent (booth_client.recording).
+        self.recording = KioskRecording(
+            config.recording, self.state_dir, config.server_url, self._upload_token,
+            relay=self._relay, tracks=lambda: (self._video, self._audio),
+            officer_picture=self.video_sink, send=self._send,
+            in_call=lambda: self._peer is not None, line_rate=self._upload_rate,
+            documents_uploading=lambda: self.uplink.uploading,
+            chunk_bytes=config.upload_chunk_bytes,
+        )  # fmt: skip
         # Document captures the CSO asks for: pipeline, on-disk outbox, delivery.
         # The synthetic participant shows their own KTP (with their face), KPJ card and bank
         # book, and a face still on request; real cameras give the real ones.
@@ -294,9 +304,11 @@ class BoothClient:
         """Until stop(): connect, serve, reconnect with backoff. Raises BoothAuthError."""
         self._spawn(self._warm_up(), "warm-up")
         self.capture_agent.delivery.start()  # the outbox delivers by itself from now on
+        self.recording.start()  # and the recordings on disk
         try:
             await self._run()
         finally:
+            await self.recording.close()
             await self.capture_agent.delivery.stop()
             await self.uploads.aclose()
             await self.monitors.close_all()
@@ -649,6 +661,7 @@ class BoothClient:
         if not plan.keep_peer:
             await self._close_peer()
         self.view = plan.view
+        self._spawn(self.recording.reconcile(plan.view.session_id), "rec-reconcile")
         self._wants_check_in = plan.wants_check_in
         self.called_ticket = welcome.booth.ticket if welcome.booth else None
         if self.called_ticket is not None:
@@ -714,6 +727,12 @@ class BoothClient:
             return  # the screen's participant has not checked in yet
         self._checking_in = message.id
         self.changed.set()
+        if not self._screen_participant and not await self.recording.consented(
+            message.claim, message.language
+        ):  # refused: no remote session (the kiosk says where to go: recording.refused)
+            self._checking_in, self._wants_check_in = None, False
+            self.changed.set()
+            return
         await self._request(message)
 
     # --- messages --------------------------------------------------------------------
@@ -850,6 +869,7 @@ class BoothClient:
         if message.session_id != self.view.session_id:
             return
         self.view.focused = message.focused
+        self.recording.mark("focus" if message.focused else "hold")
         event = SessionEvent.FOCUS if message.focused else SessionEvent.UNFOCUS
         if self.machine.can(event):
             self._handle(event)
@@ -870,7 +890,8 @@ class BoothClient:
 
         peer = BoothPeer(
             session_id, self.view.ice_servers, self._video, self._audio, self._relay, on_state,
-            audio_sink=self.monitors.tee(self.audio_sink), video_sink=self.video_sink,
+            audio_sink=self.recording.tap(self.monitors.tee(self.audio_sink)),
+            video_sink=self.video_sink,
             document=self.media.document, degrade=self._degrader(),
             voice=Voice(self.config.voice_bitrate, fec=self.config.voice_fec),
         )  # fmt: skip
@@ -887,6 +908,8 @@ class BoothClient:
         if state == "connected":
             self._media_up(peer.session_id)
             self._spawn(self._report_stats(peer), "peer-stats")
+        elif state in ("disconnected", "failed"):
+            self.recording.mark("call_lost", state)
 
     async def _report_stats(self, peer: BoothPeer) -> None:
         """While this peer is the call and connected: `peer_stats` every STATS_INTERVAL_S
@@ -916,6 +939,8 @@ class BoothClient:
             self._handle(SessionEvent.MEDIA_UP)
             if self.view.focused:  # focus that came before media takes effect now
                 self._handle(SessionEvent.FOCUS)
+        view = self.view
+        self._spawn(self.recording.session_live(session_id, view.claim_id, view.focused), "rec")
         if self.config.show_documents and self._documents_sent_for != session_id:
             self._documents_sent_for = session_id
             self._spawn(self._show_documents(), "show-documents")
@@ -924,6 +949,7 @@ class BoothClient:
         if message.session_id != self.view.session_id:
             return
         log.info("session_ended", session_id=message.session_id, reason=message.reason)
+        self._spawn(self.recording.session_over(message.session_id, message.reason), "rec-end")
         await self.monitors.session_ended(message.session_id)
         await self._close_peer()
         view = self.view
@@ -959,6 +985,7 @@ class BoothClient:
         if request.session_id != self.view.session_id or claim_id is None:
             log.warning("capture_for_other_session", session_id=request.session_id)
             return
+        self.recording.mark("capture_requested", str(request.kind))
         self._spawn(self.capture_agent.handle(request, claim_id), "capture")
 
     def _participant_numbers(self) -> tuple[str, str] | None:

@@ -37,6 +37,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from booth_client.recording.config import RecordingConfig
 from signaling.messages import BookingRef, ClaimType, Language, WalkInRef
 
 ENV_PREFIX = "LOKET_BOOTH_"
@@ -223,6 +224,10 @@ class BoothConfig(BaseSettings):
     )
     check_in_retry_s: float = Field(
         default=10.0, gt=0, description="retry a check-in refused for a passing server fault"
+    )
+    recording: RecordingConfig = Field(
+        default_factory=RecordingConfig,
+        description="sessions recorded as evidence (booth_client.recording)",
     )
 
     @model_validator(mode="before")

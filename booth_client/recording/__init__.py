@@ -5,7 +5,9 @@ through the resumable uploads at what the call leaves of the line.
 - `media`: the evidence rendition (composer, voice mixer, segment encoder);
 - `store`: the recording on the kiosk's disk (segments, their hashes, marks, gaps);
 - `worker`: the encoder thread (never the event loop: the call is never held up);
-- `recorder`: the session's recorder, fed by the call's tracks, marking its timeline;
-- `delivery`: open, segments, close, over HTTP (`transport`), paced (`pacer`);
-- `consent`: the participant's answer and the policy for a refusal.
+- `recorder`: the session's recorder, fed by the call's media, marking its timeline;
+- `delivery`: open, segments, close, retried, over HTTP (`transport`), paced (`pacer`);
+- `consent`: the words shown and the participant's answer;
+- `kiosk`: all of it as the kiosk client (booth_client.client) uses it; `config` its
+  settings (`[recording]`).
 """

@@ -214,8 +214,13 @@ class VoiceMixer:
         self.dropped_samples = 0
 
     def push(self, voice: int, frame: av.AudioFrame) -> None:
-        frame.pts = None  # resampled as a plain stream: their clocks are not ours
-        for out in self._resamplers[voice].resample(frame):
+        # A copy, resampled as a plain stream (no pts: their clocks are not ours); the
+        # call's own encoder reads the very frame in its thread, so it is never touched.
+        plain = av.AudioFrame.from_ndarray(
+            frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
+        )
+        plain.sample_rate = frame.sample_rate
+        for out in self._resamplers[voice].resample(plain):
             self._fifos[voice].push(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
 
     def pull(self, until: int) -> list[av.AudioFrame]:

@@ -24,7 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from booth_client.audio import MeasuringAudioSink
 from booth_client.peer import rtc_configuration
-from booth_client.sources.synthetic import SyntheticToneTrack
+from booth_client.sources.synthetic import SyntheticToneTrack, SyntheticVideoTrack
 from signaling.codec import decode_outbound, encode
 from signaling.messages import (
     Accept,
@@ -65,9 +65,13 @@ class _Peer:
 
 
 class TalkingCso:
-    def __init__(self, server: LiveServer, username: str, tone_hz: float = 660.0) -> None:
+    def __init__(
+        self, server: LiveServer, username: str, tone_hz: float = 660.0, picture: bool = False
+    ) -> None:
         self.server, self.username = server, username
         self.voice = SyntheticToneTrack(tone_hz)
+        # The officer's camera too (a recording shows it): a synthetic scene, sent.
+        self.picture = SyntheticVideoTrack(username, 320, 240, 10) if picture else None
         self.calls: dict[str, _Peer] = {}  # session id -> call
         self.whispers: dict[str, _Peer] = {}  # link id -> whisper
         self.whispers_heard: list[Heard] = []  # every whisper ever, oldest first
@@ -152,7 +156,10 @@ class TalkingCso:
         peer = _Peer(pc, Heard())
         self.calls[message.session_id] = peer
         pc.on("track", lambda track: self._consume(peer, track))
-        pc.addTransceiver("video", direction="recvonly")
+        if self.picture is not None:
+            pc.addTransceiver(self.picture, direction="sendrecv")
+        else:
+            pc.addTransceiver("video", direction="recvonly")
         pc.addTransceiver(self.voice, direction="sendrecv")
 
         @pc.on("connectionstatechange")
@@ -189,10 +196,15 @@ class TalkingCso:
 
 @contextlib.asynccontextmanager
 async def talking_cso(
-    server: LiveServer, username: str, *, capacity: int = 6, tone_hz: float = 660.0
+    server: LiveServer,
+    username: str,
+    *,
+    capacity: int = 6,
+    tone_hz: float = 660.0,
+    picture: bool = False,
 ) -> AsyncIterator[TalkingCso]:
     await add_user(server, username, capacity=capacity)
-    cso = TalkingCso(server, username, tone_hz)
+    cso = TalkingCso(server, username, tone_hz, picture)
     await cso.start()
     try:
         yield cso

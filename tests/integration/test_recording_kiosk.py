@@ -1,0 +1,132 @@
+"""The kiosk records its sessions (issue 23): a real kiosk (BoothClient, aiortc, synthetic
+camera and microphone) in a call with an officer that talks and shows a picture, through
+a live server. The recording opens with the consent's answer, segments are sealed and
+uploaded during the call, and the session's end closes it: the server holds a recording
+whose every segment verifies, shows both faces and carries both voices.
+
+Runs inside a private network namespace (scripts/test); ICE is limited to loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from booth_client.client import BoothClient
+from booth_client.recording.config import RecordingConfig
+from booth_client.recording.media import GREY_Y
+from signaling.messages import EndSession, RecordingStatus
+from signaling.session import SessionState
+from tests.support.booths import running_booths
+from tests.support.live_server import LiveServer, running_server, server_settings
+from tests.support.talking_cso import TalkingCso, talking_cso
+
+pytestmark = pytest.mark.media
+
+SMALL = {"segment_s": 4.0, "cell_width": 160, "cell_height": 120, "fps": 5.0}
+
+
+async def until(check, within: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within} s"
+        await asyncio.sleep(0.2)
+
+
+async def _closed(server: LiveServer, session_id: str):  # type: ignore[no-untyped-def]
+    rec = await server.app.state.recordings.service.store.by_session(session_id)
+    return rec if rec is not None and rec.state == "closed" else None
+
+
+def _decode(data: bytes, tmp: Path) -> tuple[tuple[int, int], int, np.ndarray, float]:
+    """(picture size, audio channels, per-channel RMS, the share of the officer's half of
+    the last picture that is the 'no picture' grey) of one WebM segment."""
+    path = tmp / "segment.webm"
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        size = (video.codec_context.width, video.codec_context.height)
+        pictures = [  # the luma plane, as composed
+            f.reformat(format="yuv420p").to_ndarray()[: size[1]] for f in container.decode(video=0)
+        ]
+        officer = pictures[-1][:, size[0] // 2 :]
+        grey = float(np.mean(np.abs(officer.astype(int) - GREY_Y) <= 2))
+    with av.open(str(path)) as container:
+        channels = container.streams.audio[0].codec_context.channels
+        chunks = [
+            f.to_ndarray().reshape(-1, channels) if f.format.is_packed else f.to_ndarray().T
+            for f in container.decode(audio=0)
+        ]
+    samples = np.concatenate(chunks).astype(np.float64)
+    return size, channels, np.sqrt(np.mean(samples**2, axis=0)), grey
+
+
+async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -> None:
+    config = RecordingConfig(enabled=True, **SMALL)  # type: ignore[arg-type]
+    async with (
+        running_server(server_settings(tmp_path, upload_chunk_min_bytes=1024)) as server,
+        talking_cso(server, "siti", picture=True) as cso,
+        running_booths(
+            server, 1, recording=config, state_dir=tmp_path / "kiosk", upload_chunk_bytes=16384
+        ) as (booth,),
+    ):
+        await until(lambda: _state(booth, SessionState.FOCUSED), 60, "a focused call")
+        session_id = booth.session_id
+        assert session_id is not None
+        await until(lambda: _recording_told(cso, session_id, "recording"), 15, "'recording'")
+        await asyncio.sleep(9.0)  # a call of about 10 s: two sealed segments and a third
+        await cso._send(EndSession(session_id=session_id))
+        await until(lambda: _closed(server, session_id), 60, "the recording closed")
+        # Delivered: the kiosk's disk holds nothing of it any more.
+        # (the synthetic participant checks in again: its next session is recorded too)
+        mine = tmp_path / "kiosk" / "recordings" / session_id
+        await until(lambda: _gone(mine), 10, "the kiosk's copy gone")
+
+        service = server.app.state.recordings.service
+        rec = await _closed(server, session_id)
+        report = await service.verify(rec)
+        assert report.ok, report.to_json()
+        manifest = rec.manifest
+        segments = manifest["segments"]
+        assert len(segments) >= 3, manifest
+        assert manifest["gaps"] == [], manifest["gaps"]
+        assert manifest["officer"]["id"] == "siti"
+        assert manifest["consent"]["answer"] == "given"
+        assert {"recording_started", "focus", "session_ended"} <= {
+            m["kind"] for m in manifest["marks"]
+        }, manifest["marks"]
+        # Both faces side by side, both voices: the participant's on the left channel,
+        # the officer's tone on the right.
+        levels = []
+        for seg in segments:
+            data = await asyncio.to_thread(service.files.get, rec.recording_id, seg["seq"])
+            size, channels, rms, grey = _decode(data, tmp_path)
+            assert size == (320, 120) and channels == 2
+            assert grey < 0.5, f"segment {seg['seq']}: no officer picture ({grey:.0%} grey)"
+            levels.append(rms)
+        # (decoded Opus is float, full scale 1.0; silence would be below 0.001)
+        assert max(lv[0] for lv in levels) > 0.02, levels  # the participant spoke
+        assert min(lv[1] for lv in levels[:-1]) > 0.02, levels  # the officer's tone throughout
+        entries = [e async for e in server.app.state.records.store.audit_entries()]
+        actions = {e.action for e in entries if e.claim_id == rec.claim_id}
+        assert {"recording.consent_given", "recording.started", "recording.closed"} <= actions
+
+
+async def _state(booth: BoothClient, state: SessionState) -> bool:
+    return booth.state is state
+
+
+async def _recording_told(cso: TalkingCso, session_id: str, state: str) -> bool:
+    return any(
+        isinstance(m, RecordingStatus) and m.session_id == session_id and m.state == state
+        for m in cso.seen
+    )
+
+
+async def _gone(directory: Path) -> bool:
+    return not await asyncio.to_thread(directory.exists)
