@@ -21,7 +21,7 @@ from typing import Any
 from booth_client.delivery import Delivery
 from booth_client.pacing import Pacer
 from booth_client.recording.store import Closing, RecordingInfo, Sealed
-from booth_client.upload import CHUNK_TYPE, HttpTransport, TokenSource
+from booth_client.upload import CHUNK_TYPE, HttpTransport, TokenSource, _crash
 
 GRANT_HEADER = "Loket-Recording-Grant"
 MAX_CLOCK_RTT_S = 5.0
@@ -134,6 +134,7 @@ class RecordingTransport(HttpTransport):
             answer = await self._timed("PATCH", location, content=content, headers=headers)
             if answer.status == 204:
                 offset, strikes = end, 0
+                _crash("recording_mid_upload")  # tests: a kiosk killed with a segment half up
                 continue
             if answer.status == 409 and answer.code == "offset_mismatch" and strikes < 3:
                 offset, strikes = int(answer.body["error"]["offset"]), strikes + 1

@@ -20,9 +20,10 @@ import pytest
 from booth_client.client import BoothClient
 from booth_client.recording.config import RecordingConfig
 from booth_client.recording.media import GREY_Y
+from booth_client.upload import CRASH_POINT_ENV
 from signaling.messages import EndSession, RecordingStatus
 from signaling.session import SessionState
-from tests.support.booths import running_booths
+from tests.support.booths import booth_processes, log_events, running_booths, running_cso
 from tests.support.live_server import LiveServer, running_server, server_settings
 from tests.support.talking_cso import TalkingCso, talking_cso
 
@@ -130,3 +131,61 @@ async def _recording_told(cso: TalkingCso, session_id: str, state: str) -> bool:
 
 async def _gone(directory: Path) -> bool:
     return not await asyncio.to_thread(directory.exists)
+
+
+async def test_a_kiosk_killed_mid_upload_goes_on_with_the_same_recording(tmp_path: Path) -> None:
+    """A real `loket booth` process SIGKILLed with its first segment half uploaded, in the
+    middle of the call: restarted, it resumes that upload from the server's offset, goes on
+    recording the same session (the time it was down a `kiosk_restart` gap), and closes
+    the recording when the session ends; nothing is lost or stored twice."""
+    recording_env = {
+        "LOKET_BOOTH_RECORDING__ENABLED": "true",
+        "LOKET_BOOTH_RECORDING__SEGMENT_S": "4",
+        "LOKET_BOOTH_RECORDING__CELL_WIDTH": "160",
+        "LOKET_BOOTH_RECORDING__CELL_HEIGHT": "120",
+        "LOKET_BOOTH_UPLOAD_CHUNK_BYTES": "16384",
+    }
+    crash = {CRASH_POINT_ENV: "recording_mid_upload"}
+    async with (
+        running_server(server_settings(tmp_path, upload_chunk_min_bytes=1024)) as server,
+        running_cso(server, "siti", capacity=1) as cso,
+        booth_processes(server, 1, tmp_path / "b", env={**recording_env, **crash}) as (booth,),
+    ):
+        assert booth.process is not None
+        code = await asyncio.wait_for(booth.process.wait(), 90)
+        assert code == -9, _tail(booth.log_path)
+        sessions = cso.live_sessions()
+        assert len(sessions) == 1, sessions
+        session_id = sessions[0]
+        service = server.app.state.recordings.service
+        rec = await service.store.by_session(session_id)
+        assert rec is not None and rec.state == "open"
+        assert await service.store.segments(rec.recording_id) == {}  # half of segment 1 up
+
+        for key in crash:
+            booth.env.pop(key)
+        await booth.start()
+
+        async def recorded_on() -> bool:
+            stored = await service.store.segments(rec.recording_id)
+            return len(stored) >= 3
+
+        await until(recorded_on, 60, "three segments stored after the restart")
+        await cso.end(session_id)
+        await until(lambda: _closed(server, session_id), 60, "the recording closed")
+        closed = await _closed(server, session_id)
+        report = await service.verify(closed)
+        assert report.ok, report.to_json()
+        manifest = closed.manifest
+        seqs = [s["seq"] for s in manifest["segments"]]
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+        gaps = manifest["gaps"]
+        assert [g["reason"] for g in gaps] == ["kiosk_restart"], gaps
+        assert gaps[0]["start_s"] == manifest["segments"][0]["end_s"]
+        resumed = [e for e in log_events(booth, "recording_upload_resumed")]
+        assert resumed and resumed[0]["seq"] == 1 and int(resumed[0]["offset"]) > 0, resumed
+        assert {"recording_resumed", "session_ended"} <= {m["kind"] for m in manifest["marks"]}
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
