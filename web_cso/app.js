@@ -142,6 +142,8 @@ function tileFor(sessionId, booth, claim, checkedInAt) {
   return tile;
 }
 
+const RECORDING_NAMES = { recording: "● Recording", paused: "Recording paused", refused: "Not recorded" };
+
 function render(tile) {
   const offered = tile.offerDeadline !== null;
   const el = tile.el;
@@ -164,6 +166,10 @@ function render(tile) {
     if (text === "connecting") text = "on hold";
   }
   el.querySelector(".state").textContent = text;
+  const rec = el.querySelector(".rec"); // the booth's recording_status (issue 23)
+  rec.textContent = RECORDING_NAMES[tile.recording] || "";
+  rec.dataset.state = tile.recording || "off";
+  rec.hidden = !rec.textContent;
   el.querySelector(".docs-badge").hidden = !tile.newDocs;
   el.querySelector(".docs-badge").textContent = tile.newDocs ? `${tile.newDocs} new` : "";
   el.setAttribute("aria-label", `${tile.label}: ${text}${tile.speaking ? ", wants to talk" : ""}`);
@@ -633,6 +639,14 @@ const handlers = {
   capture_status(msg) {
     const panel = panels.get(msg.session_id);
     if (panel) panel.captureStatus(msg);
+  },
+  recording_status(msg) {
+    // The booth records the session as evidence (or says why not): shown on its tile.
+    const tile = tiles.get(msg.session_id);
+    if (!tile) return;
+    tile.recording = msg.state;
+    tile.el.querySelector(".rec").title = msg.reason ? `Recording ${msg.state}: ${msg.reason}` : "";
+    render(tile);
   },
   verification_updated(msg) {
     // Machine advice is ready: the open panel fetches the workbench (an audited read).
