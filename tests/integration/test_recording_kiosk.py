@@ -189,3 +189,47 @@ async def test_a_kiosk_killed_mid_upload_goes_on_with_the_same_recording(tmp_pat
 
 def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def test_a_refusal_is_audited_and_follows_the_servers_policy(tmp_path: Path) -> None:
+    """Policy in_person (the default): a participant who refuses is not checked in, the
+    refusal is audited on their claim and the kiosk knows where to send them. Policy
+    unrecorded: the session goes on, the officer is told it is not recorded, and the
+    server's recording is a refused one that takes no media."""
+    refuse = RecordingConfig(enabled=True, consent="refused", **SMALL)  # type: ignore[arg-type]
+    settings = server_settings(tmp_path / "in-person", recording_directions="Loket 3")
+    async with (
+        running_server(settings) as server,
+        running_booths(server, 1, recording=refuse, state_dir=tmp_path / "k1") as (booth,),
+    ):
+
+        async def refused() -> bool:
+            return booth.recording.refused is not None and not booth.checking_in
+
+        await until(refused, 20, "the refusal")
+        assert booth.recording.refused == "Loket 3"
+        assert booth.state is SessionState.IDLE and server.app.state.floor.waiting == 0
+        entries = [e async for e in server.app.state.records.store.audit_entries()]
+        refusals = [e for e in entries if e.action == "recording.consent_refused"]
+        assert len(refusals) == 1 and refusals[0].details["policy"] == "in_person"
+
+    settings = server_settings(tmp_path / "unrecorded", recording_refusal="unrecorded")
+    async with (
+        running_server(settings) as server,
+        talking_cso(server, "siti") as cso,
+        running_booths(server, 1, recording=refuse, state_dir=tmp_path / "k2") as (booth,),
+    ):
+        await until(lambda: _state(booth, SessionState.FOCUSED), 60, "a focused call")
+        session_id = booth.session_id
+        assert session_id is not None
+        await until(lambda: _recording_told(cso, session_id, "refused"), 15, "'refused'")
+        store = server.app.state.recordings.service.store
+
+        async def opened_refused() -> bool:
+            rec = await store.by_session(session_id)
+            return rec is not None and rec.state == "refused"
+
+        await until(opened_refused, 15, "a refused recording")
+        rec = await store.by_session(session_id)
+        assert await store.segments(rec.recording_id) == {}
+        assert not any((tmp_path / "k2" / "recordings").glob("*/*.webm*"))
