@@ -74,6 +74,7 @@ class KioskRecording:
         self.recorder.alert = self.delivery.alert
         self.policy: dict[str, Any] | None = None  # the server's, once asked
         self.refused: str | None = None  # a refusal's directions (policy in_person)
+        self._fetching: asyncio.Task[Any] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -91,8 +92,12 @@ class KioskRecording:
     def start(self) -> None:
         if self.enabled or self.store.root.is_dir():  # what an earlier run left is sent
             self.delivery.start()
+        if self.enabled:  # the retention the consent's words say, before anyone asks
+            self._fetching = asyncio.get_running_loop().create_task(self._policy())
 
     async def close(self) -> None:
+        if self._fetching is not None:
+            self._fetching.cancel()
         await self.recorder.close()
         await self.delivery.stop()
         await self.transport.aclose()
@@ -111,11 +116,19 @@ class KioskRecording:
                     self.policy = answer.body
         return self.policy
 
-    async def answer(self, answer: Answer, language: Language, claim: Claim | None) -> bool:
-        """The participant answered: whether they may check in. A refusal under the
-        `in_person` policy is told to the server (audited on their claim) and `refused`
-        says where to go instead."""
-        consent = Consent.answered(answer, language, await self.years())
+    @property
+    def retention_years(self) -> float:
+        """What the consent's words say (the server's policy once known)."""
+        return float((self.policy or {}).get("retention_years", DEFAULT_YEARS))
+
+    async def answer(
+        self, answer: Answer, language: Language, claim: Claim | None, years: float | None = None
+    ) -> bool:
+        """The participant answered (to the words with `years` in them, as shown): whether
+        they may check in. A refusal under the `in_person` policy is told to the server
+        (audited on their claim) and `refused` says where to go instead."""
+        shown = years if years is not None else await self.years()
+        consent = Consent.answered(answer, language, shown)
         self.recorder.consent = consent
         self.refused = None
         if consent.given:

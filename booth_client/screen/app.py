@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -37,7 +37,7 @@ from booth_client.screen.render import Hit, Renderer, pygame
 from booth_client.screen.settings import ScreenSettings
 
 if TYPE_CHECKING:
-    from booth_client.client import BoothClient
+    from booth_client.client import BoothClient, Participant
 
 log = structlog.get_logger("loket.booth.screen")
 
@@ -259,11 +259,22 @@ class KioskScreen:
 
         for effect in effects:
             match effect:
-                case SubmitCheckIn(claim, language):
+                case SubmitCheckIn(claim, language, None):
                     self._spawn(self.client.check_in_participant(Participant(claim, language)))
+                case SubmitCheckIn(claim, language, answer) if answer is not None:
+                    self._spawn(self._consented(Participant(claim, language), answer))
                 case ForgetParticipant():
                     self.client.forget_participant()
                     self.watch.forget()
+
+    async def _consented(self, who: Participant, answer: Literal["given", "refused"]) -> None:
+        """Recording answered (issue 23): check in, or (refused, policy in person) say
+        where to go instead."""
+        years = self.kiosk.client.recording_years
+        if await self.client.recording.answer(answer, who.language, who.claim, years):
+            await self.client.check_in_participant(who)
+        else:
+            self.kiosk.consent_refused(self.client.recording.refused or "", self._clock())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from booth_client.kiosk import TRANSIENT_REFUSALS  # refusals the client retries itself
+from booth_client.recording.consent import DEFAULT_YEARS, consent_text
 from booth_client.screen import texts
 from booth_client.screen.i18n import N_, Translator, translator
 from booth_client.screen.texts import Problem
@@ -51,6 +52,7 @@ class Screen(StrEnum):
     RECONNECTING = "reconnecting"
     OUT_OF_SERVICE = "out_of_service"
     TICKET = "ticket"  # a ticket is called to this booth: its holder types the number
+    CONSENT = "consent"  # before check-in: may the session be recorded (issue 23)
 
 
 FORM_SCREENS = frozenset({Screen.METHOD, Screen.BOOKING, Screen.WALK_IN})
@@ -64,6 +66,7 @@ class Step(StrEnum):
     METHOD = "method"
     BOOKING = "booking"
     WALK_IN = "walk_in"
+    CONSENT = "consent"
     SUBMITTING = "submitting"
     VISIT = "visit"
     ENDED = "ended"
@@ -123,6 +126,7 @@ class ClientSnapshot:
     officer_video: bool = False  # a fresh frame from the officer's camera
     self_video: bool = False  # a frame of the booth's own camera
     called_ticket: str | None = None  # front of house: the number called to this booth
+    recording_years: float | None = None  # sessions are recorded (kept this long): ask first
 
 
 # --- what the participant does -----------------------------------------------------------
@@ -173,6 +177,13 @@ class Finish:
     """The end screen's button: ready for the next person."""
 
 
+@dataclass(frozen=True)
+class AnswerConsent:
+    """The consent screen's buttons: the session may be recorded, or not."""
+
+    given: bool
+
+
 Action = (
     ChooseLanguage
     | ChooseMethod
@@ -183,6 +194,7 @@ Action = (
     | ChooseClaimType
     | Next
     | Finish
+    | AnswerConsent
 )
 
 
@@ -193,6 +205,7 @@ Action = (
 class SubmitCheckIn:
     claim: BookingRef | WalkInRef | TicketRef
     language: Language
+    consent: Literal["given", "refused"] | None = None  # to be recorded (asked: issue 23)
 
 
 @dataclass(frozen=True)
@@ -220,6 +233,8 @@ class FormState:
     problems: dict[str, Problem] = field(default_factory=dict)
     refused: str | None = None  # code of the server's refusal of our check-in
     end_reason: str | None = None
+    pending: BookingRef | WalkInRef | TicketRef | None = None  # checked in once consent is answered
+    directions: str | None = None  # where to go instead: recording refused (policy in_person)
     last_input_at: float = 0.0
     refusal_seen: int = 0
     end_seen: int = 0
@@ -371,6 +386,8 @@ class Kiosk:
             return Screen.WAITING
         if f.step is Step.SUBMITTING:
             return Screen.SUBMITTING
+        if f.step is Step.CONSENT and state is S.IDLE:
+            return Screen.CONSENT
         if c.called_ticket is not None and state is S.IDLE:
             return Screen.TICKET  # the next person, called here: before any form or goodbye
         if state is S.ENDED or f.step in (Step.ENDED, Step.VISIT):
@@ -424,7 +441,7 @@ class Kiosk:
         f = self.form
         if now - f.last_input_at < self.idle_reset_s:
             return False
-        if f.step in (Step.METHOD, Step.BOOKING, Step.WALK_IN, Step.ENDED):
+        if f.step in (Step.METHOD, Step.BOOKING, Step.WALK_IN, Step.CONSENT, Step.ENDED):
             return True
         return f.step is Step.LANGUAGE and (
             f.language is not Language.INDONESIAN or bool(f.personal_data)
@@ -462,6 +479,13 @@ class Kiosk:
                 self.form = self._fresh(f.language, now, seen=f)
             case Back() if screen in FORM_SCREENS:
                 f.step = Step.METHOD
+            case AnswerConsent(given) if screen is Screen.CONSENT and f.pending is not None:
+                f.step = Step.SUBMITTING
+                answer: Literal["given", "refused"] = "given" if given else "refused"
+                return [SubmitCheckIn(f.pending, f.language, answer)]
+            case Back() if screen is Screen.CONSENT:
+                f.step = Step(f.method) if f.method else Step.LANGUAGE
+                f.pending = None
             case Finish() if screen is Screen.ENDED and f.step is Step.ENDED:
                 self.form = self._fresh(Language.INDONESIAN, now, seen=f)
                 return [ForgetParticipant()]
@@ -485,7 +509,7 @@ class Kiosk:
                 f.ticket = f.ticket[:-1]
             case Next() if len(f.ticket) >= 2:
                 f.step, f.refused, f.method = Step.SUBMITTING, None, None
-                return [SubmitCheckIn(TicketRef(number=f.ticket), f.language)]
+                return self._check_in(TicketRef(number=f.ticket))
         return []
 
     def _edit(self, action: Action) -> list[Effect]:
@@ -544,7 +568,21 @@ class Kiosk:
             f.active = next(n for n in FIELDS[f.method] if n in problems)
             return []
         f.step, f.refused = Step.SUBMITTING, None
+        return self._check_in(claim)
+
+    def _check_in(self, claim: BookingRef | WalkInRef | TicketRef) -> list[Effect]:
+        """Check in now, or first ask whether the session may be recorded."""
+        f = self.form
+        if self.client.recording_years is not None:
+            f.step, f.pending = Step.CONSENT, claim
+            return []
         return [SubmitCheckIn(claim, f.language)]
+
+    def consent_refused(self, directions: str, now: float) -> None:
+        """Recording refused, and the policy is in person: no remote session; say where."""
+        f = self.form
+        self.form = f = self._fresh(f.language, now, seen=f)
+        f.step, f.end_reason, f.directions = Step.ENDED, "recording_refused", directions
 
     # -- the screen --
 
@@ -581,6 +619,7 @@ STEP_OF: dict[Screen, int] = {
     Screen.RECONNECTING: 3,
     Screen.OUT_OF_SERVICE: 1,
     Screen.TICKET: 2,
+    Screen.CONSENT: 2,
 }
 
 
@@ -938,9 +977,38 @@ def _capture(
     raise AssertionError(capture.phase)
 
 
+def _consent(
+    tr: Translator, base: ScreenModel, form: FormState, c: ClientSnapshot, now: float
+) -> ScreenModel:
+    years = c.recording_years if c.recording_years is not None else DEFAULT_YEARS
+    return _with(
+        base,
+        title=tr.gettext("May we record this session?"),
+        lines=(consent_text(form.language, years),),  # (its hash is audited: not gettext)
+        buttons=(
+            ButtonView(tr.gettext("Yes, record it"), AnswerConsent(True), "choice"),
+            ButtonView(tr.gettext("No"), AnswerConsent(False), "choice",
+                       sublabel=tr.gettext("Then you will be served at the counter instead")),
+            ButtonView(tr.gettext("Back"), Back(), "nav"),
+        ),
+    )  # fmt: skip
+
+
 def _ended(
     tr: Translator, base: ScreenModel, form: FormState, c: ClientSnapshot, now: float
 ) -> ScreenModel:
+    if form.end_reason == "recording_refused":
+        where = form.directions or tr.gettext("the service counter")
+        return _with(
+            base,
+            title=tr.gettext("Thank you"),
+            lines=(
+                tr.gettext("Without a recording, your claim is verified in person."),
+                tr.gettext("Please go to: %(where)s") % {"where": where},
+                tr.gettext("Please take all your documents with you."),
+            ),
+            buttons=(ButtonView(tr.gettext("Finish"), Finish(), "primary"),),
+        )
     return _with(
         base,
         title=tr.gettext("Thank you"),
@@ -972,6 +1040,7 @@ def _out_of_service(tr: Translator, base: ScreenModel, *_: object) -> ScreenMode
 
 _BUILDERS: dict[Screen, Callable[..., ScreenModel]] = {
     Screen.LANGUAGE: _language,
+    Screen.CONSENT: _consent,
     Screen.METHOD: _method,
     Screen.BOOKING: _booking,
     Screen.WALK_IN: _walk_in,

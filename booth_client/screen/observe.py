@@ -262,6 +262,7 @@ class ClientObserver:
             called_ticket=c.called_ticket.number if c.called_ticket else None,
             officer_video=officer_video,
             self_video=self.self_view.latest is not None,
+            recording_years=c.recording.retention_years if c.recording.enabled else None,
         )
 
     def image(self, source: MediaSource) -> np.ndarray | None:
