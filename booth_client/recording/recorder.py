@@ -261,7 +261,9 @@ class KioskRecorder:
         await asyncio.to_thread(active.worker.stop)
         await asyncio.to_thread(active.recording.close, ended, reason[:32] or "ended", None)
         log.info("recording_ended", session_id=active.session_id, reason=reason,
-                 seconds=round(ended, 1), segments=len(active.recording.sealed()))  # fmt: skip
+                 seconds=round(ended, 1), segments=len(active.recording.sealed()),
+                 worker_cpu_s=round(active.worker.cpu_s, 2),
+                 audio_dropped=active.worker.audio_dropped)  # fmt: skip
         self._sealed()
         self.status = "off"  # (the console knows: the session is over)
 

@@ -89,6 +89,7 @@ class EncoderWorker:
         self._origin_mono = 0.0
         self.frames_written = 0
         self.audio_dropped = 0
+        self.cpu_s = 0.0  # the thread's own CPU time so far (what recording costs, mostly)
         self.paused: str | None = None  # why nothing is being written, if so
         self.segment_s = recording.info.segment_s
 
@@ -120,7 +121,9 @@ class EncoderWorker:
         mixer: VoiceMixer | None = None
         next_try = 0.0
         due = self._mono()
+        began_cpu = time.thread_time()
         while True:
+            self.cpu_s = time.thread_time() - began_cpu
             stopping = self._stop.wait(max(0.0, due - self._mono()))
             now_mono = self._mono()
             due = max(due + period, now_mono - period)  # late: skip frames, never pile up
