@@ -230,7 +230,7 @@ class BoothClient:
         # Sessions recorded as evidence, with consent (booth_client.recording).
         self.recording = KioskRecording(
             config.recording, self.state_dir, config.server_url, self._upload_token,
-            relay=self._relay, tracks=lambda: (self._video, self._audio),
+            booth=self._name, relay=self._relay, tracks=lambda: (self._video, self._audio),
             officer_picture=self.video_sink, send=self._send,
             in_call=lambda: self._peer is not None, line_rate=self._upload_rate,
             documents_uploading=lambda: self.uplink.uploading,

@@ -24,7 +24,7 @@ from booth_client.recording.consent import DEFAULT_YEARS, Answer, Consent
 from booth_client.recording.delivery import RecordingDelivery
 from booth_client.recording.pacer import RecordingPacer
 from booth_client.recording.recorder import KioskRecorder
-from booth_client.recording.store import RecordingInfo, RecordingStore
+from booth_client.recording.store import RecordingInfo, RecordingStore, safe_name
 from booth_client.recording.transport import RecordingTransport
 from booth_client.relay import FrameRelay
 from booth_client.upload import TokenSource
@@ -43,6 +43,7 @@ class KioskRecording:
         server_url: str,
         token: TokenSource,
         *,
+        booth: str,
         relay: FrameRelay,
         tracks: Callable[[], tuple[MediaStreamTrack | None, MediaStreamTrack | None]],
         officer_picture: Any,
@@ -53,7 +54,8 @@ class KioskRecording:
         chunk_bytes: int = 64 * 1024,
     ) -> None:
         self.config = config
-        self.store = RecordingStore(state_dir / "recordings")
+        # Per booth: two kiosks given one state directory never deliver each other's.
+        self.store = RecordingStore(state_dir / "recordings" / safe_name(booth))
         self.pacer = RecordingPacer(
             in_call=in_call, line_rate=line_rate, document_uploading=documents_uploading,
             during_call_bps=config.during_call_bps,

@@ -1,6 +1,6 @@
 """A session's recording on the kiosk's disk, until the server has all of it.
 
-    state_dir/recordings/<session id>/
+    state_dir/recordings/<booth>/<session id>/
         recording.json     what it is: session, claim, consent, media, its clock's 0 (unix),
                            the server's recording id and grant once opened
         journal.jsonl      the timeline's marks, one per line, each fsynced as it happens
@@ -99,7 +99,7 @@ class Recording:
 
     @classmethod
     def create(cls, root: Path, info: RecordingInfo) -> Recording:
-        directory = root / _safe(info.session_id)
+        directory = root / safe_name(info.session_id)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         recording = cls(directory, info)
         recording._write(INFO, asdict(info))
@@ -259,7 +259,7 @@ class RecordingStore:
         return recording
 
     def find(self, session_id: str) -> Recording | None:
-        return self._get(self.root / _safe(session_id))
+        return self._get(self.root / safe_name(session_id))
 
     def _get(self, directory: Path) -> Recording | None:
         with self._lock:
@@ -282,5 +282,5 @@ class RecordingStore:
         return shutil.disk_usage(self.root).free
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]

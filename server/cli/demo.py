@@ -239,6 +239,7 @@ async def _demo(
                     settings.data_dir.resolve() / "booths" / f"booth-{index}"
                 ),
                 **({} if headless else TICKET_BOOTHS),  # called by ticket (front of house)
+                LOKET_BOOTH_RECORDING__ENABLED="true",  # sessions recorded as evidence
             )
             argv = _loket_command(
                 "booth", "--server", base_url, "--source", "synthetic",

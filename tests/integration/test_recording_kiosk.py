@@ -85,7 +85,7 @@ async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -
         await until(lambda: _closed(server, session_id), 60, "the recording closed")
         # Delivered: the kiosk's disk holds nothing of it any more.
         # (the synthetic participant checks in again: its next session is recorded too)
-        mine = tmp_path / "kiosk" / "recordings" / session_id
+        mine = booth.recording.store.root / session_id
         await until(lambda: _gone(mine), 10, "the kiosk's copy gone")
 
         service = server.app.state.recordings.service
@@ -232,4 +232,4 @@ async def test_a_refusal_is_audited_and_follows_the_servers_policy(tmp_path: Pat
         await until(opened_refused, 15, "a refused recording")
         rec = await store.by_session(session_id)
         assert await store.segments(rec.recording_id) == {}
-        assert not any((tmp_path / "k2" / "recordings").glob("*/*.webm*"))
+        assert not any((tmp_path / "k2" / "recordings").glob("**/*.webm*"))
