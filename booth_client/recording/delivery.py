@@ -50,7 +50,7 @@ class RecordingDelivery:
         self.failures = 0
         self.closed = 0  # recordings closed on the server (tests, benches)
         self.last_error: str | None = None
-        self.idle = asyncio.Event()  # nothing left to deliver
+        self._alerts: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="rec-delivery")
@@ -75,21 +75,19 @@ class RecordingDelivery:
             with contextlib.suppress(OSError):
                 await self.transport.alert(info, reason, detail)
 
-        asyncio.get_running_loop().create_task(send(), name="rec-alert")
+        task = asyncio.get_running_loop().create_task(send(), name="rec-alert")
+        self._alerts.add(task)
+        task.add_done_callback(self._alerts.discard)
 
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:
-                left, failed = await self.deliver_all()
+                _, failed = await self.deliver_all()
             except Exception as exc:  # a bug must not stop the deliveries for good
                 log.exception("recording_delivery_failed", error=repr(exc))
-                left, failed = True, True
+                failed = True
             self.failures = self.failures + 1 if failed else 0
-            if left:
-                self.idle.clear()
-            else:
-                self.idle.set()
             delay = backoff(self.failures, random.random()) if self.failures else None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -177,6 +175,8 @@ class RecordingDelivery:
         else:
             raise _Retry
         await asyncio.to_thread(rec.uploaded, seq)
+        log.info("recording_segment_stored", session_id=rec.info.session_id, seq=seq,
+                 bytes=sealed.size, pending_bytes=rec.pending_bytes())  # fmt: skip
 
     async def _call(self, request: Awaitable[Delivery]) -> Delivery:
         """An answer, after a fresh token once if the old one was refused; the pass stops

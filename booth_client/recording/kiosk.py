@@ -33,6 +33,9 @@ from signaling.messages import BookingRef, Language, RecordingStatus, TicketRef,
 log = structlog.get_logger("loket.booth.recording")
 
 Claim = BookingRef | WalkInRef | TicketRef
+# A session ended so that its participant waits for the next officer (booth_client.client):
+# the same visit, the same consent, a new session and recording.
+REQUEUED = ("cso_lost", "moved")
 
 
 class KioskRecording:
@@ -194,7 +197,8 @@ class KioskRecording:
     async def session_over(self, session_id: str | None, reason: str) -> None:
         if self.enabled:
             await self.recorder.end(session_id, reason)
-            self.recorder.consent = None  # the next visit answers again
+            if reason not in REQUEUED:  # the visit is over: the next participant answers
+                self.recorder.consent = None
 
     async def reconcile(self, live_session: str | None) -> None:
         """After a `welcome`: a session that ended while the socket was down ends its
