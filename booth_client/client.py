@@ -969,6 +969,7 @@ class BoothClient:
 
     def _lost_connection(self) -> None:
         self._checking_in = None
+        self.recording.mark("kiosk_offline")  # (the call's media may well go on)
         if self.machine.can(SessionEvent.CONNECTION_LOST):
             self._handle(SessionEvent.CONNECTION_LOST)
 

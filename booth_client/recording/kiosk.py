@@ -206,5 +206,7 @@ class KioskRecording:
         active = self.recorder.active
         if active is not None and active.session_id != live_session:
             await self.recorder.end(active.session_id, "ended_while_offline")
+        elif active is not None:
+            self.recorder.mark("kiosk_online")  # the same session: recorded on meanwhile
         if self.enabled or self.store.root.is_dir():
             await self.recorder.reconcile(live_session)

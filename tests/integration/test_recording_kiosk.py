@@ -23,7 +23,13 @@ from booth_client.recording.media import GREY_Y
 from booth_client.upload import CRASH_POINT_ENV
 from signaling.messages import EndSession, RecordingStatus
 from signaling.session import SessionState
-from tests.support.booths import booth_processes, log_events, running_booths, running_cso
+from tests.support.booths import (
+    booth_processes,
+    drop_signaling,
+    log_events,
+    running_booths,
+    running_cso,
+)
 from tests.support.live_server import LiveServer, running_server, server_settings
 from tests.support.talking_cso import TalkingCso, talking_cso
 
@@ -80,7 +86,15 @@ async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -
         session_id = booth.session_id
         assert session_id is not None
         await until(lambda: _recording_told(cso, session_id, "recording"), 15, "'recording'")
-        await asyncio.sleep(9.0)  # a call of about 10 s: two sealed segments and a third
+        await asyncio.sleep(3.0)
+        # A signaling blip: the media goes on, and so does the same recording (marked).
+        drop_signaling(booth)
+
+        async def back() -> bool:
+            return booth.connections >= 2 and booth.online
+
+        await until(back, 20, "the kiosk back online")
+        await asyncio.sleep(6.0)  # a call of about 10 s: two segments and a third
         await cso._send(EndSession(session_id=session_id))
         await until(lambda: _closed(server, session_id), 60, "the recording closed")
         # Delivered: the kiosk's disk holds nothing of it any more.
@@ -98,7 +112,7 @@ async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -
         assert manifest["gaps"] == [], manifest["gaps"]
         assert manifest["officer"]["id"] == "siti"
         assert manifest["consent"]["answer"] == "given"
-        assert {"recording_started", "focus", "session_ended"} <= {
+        assert {"recording_started", "focus", "kiosk_offline", "kiosk_online", "session_ended"} <= {
             m["kind"] for m in manifest["marks"]
         }, manifest["marks"]
         # Both faces side by side, both voices: the participant's on the left channel,
