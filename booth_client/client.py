@@ -248,7 +248,8 @@ class BoothClient:
             ),
             Outbox(config.outbox_dir or self.state_dir / "outbox"),
             self.uploads,
-            self.media.watch_captures(self._send),  # the document track's rate follows
+            # the document track's rate follows; the recording's timeline is marked
+            self.recording.captures(self.media.watch_captures(self._send)),
             session_live=self._session_live,
             face_camera=FeedStillCamera(self.media.face_still)
             if self.media.face_still is not None

@@ -28,7 +28,14 @@ from booth_client.recording.store import RecordingInfo, RecordingStore, safe_nam
 from booth_client.recording.transport import RecordingTransport
 from booth_client.relay import FrameRelay
 from booth_client.upload import TokenSource
-from signaling.messages import BookingRef, Language, RecordingStatus, TicketRef, WalkInRef
+from signaling.messages import (
+    BookingRef,
+    CaptureStatus,
+    Language,
+    RecordingStatus,
+    TicketRef,
+    WalkInRef,
+)
 
 log = structlog.get_logger("loket.booth.recording")
 
@@ -36,6 +43,7 @@ Claim = BookingRef | WalkInRef | TicketRef
 # A session ended so that its participant waits for the next officer (booth_client.client):
 # the same visit, the same consent, a new session and recording.
 REQUEUED = ("cso_lost", "moved")
+CAPTURE_MARKS = {"uploading": "capture_taken", "done": "capture_stored", "failed": "capture_failed"}
 
 
 class KioskRecording:
@@ -193,6 +201,24 @@ class KioskRecording:
     def mark(self, kind: str, detail: str = "") -> None:
         if self.enabled:
             self.recorder.mark(kind, detail)
+
+    def captures(self, send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        """`send` for the capture agent: a capture's picture taken, stored or failed is
+        marked on the timeline (once a stage: its progress is not)."""
+        seen: dict[str, str] = {}
+
+        async def marked(message: Any) -> None:
+            if isinstance(message, CaptureStatus) and seen.get(message.capture_id) != (
+                stage := message.stage
+            ):
+                if len(seen) > 64:
+                    seen.clear()
+                seen[message.capture_id] = stage
+                if kind := CAPTURE_MARKS.get(stage):
+                    self.mark(kind, str(message.kind))
+            await send(message)
+
+        return marked
 
     async def session_over(self, session_id: str | None, reason: str) -> None:
         if self.enabled:

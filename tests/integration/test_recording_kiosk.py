@@ -21,7 +21,7 @@ from booth_client.client import BoothClient
 from booth_client.recording.config import RecordingConfig
 from booth_client.recording.media import GREY_Y
 from booth_client.upload import CRASH_POINT_ENV
-from signaling.messages import EndSession, RecordingStatus
+from signaling.messages import EndSession, RecordingStatus, RequestCapture
 from signaling.session import SessionState
 from tests.support.booths import (
     booth_processes,
@@ -86,6 +86,8 @@ async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -
         session_id = booth.session_id
         assert session_id is not None
         await until(lambda: _recording_told(cso, session_id, "recording"), 15, "'recording'")
+        # The officer asks for a KTP picture: the timeline marks it asked, taken, stored.
+        await cso._send(RequestCapture(session_id=session_id, capture_id="cap-1", kind="ktp"))
         await asyncio.sleep(3.0)
         # A signaling blip: the media goes on, and so does the same recording (marked).
         drop_signaling(booth)
@@ -112,9 +114,16 @@ async def test_a_call_is_recorded_uploaded_closed_and_verifies(tmp_path: Path) -
         assert manifest["gaps"] == [], manifest["gaps"]
         assert manifest["officer"]["id"] == "siti"
         assert manifest["consent"]["answer"] == "given"
-        assert {"recording_started", "focus", "kiosk_offline", "kiosk_online", "session_ended"} <= {
-            m["kind"] for m in manifest["marks"]
-        }, manifest["marks"]
+        assert {
+            "recording_started",
+            "focus",
+            "capture_requested",
+            "capture_taken",
+            "capture_stored",
+            "kiosk_offline",
+            "kiosk_online",
+            "session_ended",
+        } <= {m["kind"] for m in manifest["marks"]}, manifest["marks"]
         # Both faces side by side, both voices: the participant's on the left channel,
         # the officer's tone on the right.
         levels = []
