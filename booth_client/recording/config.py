@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from booth_client.recording.media import EvidenceFormat
+
+MAX_SEGMENT_BYTES = 4 * 2**20
 
 
 class RecordingConfig(BaseModel):
@@ -40,6 +42,19 @@ class RecordingConfig(BaseModel):
         description="upload rate during a call while the line's capacity is not yet known "
         "(once it is: what the call leaves of it)",
     )
+
+    @model_validator(mode="after")
+    def _segment_fits(self) -> RecordingConfig:
+        # The server takes segments of up to 4 MB by default
+        # (LOKET_MAX_RECORDING_SEGMENT_BYTES); VP8 may overshoot its rate by half.
+        expected = (self.video_bps + self.audio_bps) / 8 * self.segment_s * 1.5
+        if expected > MAX_SEGMENT_BYTES:
+            raise ValueError(
+                f"a {self.segment_s:g} s segment at {self.video_bps + self.audio_bps} bit/s may "
+                f"reach {expected / 2**20:.1f} MB, more than the server takes "
+                f"({MAX_SEGMENT_BYTES / 2**20:.0f} MB): lower the rates or segment_s"
+            )
+        return self
 
     def evidence_format(self) -> EvidenceFormat:
         return EvidenceFormat(

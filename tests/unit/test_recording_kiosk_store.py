@@ -280,3 +280,14 @@ def test_the_worker_seals_segments_marks_a_full_disk_as_a_gap_and_resumes(tmp_pa
     assert gapped[0].start_s - gapped[0].gap_before["start_s"] >= 0.5
     assert all(abs(s.end_s - round(s.end_s)) < 0.25 for s in sealed[:-1])  # on the second
     assert not list(rec.directory.glob("*.part"))
+
+
+def test_a_configuration_whose_segments_the_server_would_refuse_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from booth_client.recording.config import RecordingConfig
+
+    assert RecordingConfig(enabled=True, segment_s=10.0).video_bps == 120_000
+    with pytest.raises(ValidationError, match="more than the server takes"):
+        RecordingConfig(video_bps=2_000_000, segment_s=60.0)
