@@ -51,6 +51,7 @@ class RecordingDelivery:
         self.closed = 0  # recordings closed on the server (tests, benches)
         self.last_error: str | None = None
         self._alerts: set[asyncio.Task[None]] = set()
+        self._told: set[tuple[str, str]] = set()  # refusals the server was alerted of
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="rec-delivery")
@@ -198,7 +199,14 @@ class RecordingDelivery:
         return answer
 
     def _refused(self, rec: Recording, what: str, answer: Delivery) -> NoReturn:
+        """Refused for a reason a retry will not change: kept on disk and tried again on
+        the timer (an operator may fix the server's side), logged, and the server alerted
+        once (what is kept is never deleted unseen)."""
         self.last_error = f"{what}: {answer.status} {answer.code} {answer.message}"
         log.error("recording_refused", session_id=rec.info.session_id, what=what,
                   status=answer.status, code=answer.code, error=answer.message)  # fmt: skip
+        told = (rec.info.session_id, what)
+        if told not in self._told and len(self._told) < 1000:
+            self._told.add(told)
+            self.alert(rec, "upload_refused", f"{what}: {answer.status} {answer.code}")
         raise _Retry
