@@ -476,6 +476,7 @@ _LAYOUTS: dict[Screen, Callable[..., None]] = {
     Screen.TICKET: Renderer._ticket,
     Screen.LANGUAGE: Renderer._choices,
     Screen.METHOD: Renderer._choices,
+    Screen.CONSENT: Renderer._choices,
     Screen.BOOKING: Renderer._booking,
     Screen.WALK_IN: Renderer._walk_in,
     Screen.WAITING: Renderer._waiting,

@@ -256,3 +256,53 @@ async def test_a_refusal_is_audited_and_follows_the_servers_policy(tmp_path: Pat
         rec = await store.by_session(session_id)
         assert await store.segments(rec.recording_id) == {}
         assert not any((tmp_path / "k2" / "recordings").glob("**/*.webm*"))
+
+
+async def test_the_screen_asks_first_and_a_refusal_says_where_to_go(tmp_path: Path) -> None:
+    """The kiosk screen (headless pygame, taps) of a kiosk that records: the participant
+    is asked before the check-in; refusing (policy in_person) ends on where to go, audited;
+    the next one consents and is checked in."""
+    from booth_client.screen.model import (
+        AnswerConsent,
+        ChooseClaimType,
+        ChooseLanguage,
+        ChooseMethod,
+        Finish,
+        Key,
+        Next,
+        Screen,
+    )
+    from signaling.messages import ClaimType, Language
+    from tests.integration.test_kiosk_screen import KPJ, NIK, kiosk, shown, tap
+
+    settings = server_settings(tmp_path / "server", recording_directions="Loket 3")
+    async with (
+        running_server(settings) as server,
+        kiosk(server, tmp_path, recording=RecordingConfig(enabled=True)) as (client, screen),
+    ):
+        for answer in (False, True):
+            await shown(screen, Screen.LANGUAGE, also=lambda m: m.banner is None)
+            tap(screen, ChooseLanguage(Language.ENGLISH))
+            await shown(screen, Screen.METHOD)
+            tap(screen, ChooseMethod("walk_in"))
+            await shown(screen, Screen.WALK_IN)
+            tap(screen, *(Key(d) for d in NIK + KPJ), ChooseClaimType(ClaimType.TERMINATION))
+            await shown(screen, Screen.WALK_IN, also=lambda m: m.fields[2].value != "")
+            tap(screen, Next())
+            model = await shown(screen, Screen.CONSENT)
+            assert model.title == "May we record this session?"
+            assert "evidence" in model.lines[0] and "5 years" in model.lines[0]
+            tap(screen, AnswerConsent(answer))
+            if not answer:
+                model = await shown(screen, Screen.ENDED)
+                assert "Please go to: Loket 3" in model.text()
+                assert server.app.state.floor.waiting == 0
+                tap(screen, Finish())
+        await shown(screen, Screen.WAITING)
+        assert server.app.state.floor.waiting == 1
+        assert client.recording.consent is not None and client.recording.consent.given
+        entries = [e async for e in server.app.state.records.store.audit_entries()]
+        [refusal] = [e for e in entries if e.action == "recording.consent_refused"]
+        # (a walk-in has no claim before checking in: the refusal names their reference)
+        assert refusal.details["language"] == "en"
+        assert refusal.details["reference"]["nik"].endswith(NIK[-4:])
