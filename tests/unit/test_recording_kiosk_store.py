@@ -278,7 +278,7 @@ def test_the_worker_seals_segments_marks_a_full_disk_as_a_gap_and_resumes(tmp_pa
     gapped = [s for s in sealed if s.gap_before is not None]
     assert len(gapped) == 1 and gapped[0].gap_before["reason"] == "disk_full", sealed
     assert gapped[0].start_s - gapped[0].gap_before["start_s"] >= 0.5
-    assert all(abs(s.end_s - round(s.end_s)) < 0.25 for s in sealed[:-1])  # on the second
+    assert all(abs(s.end_s - round(s.end_s)) < 0.45 for s in sealed[:-1])  # on the second
     assert not list(rec.directory.glob("*.part"))
 
 
