@@ -123,7 +123,8 @@ class KioskRecording:
 
     async def _policy(self) -> dict[str, Any] | None:
         if self.policy is None:
-            with contextlib.suppress(OSError):
+            # Unreachable, or the booth not logged in (yet): the defaults, asked again later.
+            with contextlib.suppress(Exception):
                 answer = await self.transport.policy()
                 if answer.delivered:
                     self.policy = answer.body
