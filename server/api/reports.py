@@ -61,8 +61,8 @@ async def build_report(
     per_day: dict[str, DayFigures] = {d: DayFigures() for d in days}
     per_branch: dict[str, DayFigures] = {}
     for (branch, day), fig in rolled.items():
-        per_day[day] = per_day[day].merge(fig)
-        per_branch[branch] = per_branch.get(branch, DayFigures()).merge(fig)
+        per_day[day].absorb(fig)
+        per_branch.setdefault(branch, DayFigures()).absorb(fig)
     for v in visits:
         day = day_of(v.arrived_at, cfg)
         if day in live_days:

@@ -134,6 +134,17 @@ def test_the_rollup_row_merges_to_the_same_figures(visits) -> None:  # type: ign
     assert percentile_hist({}, 0.9) is None
 
 
+def test_absorbing_in_place_leaves_the_parts_alone_and_sums_alike(visits) -> None:  # type: ignore[no-untyped-def]
+    parts = [day_figures([v], CFG) for v in visits]
+    before = [p.to_row() for p in parts]
+    summed = merge(parts)  # one accumulator, absorbed in place
+    assert summed.to_row() == day_figures(visits, CFG).to_row()
+    assert [p.to_row() for p in parts] == before  # no part was changed or aliased
+    summed.officers.clear(), summed.outcomes.clear(), summed.hist["total"].clear()
+    assert [p.to_row() for p in parts] == before
+    assert parts[0].merge(parts[1]).to_row() == merge(parts[:2]).to_row()
+
+
 def test_events_fold_the_same_in_any_order_of_arrival(visits) -> None:  # type: ignore[no-untyped-def]
     shuffled = list(reversed(DAY))
     assert list(fold_all(shuffled).values()) == visits
