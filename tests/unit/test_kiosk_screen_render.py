@@ -16,8 +16,10 @@ import pytest
 
 from booth_client.capture import CapturePipeline
 from booth_client.screen.model import (
+    AnswerConsent,
     CapturePhase,
     CaptureView,
+    ChooseClaimType,
     ChooseLanguage,
     ChooseMethod,
     ClientSnapshot,
@@ -41,7 +43,7 @@ from booth_client.screen.render import (
 )
 from booth_client.sources.scenes import render_scene
 from booth_client.sources.synthetic import SyntheticVideoTrack
-from signaling.messages import Language
+from signaling.messages import ClaimType, Language
 from signaling.session import SessionState
 
 S = SessionState
@@ -91,6 +93,25 @@ def _walk_in(lang: Language) -> Kiosk:
     kiosk = _form(lang, "walk_in")
     _type(kiosk, "3171015208900001")  # a full NIK moves on to the KPJ number
     _type(kiosk, "12345")
+    return kiosk
+
+
+def _consent(lang: Language) -> Kiosk:
+    """A kiosk that records asks before the check-in (issue 23)."""
+    kiosk = Kiosk(now=NOW)
+    kiosk.observe(ClientSnapshot(online=True, connections=1, recording_years=5.0), NOW)
+    kiosk.press(ChooseLanguage(lang), NOW)
+    kiosk.press(ChooseMethod("walk_in"), NOW)
+    _type(kiosk, "317101520890000112345678901")
+    kiosk.press(ChooseClaimType(ClaimType.RESIGNATION), NOW)
+    kiosk.press(Next(), NOW)
+    return kiosk
+
+
+def _consent_refused(lang: Language) -> Kiosk:
+    kiosk = _consent(lang)
+    kiosk.press(AnswerConsent(False), NOW)
+    kiosk.consent_refused("Loket 3", NOW)
     return kiosk
 
 
@@ -187,6 +208,8 @@ SAMPLES: dict[str, tuple[Callable[[Language], Kiosk], Screen]] = {
     "walk-in": (_walk_in, Screen.WALK_IN),
     "walk-in-problems": (_walk_in_problems, Screen.WALK_IN),
     "walk-in-offline": (_offline_form, Screen.WALK_IN),
+    "consent": (_consent, Screen.CONSENT),
+    "consent-refused": (_consent_refused, Screen.ENDED),
     "submitting": (_submitting, Screen.SUBMITTING),
     "waiting": (_waiting, Screen.WAITING),
     "reserved": (_reserved, Screen.WAITING),
