@@ -69,6 +69,7 @@ from server.domain.recording import (
     segment_file,
     timeline,
     transition,
+    within_budget,
 )
 from server.ports.records import AuditDraft
 from server.principal import AccountRole, Principal
@@ -171,7 +172,10 @@ class RecordingsService:
         self.files = files
         self.records = records
         self._now = clock
-        self.limits = Limits(max_segment_bytes=settings.max_recording_segment_bytes)
+        self.limits = Limits(
+            max_segment_bytes=settings.max_recording_segment_bytes,
+            max_recording_bytes=settings.max_recording_bytes,
+        )
         # Told of what an operator must see (the API counts them in /metrics).
         self.on_failure: Callable[[str, str], None] = lambda where, reason: None
 
@@ -446,6 +450,7 @@ class RecordingsService:
         try:
             if not accept_segment(stored, seg):
                 return None
+            within_budget(rec.bytes, seg, self.limits)  # before its bytes are staged
             transition(RecordingState(rec.state), RecordingEvent.SEGMENT)
         except RecordingError as exc:
             raise from_domain(exc) from None
@@ -485,6 +490,7 @@ class RecordingsService:
                 if not self.files.path(recording_id, seg.seq).is_file():
                     self.files.put(recording_id, seg.seq, data)  # lost since: write it again
                 return False
+            within_budget(current.bytes, seg, self.limits)  # and again, under the row's lock
             transition(RecordingState(current.state), RecordingEvent.SEGMENT)
             self.files.put(recording_id, seg.seq, data)  # inside: a refused one is never written
             tx.add_segment(recording_id, seg, now)

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         default=30 * 24 * 3600, ge=60, description="seconds a kiosk may deliver a recording"
     )
     max_recording_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    max_recording_bytes: int = Field(
+        default=1024**3,
+        ge=1024 * 1024,
+        description="bytes one recording may hold (the default rendition, 175 kbit/s, "
+        "fills 1 GiB in 13 hours; a recording lasts at most 6)",
+    )
     recording_playback_ttl: int = Field(
         default=4 * 3600, ge=60, description="seconds a playback's segment links work"
     )

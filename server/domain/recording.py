@@ -186,6 +186,7 @@ def segment_file(seq: int) -> str:
 class Limits:
     max_segments: int = 2000  # 5.5 hours of 10 s segments
     max_segment_bytes: int = 4 * 1024 * 1024
+    max_recording_bytes: int = 1024**3  # what one kiosk may make the server keep
     max_segment_s: float = 120.0
     max_recording_s: float = 6 * 3600.0
 
@@ -224,6 +225,17 @@ def check_segment(new: Segment, limits: Limits) -> Segment:
         start = min(max(0.0, gap.start_s), new.start_s) if math.isfinite(gap.start_s) else 0.0
         gap = Gap(start, new.start_s, reason, _clean(gap.detail))
     return Segment(new.seq, new.sha256, new.size, new.start_s, new.end_s, new.frames, marks, gap)
+
+
+def within_budget(held_bytes: int, new: Segment, limits: Limits) -> None:
+    """Refuses (413) a segment that would take the recording past its byte budget."""
+    if held_bytes + new.size > limits.max_recording_bytes:
+        raise RecordingError(
+            413,
+            "recording_too_large",
+            f"a recording holds at most {limits.max_recording_bytes:,} bytes; this one holds "
+            f"{held_bytes:,}: close it (a new session starts a new recording)",
+        )
 
 
 def accept_segment(stored: Mapping[int, Segment], new: Segment) -> bool:

@@ -301,3 +301,34 @@ async def test_the_grant_lets_the_kiosk_finish_after_the_session_ended(
         closed = await rec.close([(1, segments[0]), (2, segments[1])], 4.0)
         assert closed.status_code == 200, closed.text
         await pair.close()
+
+
+async def test_a_recording_past_its_byte_budget_is_refused_before_its_bytes(
+    tmp_path: Path, segments: list[bytes]
+) -> None:
+    """One kiosk cannot make the server keep more than LOKET_MAX_RECORDING_BYTES for one
+    recording: the segment that would pass it is refused (413) when it is declared, and
+    nothing of it is staged or stored."""
+    budget = len(segments[0]) + len(segments[1]) + len(segments[2]) - 1
+    settings = server_settings(tmp_path, upload_chunk_min_bytes=1024)
+    # model_copy: below the setting's floor (1 MiB), which these small segments need.
+    settings = settings.model_copy(update={"max_recording_bytes": budget})
+    async with (
+        running_server(settings) as server,
+        httpx.AsyncClient(base_url=server.base_url) as http,
+    ):
+        service = server.app.state.recordings.service
+        await seed_claim(server, "REC-BUDGET")
+        pair = await live_pair(server, "REC-BUDGET", booth="booth-1", cso="siti")
+        rec = BoothRecorder(http, pair.booth_token)
+        opened = await rec.open(pair.assigned.session_id, pair.claim_id)
+        assert opened.status_code == 201, opened.text
+        for index in (0, 1):
+            seq, start, end = SEGMENTS[index]
+            assert (await rec.segment(seq, segments[index], start, end)).status_code == 201
+        seq, start, end = SEGMENTS[2]
+        refused = await rec.segment(seq, segments[2], start, end)
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"]["code"] == "recording_too_large"
+        stored = await service.store.segments(opened.json()["recording_id"])
+        assert sorted(stored) == [1, 2]
