@@ -438,8 +438,11 @@ async def test_password_hashing_does_not_stall_the_event_loop(
     done.set()
     await tick
     assert [r.status_code for r in results] == [200, 200, 401, 401]
-    # The server runs in this loop: had it hashed there, some gap would span a whole hash.
-    assert max(gaps) < 0.5 * one_hash, (max(gaps), one_hash)
+    # The server runs in this loop: had it hashed there, each of the four hashes would be a
+    # gap spanning a whole hash. One long gap is allowed: on a loaded two-core box the
+    # whole process is sometimes descheduled for that long (seen: 0.29 s once).
+    long = [round(g, 3) for g in gaps if g >= 0.8 * one_hash]
+    assert len(long) <= 1, (long, one_hash)
 
 
 @pytest.mark.parametrize(
